@@ -1,0 +1,211 @@
+// One zod schema for the whole configuration. Every key has a default, unknown keys are
+// refused (typos must not be silently ignored), and errors name the key path and what was
+// expected. Durations accept "30s", "5m", "1h", "5d" (or a number of milliseconds); sizes
+// accept "10MB", "512KB" (or a number of bytes).
+import { z } from "zod";
+import { hostname as osHostname } from "node:os";
+import { readFileSync } from "node:fs";
+import { parseCidr } from "./core/cidr.js";
+
+const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export function parseDuration(v: string | number): number | undefined {
+  if (typeof v === "number") return Number.isFinite(v) && v >= 0 ? v : undefined;
+  const m = DURATION_RE.exec(v.trim());
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
+}
+
+const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?$/i;
+const UNIT_B: Record<string, number> = { B: 1, KB: 1024, MB: 1024 * 1024, GB: 1024 * 1024 * 1024 };
+
+export function parseSize(v: string | number): number | undefined {
+  if (typeof v === "number") return Number.isInteger(v) && v > 0 ? v : undefined;
+  const m = SIZE_RE.exec(v.trim());
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * UNIT_B[(m[2] ?? "B").toUpperCase()]!);
+}
+
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a duration like "30s", "5m", "1h", "5d" or milliseconds, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const size = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    const b = parseSize(v);
+    if (b === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a size like "10MB", "512KB" or a number of bytes, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return b;
+  });
+
+const port = z.number().int().min(0).max(65535);
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+)(:\d{1,5})?$/, 'expected "host" or "host:port" (IPv6 as "[::1]:25")');
+
+const cidr = z.string().refine((s) => parseCidr(s) !== undefined, { message: 'expected a CIDR such as "127.0.0.0/8", "::1/128" or a single address' });
+
+const domainName = z
+  .string()
+  .regex(/^\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/, "expected a domain name (or \".example.com\" for its subdomains)");
+
+const listenSchema = z
+  .object({
+    host: z.string().default("127.0.0.1"),
+    port: port.default(2525),
+    tls: z.boolean().default(false).describe("implicit TLS (SMTPS) on this listener; needs tls.cert and tls.key"),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    hostname: z.string().min(1).default(() => osHostname() || "localhost"),
+    listen: z.array(listenSchema).min(1).default([{ host: "127.0.0.1", port: 2525, tls: false }]),
+    spoolDir: z.string().min(1).default("./spool"),
+    tls: z
+      .object({ cert: z.string().optional(), key: z.string().optional() })
+      .strict()
+      .default({}),
+    relay: z
+      .object({ allowedNetworks: z.array(cidr).default(["127.0.0.0/8", "::1/128"]) })
+      .strict()
+      .default({}),
+    limits: z
+      .object({
+        messageSize: size.default(26_214_400),
+        recipientsPerMessage: z.number().int().min(1).default(100),
+        connections: z.number().int().min(1).default(100),
+        connectionsPerClient: z.number().int().min(1).default(20),
+        commandTimeout: duration.default("5m"),
+        dataTimeout: duration.default("10m"),
+        maxErrors: z.number().int().min(1).default(10),
+      })
+      .strict()
+      .default({}),
+    dns: z
+      .object({
+        servers: z.array(hostPort).default([]),
+        timeout: duration.default("5s"),
+        tries: z.number().int().min(1).default(2),
+      })
+      .strict()
+      .default({}),
+    delivery: z
+      .object({
+        enabled: z.boolean().default(true),
+        port: port.default(25),
+        concurrency: z.number().int().min(1).default(100),
+        perDomainConcurrency: z.number().int().min(1).default(20),
+        maxAddressesPerAttempt: z.number().int().min(1).default(5),
+        addressPreference: z.enum(["any", "ipv4", "ipv6"]).default("any"),
+        maxMessagesPerConnection: z.number().int().min(1).default(10),
+        sourceAddress: z.string().optional(),
+        retry: z
+          .object({ minDelay: duration.default("5m"), maxDelay: duration.default("1h"), jitter: z.number().min(0).max(1).default(0.1) })
+          .strict()
+          .default({}),
+        maxQueueTime: duration.default("5d"),
+        delayWarningAfter: duration.nullable().default(null),
+        fallbackRelays: z.array(hostPort).default([]),
+        timeouts: z
+          .object({
+            connect: duration.default("30s"),
+            greeting: duration.default("5m"),
+            ehlo: duration.default("5m"),
+            mail: duration.default("5m"),
+            rcpt: duration.default("5m"),
+            data: duration.default("2m"),
+            dataBlock: duration.default("3m"),
+            dataEnd: duration.default("10m"),
+            tls: duration.default("30s"),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({}),
+    routes: z.record(domainName, z.array(hostPort).min(1)).default({}),
+    log: z
+      .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+      .strict()
+      .default({}),
+    shutdownTimeout: duration.default("30s"),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const needTls = c.listen.some((l) => l.tls);
+    if (needTls && !(c.tls.cert && c.tls.key)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls"], message: "a listener has tls: true, so tls.cert and tls.key are required" });
+    }
+    if (c.delivery.retry.minDelay > c.delivery.retry.maxDelay) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "retry", "minDelay"], message: "expected minDelay <= maxDelay" });
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(message: string, readonly problems: string[]) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+function describeIssue(issue: z.ZodIssue): string {
+  const path = issue.path.length ? issue.path.join(".") : "(top level)";
+  if (issue.code === z.ZodIssueCode.unrecognized_keys) {
+    return `${path === "(top level)" ? "" : path + ": "}unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`;
+  }
+  if (issue.code === z.ZodIssueCode.invalid_type) {
+    return `${path}: expected ${issue.expected}, got ${issue.received}`;
+  }
+  if (issue.code === z.ZodIssueCode.invalid_enum_value) {
+    return `${path}: expected one of ${issue.options.map((o) => JSON.stringify(o)).join(", ")}, got ${JSON.stringify(issue.received)}`;
+  }
+  return `${path}: ${issue.message}`;
+}
+
+/** Validate a parsed JSON value; throws ConfigError naming every bad key. */
+export function parseConfig(input: unknown): Config {
+  const r = configSchema.safeParse(input ?? {});
+  if (!r.success) {
+    const problems = r.error.issues.map(describeIssue);
+    throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`, problems);
+  }
+  return deepFreeze(r.data);
+}
+
+export function loadConfigFile(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`, [(e as Error).message]);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`, [(e as Error).message]);
+  }
+  return parseConfig(json);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object") {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,88 @@
+// CIDR matching for relay control, IPv4 and IPv6 (IPv4-mapped IPv6 addresses match IPv4 ranges).
+export interface Cidr {
+  family: 4 | 6;
+  bytes: Uint8Array;
+  prefix: number;
+}
+
+export function parseIPv4(s: string): Uint8Array | undefined {
+  const parts = s.split(".");
+  if (parts.length !== 4) return undefined;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i]!;
+    if (!/^\d{1,3}$/.test(p)) return undefined;
+    const n = Number(p);
+    if (n > 255) return undefined;
+    out[i] = n;
+  }
+  return out;
+}
+
+export function parseIPv6(s: string): Uint8Array | undefined {
+  const zone = s.indexOf("%");
+  if (zone >= 0) s = s.slice(0, zone);
+  let tail: Uint8Array | undefined;
+  const lastColon = s.lastIndexOf(":");
+  if (s.includes(".")) {
+    tail = parseIPv4(s.slice(lastColon + 1));
+    if (!tail) return undefined;
+    s = s.slice(0, lastColon + 1) + "0:0";
+  }
+  const halves = s.split("::");
+  if (halves.length > 2) return undefined;
+  const parseGroups = (h: string) => (h === "" ? [] : h.split(":"));
+  const head = parseGroups(halves[0]!);
+  const rest = halves.length === 2 ? parseGroups(halves[1]!) : [];
+  const total = head.length + rest.length;
+  if (halves.length === 1 ? total !== 8 : total > 7) return undefined;
+  const groups = [...head, ...Array(8 - total).fill("0"), ...rest];
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    const g = groups[i]!;
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
+    const n = parseInt(g, 16);
+    out[i * 2] = n >> 8;
+    out[i * 2 + 1] = n & 0xff;
+  }
+  if (tail) out.set(tail, 12);
+  return out;
+}
+
+export function parseCidr(s: string): Cidr | undefined {
+  const [addr, pfx, extra] = s.trim().split("/");
+  if (extra !== undefined || !addr) return undefined;
+  const v4 = parseIPv4(addr);
+  const bytes = v4 ?? parseIPv6(addr);
+  if (!bytes) return undefined;
+  const family = v4 ? 4 : 6;
+  const max = family === 4 ? 32 : 128;
+  let prefix = max;
+  if (pfx !== undefined) {
+    if (!/^\d{1,3}$/.test(pfx)) return undefined;
+    prefix = Number(pfx);
+    if (prefix > max) return undefined;
+  }
+  return { family, bytes, prefix };
+}
+
+function matchBytes(a: Uint8Array, b: Uint8Array, prefix: number): boolean {
+  let bits = prefix;
+  for (let i = 0; bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if ((a[i]! & mask) !== (b[i]! & mask)) return false;
+  }
+  return true;
+}
+
+/** Does the textual IP address `ip` fall inside one of `nets`? */
+export function ipInNetworks(ip: string, nets: readonly Cidr[]): boolean {
+  let v4 = parseIPv4(ip);
+  const v6 = v4 ? undefined : parseIPv6(ip);
+  if (v6 && v6.slice(0, 10).every((b) => b === 0) && v6[10] === 0xff && v6[11] === 0xff) v4 = v6.slice(12);
+  for (const n of nets) {
+    if (n.family === 4 && v4 && matchBytes(v4, n.bytes, n.prefix)) return true;
+    if (n.family === 6 && v6 && matchBytes(v6, n.bytes, n.prefix)) return true;
+  }
+  return false;
+}

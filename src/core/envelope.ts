@@ -1,0 +1,92 @@
+// The message envelope and per-recipient delivery state, as stored in the spool's JSON file.
+// Pure types and helpers: no I/O here.
+
+export type RecipientStatus = "pending" | "delivered" | "failed";
+export type Outcome = "delivered" | "transient" | "permanent";
+
+/** One delivery attempt for one recipient, kept in its history (newest last). */
+export interface AttemptRecord {
+  at: string; // ISO time
+  outcome: Outcome;
+  /** Full SMTP reply text (e.g. "550 5.1.1 no such user") or a local diagnostic. */
+  reply: string;
+  /** Enhanced status code (RFC 3463), e.g. "4.4.1". */
+  status: string;
+  /** Remote MX host name that answered, if a server answered. */
+  mx?: string;
+  ip?: string;
+  /** True when the reply came from a remote SMTP server (then it goes into Diagnostic-Code). */
+  remote?: boolean;
+}
+
+export interface RecipientState {
+  /** Address as given at RCPT TO, without angle brackets. */
+  address: string;
+  /** Lower-cased domain part (the delivery grouping key). */
+  domain: string;
+  status: RecipientStatus;
+  attempts: number;
+  history: AttemptRecord[];
+  /** RFC 3461 NOTIFY values (upper-case), absent = default (FAILURE). */
+  notify?: string[];
+  /** RFC 3461 ORCPT, e.g. "rfc822;user@example.com". */
+  orcpt?: string;
+  /** When the recipient reached its final status. */
+  finalAt?: string;
+}
+
+export interface ClientInfo {
+  ip: string;
+  port?: number;
+  helo?: string;
+  tls?: boolean;
+  reverseName?: string;
+}
+
+export interface EsmtpParams {
+  /** Declared BODY= (7BIT | 8BITMIME). */
+  body?: "7BIT" | "8BITMIME";
+  smtputf8?: boolean;
+  /** Declared SIZE=. */
+  size?: number;
+  /** RFC 3461 RET (FULL | HDRS) and ENVID. */
+  ret?: "FULL" | "HDRS";
+  envid?: string;
+}
+
+export interface MessageMeta {
+  version: 1;
+  id: string;
+  /** Envelope sender without brackets; "" is the null sender <>. */
+  sender: string;
+  recipients: RecipientState[];
+  receivedAt: string; // ISO
+  client: ClientInfo;
+  params: EsmtpParams;
+  /** Octets in the spooled message file (Received header included). */
+  size: number;
+  /** The message contains octets >= 0x80 (needs 8BITMIME or SMTPUTF8 on the way out). */
+  eightBit: boolean;
+  /** When the queue manager should next attempt the pending recipients. */
+  nextAttemptAt: string; // ISO
+  /** "bounce" for DSNs mxd generated itself (never bounced again). */
+  kind: "message" | "bounce";
+  held?: boolean;
+  /** A delay warning DSN was already sent. */
+  delayWarned?: boolean;
+}
+
+export function pendingRecipients(m: MessageMeta): RecipientState[] {
+  return m.recipients.filter((r) => r.status === "pending");
+}
+
+/** Group pending recipients by domain (already lower-cased), preserving first-seen order. */
+export function groupByDomain(rcpts: readonly RecipientState[]): Map<string, RecipientState[]> {
+  const out = new Map<string, RecipientState[]>();
+  for (const r of rcpts) {
+    const list = out.get(r.domain);
+    if (list) list.push(r);
+    else out.set(r.domain, [r]);
+  }
+  return out;
+}

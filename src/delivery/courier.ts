@@ -1,0 +1,56 @@
+// The Courier: takes one domain's recipients of one message and reports, per recipient, what
+// happened. Outcomes are data, not exceptions (design.md).
+import type { Readable } from "node:stream";
+import type { Outcome } from "../core/envelope.js";
+
+export interface DeliveryRecipient {
+  address: string;
+  notify?: string[];
+  orcpt?: string;
+}
+
+export interface DeliveryRequest {
+  /** Queue id, for logs. */
+  id: string;
+  /** Envelope sender; "" = null sender. */
+  sender: string;
+  /** Lower-cased destination domain shared by all recipients. */
+  domain: string;
+  recipients: DeliveryRecipient[];
+  /** Opens a fresh stream of the spooled message bytes (CRLF line ends). May be called more than once (one per host tried). */
+  openBody: () => Readable;
+  size: number;
+  /** The message has 8-bit octets. */
+  eightBit: boolean;
+  /** The envelope or headers need SMTPUTF8. */
+  smtputf8: boolean;
+  /** RFC 3461 parameters to pass on when the remote offers DSN. */
+  ret?: "FULL" | "HDRS";
+  envid?: string;
+}
+
+export interface TlsInfo {
+  version: string;
+  cipher: string;
+}
+
+export interface RecipientResult {
+  recipient: string;
+  outcome: Outcome;
+  /** Full reply text ("550 5.1.1 <x@y>: no such user") or a local diagnostic. */
+  reply: string;
+  /** Enhanced status code, e.g. "5.1.1", "4.4.1". */
+  status: string;
+  /** True when `reply` came from a remote SMTP server. */
+  remote: boolean;
+  mx?: string;
+  ip?: string;
+  port?: number;
+  tls?: TlsInfo;
+}
+
+export interface Courier {
+  deliver(req: DeliveryRequest): Promise<RecipientResult[]>;
+  /** Close idle cached connections (shutdown). */
+  close(): Promise<void>;
+}

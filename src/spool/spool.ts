@@ -1,0 +1,46 @@
+// The spool interface: the only way the rest of mxd touches queued mail.
+//
+// Contract (see docs/spool.md):
+// - A message becomes queued only when commit()/put() resolves: its bytes and its envelope
+//   are then on stable storage and the next scan() will find it. Until then nothing counts.
+// - A crash at any instant leaves each message either fully queued or absent; init() removes
+//   leftovers of interrupted writes.
+// - update() is atomic (write new, fsync, rename over old).
+// - Bodies are streamed, never loaded whole.
+import type { Readable } from "node:stream";
+import type { MessageMeta } from "../core/envelope.js";
+
+/** Receives one message body as it arrives; nothing is queued until commit(). */
+export interface SpoolWriter {
+  readonly id: string;
+  /** Append bytes; resolves when the chunk is accepted (back-pressure). */
+  write(chunk: Buffer): Promise<void>;
+  /** Bytes written so far. */
+  readonly size: number;
+  /** Make the message durable and queued. meta.id and meta.size are filled in by the spool. */
+  commit(meta: Omit<MessageMeta, "id" | "size">): Promise<MessageMeta>;
+  /** Drop everything written (oversize, client gone, error). Never throws. */
+  abort(): Promise<void>;
+}
+
+export interface ScanProblem {
+  id: string;
+  reason: string;
+}
+
+export interface Spool {
+  /** Create directories and clean leftovers of interrupted writes. */
+  init(): Promise<{ cleaned: number }>;
+  begin(): Promise<SpoolWriter>;
+  /** Queue a whole message held in memory (bounces, which are small). */
+  put(meta: Omit<MessageMeta, "id" | "size">, body: Buffer): Promise<MessageMeta>;
+  openBody(id: string): Readable;
+  bodyPath(id: string): string;
+  load(id: string): Promise<MessageMeta>;
+  /** Atomically replace the state of a queued message. */
+  update(meta: MessageMeta): Promise<void>;
+  /** Remove a message (all recipients final). */
+  remove(id: string): Promise<void>;
+  /** Every queued message's state; entries that cannot be read are reported through onProblem. */
+  scan(onProblem?: (p: ScanProblem) => void): AsyncIterable<MessageMeta>;
+}
