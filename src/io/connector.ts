@@ -1,0 +1,134 @@
+// Outbound TCP connections and the STARTTLS upgrade, as an injected dependency (tests may
+// replace it; the courier and the SMTP client never import node:net or node:tls themselves).
+import * as net from "node:net";
+import * as tls from "node:tls";
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  /** Source address to bind (delivery.sourceAddress). */
+  localAddress?: string;
+  timeoutMs: number;
+}
+
+export interface TlsUpgradeOptions {
+  /** SNI name; ignored when it is an IP address (RFC 6066 §3 forbids literal addresses). */
+  servername?: string;
+  timeoutMs: number;
+}
+
+export type ConnectErrorKind = "refused" | "timeout" | "reset" | "unreachable" | "other";
+
+/** A connection could not be made (or a TLS handshake failed): the next address should be tried. */
+export class ConnectError extends Error {
+  constructor(
+    readonly kind: ConnectErrorKind,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ConnectError";
+  }
+}
+
+export class TlsHandshakeError extends Error {
+  constructor(message: string, readonly code: string) {
+    super(message);
+    this.name = "TlsHandshakeError";
+  }
+}
+
+export interface Connector {
+  /** Resolves with a connected socket (no timeout set on it) or rejects with ConnectError. */
+  connect(opts: ConnectOptions): Promise<net.Socket>;
+  /** Runs a client TLS handshake over an established socket; rejects with TlsHandshakeError. */
+  upgradeTls(socket: net.Socket, opts: TlsUpgradeOptions): Promise<tls.TLSSocket>;
+}
+
+export function connectErrorKind(code: string | undefined): ConnectErrorKind {
+  switch (code) {
+    case "ECONNREFUSED":
+      return "refused";
+    case "ETIMEDOUT":
+      return "timeout";
+    case "ECONNRESET":
+    case "EPIPE":
+      return "reset";
+    case "ENETUNREACH":
+    case "EHOSTUNREACH":
+    case "EADDRNOTAVAIL":
+    case "ENETDOWN":
+      return "unreachable";
+    default:
+      return "other";
+  }
+}
+
+export function connect(opts: ConnectOptions): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+    });
+    const timer = setTimeout(() => {
+      cleanup();
+      socket.destroy();
+      reject(new ConnectError("timeout", "ETIMEDOUT", `connect to ${opts.host}:${opts.port} timed out after ${opts.timeoutMs} ms`));
+    }, opts.timeoutMs);
+    const onError = (e: NodeJS.ErrnoException) => {
+      cleanup();
+      socket.destroy();
+      reject(new ConnectError(connectErrorKind(e.code), e.code ?? "UNKNOWN", `connect to ${opts.host}:${opts.port}: ${e.message}`));
+    };
+    const onConnect = () => {
+      cleanup();
+      socket.setNoDelay(true);
+      resolve(socket);
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      socket.off("error", onError);
+      socket.off("connect", onConnect);
+    }
+    socket.once("error", onError);
+    socket.once("connect", onConnect);
+  });
+}
+
+/**
+ * STARTTLS client side (RFC 3207). Opportunistic, Postfix security level "may": the
+ * certificate is not verified (RFC 7435 §1.3: unauthenticated encryption beats cleartext).
+ */
+export function upgradeTls(socket: net.Socket, opts: TlsUpgradeOptions): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const servername = opts.servername && net.isIP(opts.servername) === 0 ? opts.servername.replace(/\.$/, "") : undefined;
+    const secure = tls.connect({ socket, rejectUnauthorized: false, ...(servername ? { servername } : {}) });
+    const timer = setTimeout(() => {
+      cleanup();
+      secure.destroy();
+      reject(new TlsHandshakeError(`TLS handshake timed out after ${opts.timeoutMs} ms`, "ETIMEDOUT"));
+    }, opts.timeoutMs);
+    const onError = (e: NodeJS.ErrnoException) => {
+      cleanup();
+      secure.destroy();
+      reject(new TlsHandshakeError(`TLS handshake failed: ${e.message}`, e.code ?? "UNKNOWN"));
+    };
+    const onClose = () => onError(Object.assign(new Error("connection closed during handshake"), { code: "ECONNRESET" }));
+    const onSecure = () => {
+      cleanup();
+      resolve(secure);
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      secure.off("error", onError);
+      secure.off("close", onClose);
+      secure.off("secureConnect", onSecure);
+    }
+    secure.once("error", onError);
+    secure.once("close", onClose);
+    secure.once("secureConnect", onSecure);
+  });
+}
+
+export const nodeConnector: Connector = { connect, upgradeTls };

@@ -1,0 +1,611 @@
+// Our outbound SMTP client: one session over a socket the caller connected (RFC 5321, with
+// RFC 3207 STARTTLS, RFC 2920 PIPELINING, RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531
+// SMTPUTF8, RFC 3461 DSN). It reports the server's replies as data; it throws SessionError
+// only when the conversation itself broke (timeout, connection lost, garbage from the server).
+// It never touches node:net / node:tls directly: the TLS upgrade is injected.
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { Readable } from "node:stream";
+import { ReplyAssembler, ReplyParseError, classifyReply, makeReply, type SmtpReply } from "../core/smtp-reply.js";
+
+/** Client timeouts in ms, RFC 5321 §4.5.3.2 (from delivery.timeouts). */
+export interface ClientTimeouts {
+  greeting: number;
+  ehlo: number;
+  mail: number;
+  rcpt: number;
+  data: number;
+  dataBlock: number;
+  dataEnd: number;
+  tls: number;
+}
+
+export type SessionPhase =
+  | "greeting" | "ehlo" | "helo" | "starttls" | "tls" | "mail" | "rcpt" | "data" | "body" | "dataEnd" | "rset" | "quit";
+
+export type SessionErrorKind = "timeout" | "closed" | "protocol" | "local";
+
+/** The conversation broke. `dotSent`: the final "." went out, so the message may have been delivered. */
+export class SessionError extends Error {
+  constructor(
+    readonly kind: SessionErrorKind,
+    readonly phase: SessionPhase,
+    message: string,
+    readonly dotSent = false,
+  ) {
+    super(message);
+    this.name = "SessionError";
+  }
+}
+
+/** Service extensions from the EHLO reply (RFC 5321 §4.1.1.1). */
+export interface Extensions {
+  /** False when we fell back to HELO. */
+  esmtp: boolean;
+  pipelining: boolean;
+  starttls: boolean;
+  eightBitMime: boolean;
+  smtputf8: boolean;
+  dsn: boolean;
+  enhancedStatusCodes: boolean;
+  /** RFC 1870: undefined = SIZE not offered; 0 = offered without a fixed limit. */
+  size?: number;
+  /** Every keyword (upper case) with its parameters. */
+  keywords: Map<string, string>;
+}
+
+export function parseExtensions(reply: SmtpReply | undefined): Extensions {
+  const keywords = new Map<string, string>();
+  // The first line is the server's domain and greeting; each following line is one keyword.
+  for (const line of reply ? reply.lines.slice(1) : []) {
+    const [kw, ...params] = line.trim().split(/\s+/);
+    if (kw) keywords.set(kw.toUpperCase(), params.join(" "));
+  }
+  const sizeParam = keywords.get("SIZE");
+  const sizeNum = sizeParam !== undefined && /^\d+$/.test(sizeParam) ? Number(sizeParam) : 0;
+  return {
+    esmtp: reply !== undefined,
+    pipelining: keywords.has("PIPELINING"),
+    starttls: keywords.has("STARTTLS"),
+    eightBitMime: keywords.has("8BITMIME"),
+    smtputf8: keywords.has("SMTPUTF8"),
+    dsn: keywords.has("DSN"),
+    enhancedStatusCodes: keywords.has("ENHANCEDSTATUSCODES"),
+    ...(sizeParam !== undefined ? { size: sizeNum } : {}),
+    keywords,
+  };
+}
+
+export interface TlsInfo {
+  version: string;
+  cipher: string;
+}
+
+export interface SessionOptions {
+  /** Our name for EHLO/HELO (config.hostname). */
+  hostname: string;
+  /** The server's name, for SNI and diagnostics. */
+  serverName: string;
+  timeouts: ClientTimeouts;
+  /** Attempt STARTTLS when the server offers it. */
+  startTls: boolean;
+  upgradeTls: (socket: Socket, opts: { servername?: string; timeoutMs: number }) => Promise<TLSSocket>;
+}
+
+export type OpenResult =
+  | { ok: true; session: SmtpClientSession }
+  /** The server refused to talk: non-220 greeting, or EHLO and HELO refused. */
+  | { ok: false; reply: SmtpReply; phase: SessionPhase };
+
+export interface TransactionRecipient {
+  address: string;
+  notify?: string[];
+  orcpt?: string;
+}
+
+export interface TransactionRequest {
+  /** "" = null sender. */
+  sender: string;
+  recipients: TransactionRecipient[];
+  body: Readable;
+  size: number;
+  eightBit: boolean;
+  smtputf8: boolean;
+  ret?: "FULL" | "HDRS";
+  envid?: string;
+}
+
+export interface TransactionResult {
+  /** Per recipient (same order as the request): the reply that decides its fate. */
+  replies: SmtpReply[];
+  /** Per recipient: true when the reply came from the server, false for a local decision. */
+  remote: boolean[];
+  /** The transaction was refused before any recipient was accepted (MAIL refused, or every RCPT refused). */
+  noneAccepted: boolean;
+  /** The reply to MAIL FROM, when it was sent. */
+  mail?: SmtpReply;
+  /** The final reply after the message data, when it was sent. */
+  final?: SmtpReply;
+}
+
+const MAX_REPLY_LINE = 64 * 1024;
+const QUIT_TIMEOUT_MS = 5_000;
+
+/**
+ * Receives socket data, splits it into lines and assembles replies. Replies arriving before
+ * anyone asks are queued (PIPELINING, or an unsolicited 421 on an idle connection).
+ */
+class ReplyReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private asm = new ReplyAssembler();
+  private queue: SmtpReply[] = [];
+  private failure: SessionError | undefined;
+  private waiter: { resolve: (r: SmtpReply) => void; reject: (e: SessionError) => void; timer: NodeJS.Timeout; phase: SessionPhase } | undefined;
+  private socket: Socket | undefined;
+
+  private readonly onData = (chunk: Buffer) => this.data(chunk);
+  private readonly onEnd = () => this.fail(new SessionError("closed", this.waiter?.phase ?? "quit", "connection closed by server"));
+  private readonly onError = (e: Error) => this.fail(new SessionError("closed", this.waiter?.phase ?? "quit", `connection error: ${e.message}`));
+
+  attach(socket: Socket): void {
+    this.socket = socket;
+    socket.on("data", this.onData);
+    socket.on("end", this.onEnd);
+    socket.on("close", this.onEnd);
+    socket.on("error", this.onError);
+  }
+
+  /**
+   * Stop reading from the current socket and forget anything buffered: after a STARTTLS 220
+   * whatever arrived in clear text must not be taken as a reply inside TLS (CVE-2011-0411,
+   * RFC 3207 §4.2 "the client MUST discard any knowledge obtained from the server").
+   */
+  detach(): void {
+    const s = this.socket;
+    if (!s) return;
+    s.off("data", this.onData);
+    s.off("end", this.onEnd);
+    s.off("close", this.onEnd);
+    s.off("error", this.onError);
+    this.socket = undefined;
+    this.buf = Buffer.alloc(0);
+    this.asm = new ReplyAssembler();
+    this.queue = [];
+  }
+
+  get failed(): SessionError | undefined {
+    return this.failure;
+  }
+
+  get hasQueued(): boolean {
+    return this.queue.length > 0 || this.buf.length > 0;
+  }
+
+  next(timeoutMs: number, phase: SessionPhase): Promise<SmtpReply> {
+    const q = this.queue.shift();
+    if (q) return Promise.resolve(q);
+    if (this.failure) return Promise.reject(new SessionError(this.failure.kind, phase, this.failure.message));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        const e = new SessionError("timeout", phase, `timeout after ${timeoutMs} ms waiting for the reply (${phase})`);
+        this.failure = e;
+        reject(e);
+      }, timeoutMs);
+      this.waiter = { resolve, reject, timer, phase };
+    });
+  }
+
+  private data(chunk: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    for (;;) {
+      const nl = this.buf.indexOf(10);
+      if (nl < 0) break;
+      const end = nl > 0 && this.buf[nl - 1] === 13 ? nl - 1 : nl;
+      const line = this.buf.subarray(0, end).toString("utf8");
+      this.buf = this.buf.subarray(nl + 1);
+      let reply: SmtpReply | undefined;
+      try {
+        reply = this.asm.push(line);
+      } catch (e) {
+        this.fail(new SessionError("protocol", this.waiter?.phase ?? "quit", (e as ReplyParseError).message));
+        return;
+      }
+      if (reply) this.deliver(reply);
+    }
+    if (this.buf.length > MAX_REPLY_LINE) {
+      this.fail(new SessionError("protocol", this.waiter?.phase ?? "quit", `reply line longer than ${MAX_REPLY_LINE} octets`));
+    }
+  }
+
+  private deliver(r: SmtpReply): void {
+    const w = this.waiter;
+    if (w) {
+      this.waiter = undefined;
+      clearTimeout(w.timer);
+      w.resolve(r);
+    } else {
+      this.queue.push(r);
+    }
+  }
+
+  private fail(e: SessionError): void {
+    if (!this.failure) this.failure = e;
+    const w = this.waiter;
+    if (w) {
+      this.waiter = undefined;
+      clearTimeout(w.timer);
+      w.reject(new SessionError(e.kind, w.phase, e.message));
+    }
+    if (e.kind === "protocol") this.socket?.destroy();
+  }
+}
+
+/**
+ * Streaming transparency for DATA (RFC 5321 §4.5.2) and line-end hygiene (§2.3.8): every line
+ * that starts with "." gets another "."; bare LF and bare CR become CRLF, so the remote can
+ * never see an end-of-data sequence we did not mean (SMTP smuggling, CVE-2023-51764..6).
+ * State carries across chunks; memory is one output buffer per input chunk.
+ */
+export class DotStuffer {
+  private lineStart = true;
+  private pendingCR = false;
+
+  push(chunk: Uint8Array): Buffer {
+    // Worst case each octet doubles ("\n" → "\r\n", "." at line start → ".."), plus a pending CR.
+    const out = Buffer.allocUnsafe(chunk.length * 2 + 2);
+    let o = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (this.pendingCR) {
+        this.pendingCR = false;
+        out[o++] = 13;
+        out[o++] = 10;
+        this.lineStart = true;
+        if (b === 10) continue; // a proper CRLF
+        // else: a bare CR, written as a line end
+      }
+      if (b === 13) {
+        this.pendingCR = true;
+        continue;
+      }
+      if (b === 10) {
+        out[o++] = 13;
+        out[o++] = 10;
+        this.lineStart = true;
+        continue;
+      }
+      if (this.lineStart && b === 46) out[o++] = 46;
+      out[o++] = b;
+      this.lineStart = false;
+    }
+    return out.subarray(0, o);
+  }
+
+  /** The tail: a CRLF if the last line was unterminated, then the end-of-data ".\r\n". */
+  end(): Buffer {
+    let s = "";
+    if (this.pendingCR) {
+      s += "\r\n";
+      this.pendingCR = false;
+      this.lineStart = true;
+    }
+    if (!this.lineStart) s += "\r\n";
+    this.lineStart = true;
+    return Buffer.from(s + ".\r\n", "latin1");
+  }
+}
+
+// RFC 3461 §4: xtext = ( xchar except "+" and "=" | "+" 2HEXDIGIT )*
+const XTEXT_RE = /^(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*$/;
+
+export function xtext(s: string): string {
+  if (XTEXT_RE.test(s)) return s; // already encoded (as received at our own MAIL/RCPT)
+  let out = "";
+  for (const byte of Buffer.from(s, "utf8")) {
+    out += byte > 0x20 && byte < 0x7f && byte !== 0x2b && byte !== 0x3d ? String.fromCharCode(byte) : "+" + byte.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}
+
+function orcptParam(orcpt: string): string {
+  const semi = orcpt.indexOf(";");
+  if (semi < 0) return `rfc822;${xtext(orcpt)}`;
+  return `${orcpt.slice(0, semi)};${xtext(orcpt.slice(semi + 1))}`;
+}
+
+/** No CR, LF or other controls in a path we put on a command line (command injection). */
+function safePath(addr: string): boolean {
+  return !/[\x00-\x1f\x7f<>]/.test(addr) && addr.length <= 254;
+}
+
+export class SmtpClientSession {
+  private socket: Socket;
+  private readonly reader = new ReplyReader();
+  private ext: Extensions = parseExtensions(undefined);
+  private tlsInfo: TlsInfo | undefined;
+  private ended = false;
+  greeting: SmtpReply | undefined;
+  /** Completed transactions on this connection (for connection reuse limits). */
+  transactions = 0;
+
+  private constructor(socket: Socket, private readonly opts: SessionOptions) {
+    this.socket = socket;
+    // Keep an error listener on the raw socket for its whole life, including while TLS wraps it.
+    socket.on("error", () => {});
+    this.reader.attach(socket);
+  }
+
+  /**
+   * Greeting, EHLO (HELO fallback), STARTTLS when offered and enabled, EHLO again.
+   * Throws SessionError on a broken conversation and TlsHandshakeError (from upgradeTls) when
+   * the handshake fails; the socket is destroyed in both cases.
+   */
+  static async open(socket: Socket, opts: SessionOptions): Promise<OpenResult> {
+    const s = new SmtpClientSession(socket, opts);
+    try {
+      return await s.handshake();
+    } catch (e) {
+      s.destroy();
+      throw e;
+    }
+  }
+
+  get extensions(): Extensions {
+    return this.ext;
+  }
+
+  get tls(): TlsInfo | undefined {
+    return this.tlsInfo;
+  }
+
+  /** Still connected and in a clean state (nothing unsolicited pending). */
+  get usable(): boolean {
+    return !this.ended && !this.reader.failed && !this.reader.hasQueued && !this.socket.destroyed;
+  }
+
+  private async handshake(): Promise<OpenResult> {
+    const t = this.opts.timeouts;
+    // RFC 5321 §3.1: a 554 (or any non-220) greeting means no service; we still say QUIT.
+    const greeting = await this.reader.next(t.greeting, "greeting");
+    this.greeting = greeting;
+    if (greeting.code !== 220) {
+      await this.quit();
+      return { ok: false, reply: greeting, phase: "greeting" };
+    }
+    const hello = await this.hello();
+    if (!hello.ok) return hello;
+    if (this.opts.startTls && this.ext.starttls) {
+      const r = await this.command("STARTTLS", t.ehlo, "starttls");
+      if (r.code === 220) {
+        this.reader.detach();
+        const secure = await this.opts.upgradeTls(this.socket, { servername: this.opts.serverName, timeoutMs: t.tls });
+        this.socket = secure;
+        secure.on("error", () => {});
+        this.reader.attach(secure);
+        const cipher = secure.getCipher();
+        this.tlsInfo = { version: secure.getProtocol() ?? "unknown", cipher: cipher?.standardName ?? cipher?.name ?? "unknown" };
+        // RFC 3207 §4.2: discard what we learned and say EHLO again.
+        this.ext = parseExtensions(undefined);
+        const again = await this.hello();
+        if (!again.ok) return again;
+      } else if (r.code === 421) {
+        await this.quit();
+        return { ok: false, reply: r, phase: "starttls" };
+      }
+      // Any other refusal: opportunistic TLS (Postfix level "may") carries on in clear text.
+    }
+    return { ok: true, session: this };
+  }
+
+  private async hello(): Promise<OpenResult> {
+    const t = this.opts.timeouts;
+    const ehlo = await this.command(`EHLO ${this.opts.hostname}`, t.ehlo, "ehlo");
+    if (ehlo.code === 250) {
+      this.ext = parseExtensions(ehlo);
+      return { ok: true, session: this };
+    }
+    // RFC 5321 §3.2: a server that does not know EHLO answers 5xx (500/502); fall back to HELO.
+    if (classifyReply(ehlo.code) === "permanent" && ehlo.code !== 554 && ehlo.code !== 521) {
+      const helo = await this.command(`HELO ${this.opts.hostname}`, t.ehlo, "helo");
+      if (helo.code === 250) {
+        this.ext = parseExtensions(undefined);
+        return { ok: true, session: this };
+      }
+      await this.quit();
+      return { ok: false, reply: helo, phase: "helo" };
+    }
+    await this.quit();
+    return { ok: false, reply: ehlo, phase: "ehlo" };
+  }
+
+  private write(data: string | Uint8Array): boolean {
+    if (this.socket.destroyed) return false;
+    return this.socket.write(data);
+  }
+
+  private async command(line: string, timeoutMs: number, phase: SessionPhase): Promise<SmtpReply> {
+    if (this.reader.failed) throw new SessionError(this.reader.failed.kind, phase, this.reader.failed.message);
+    this.write(line + "\r\n");
+    return this.reader.next(timeoutMs, phase);
+  }
+
+  /**
+   * One mail transaction. Replies are data: a refused MAIL/RCPT/DATA is reported per recipient.
+   * Local refusals (SIZE over the server's limit, SMTPUTF8 not offered) send nothing.
+   */
+  async send(req: TransactionRequest): Promise<TransactionResult> {
+    const n = req.recipients.length;
+    const t = this.opts.timeouts;
+    const host = this.opts.serverName;
+    const local = (r: SmtpReply): TransactionResult => ({ replies: Array(n).fill(r), remote: Array(n).fill(false), noneAccepted: true });
+
+    // RFC 6531 §3.4: without SMTPUTF8 at the server the message cannot go (no downgrade here).
+    if (req.smtputf8 && !this.ext.smtputf8) {
+      return local(makeReply(553, "5.6.7", `SMTPUTF8 is required, but was not offered by host ${host}`));
+    }
+    // RFC 1870 §6.1: don't send what the server said it will refuse.
+    if (this.ext.size !== undefined && this.ext.size > 0 && req.size > this.ext.size) {
+      return local(makeReply(552, "5.3.4", `message size ${req.size} exceeds size limit ${this.ext.size} of host ${host}`));
+    }
+    if (!safePath(req.sender)) return local(makeReply(553, "5.1.7", "invalid sender address"));
+
+    let mailCmd = `MAIL FROM:<${req.sender}>`;
+    if (this.ext.size !== undefined) mailCmd += ` SIZE=${req.size}`;
+    // RFC 6152 §3: declare 8-bit bodies when we may. When the server lacks 8BITMIME we send the
+    // octets anyway, undeclared, as Postfix/Exim/Sendmail do in practice: nearly every server
+    // passes 8-bit data, and a MIME downgrade would alter signed (DKIM) content.
+    if ((req.eightBit || req.smtputf8) && this.ext.eightBitMime) mailCmd += " BODY=8BITMIME";
+    if (req.smtputf8) mailCmd += " SMTPUTF8";
+    if (this.ext.dsn) {
+      // RFC 3461 §4.3, §4.4: only to a server that offers DSN.
+      if (req.ret) mailCmd += ` RET=${req.ret}`;
+      if (req.envid) mailCmd += ` ENVID=${xtext(req.envid)}`;
+    }
+
+    const rcptCmds: (string | undefined)[] = req.recipients.map((r) => {
+      if (!safePath(r.address) || r.address === "") return undefined;
+      let c = `RCPT TO:<${r.address}>`;
+      if (this.ext.dsn) {
+        if (r.notify && r.notify.length) c += ` NOTIFY=${r.notify.join(",")}`;
+        if (r.orcpt) c += ` ORCPT=${orcptParam(r.orcpt)}`;
+      }
+      return c;
+    });
+    const badRcpt = makeReply(553, "5.1.3", "invalid recipient address");
+
+    const replies: SmtpReply[] = Array(n);
+    const remote: boolean[] = Array(n).fill(true);
+    let mail: SmtpReply;
+    if (this.ext.pipelining) {
+      // RFC 2920 §3.1: MAIL and every RCPT in one write, then read every reply in order.
+      const batch = [mailCmd, ...rcptCmds.filter((c): c is string => c !== undefined)].join("\r\n") + "\r\n";
+      this.write(batch);
+      mail = await this.reader.next(t.mail, "mail");
+      for (let i = 0; i < n; i++) {
+        if (rcptCmds[i] === undefined) {
+          replies[i] = badRcpt;
+          remote[i] = false;
+        } else {
+          replies[i] = await this.reader.next(t.rcpt, "rcpt");
+        }
+      }
+      if (mail.code !== 250) for (let i = 0; i < n; i++) if (remote[i]) replies[i] = mail;
+    } else {
+      mail = await this.command(mailCmd, t.mail, "mail");
+      for (let i = 0; i < n; i++) {
+        if (mail.code !== 250) replies[i] = mail;
+        else if (rcptCmds[i] === undefined) {
+          replies[i] = badRcpt;
+          remote[i] = false;
+        } else replies[i] = await this.command(rcptCmds[i]!, t.rcpt, "rcpt");
+      }
+    }
+
+    const accepted = replies.map((r, i) => remote[i]! && mail.code === 250 && (r.code === 250 || r.code === 251));
+    if (!accepted.some(Boolean)) {
+      await this.reset();
+      return { replies, remote, noneAccepted: true, mail };
+    }
+
+    const data = await this.command("DATA", t.data, "data");
+    if (data.code !== 354) {
+      for (let i = 0; i < n; i++) if (accepted[i]) replies[i] = data;
+      await this.reset();
+      return { replies, remote, noneAccepted: false, mail };
+    }
+    await this.sendBody(req.body);
+    let final: SmtpReply;
+    try {
+      final = await this.reader.next(t.dataEnd, "dataEnd");
+    } catch (e) {
+      const se = e as SessionError;
+      throw new SessionError(se.kind, "dataEnd", se.message, true);
+    }
+    this.transactions++;
+    for (let i = 0; i < n; i++) if (accepted[i]) replies[i] = final;
+    return { replies, remote, noneAccepted: false, mail, final };
+  }
+
+  /** Stream the body, honouring back-pressure; each blocked write waits at most dataBlock ms. */
+  private async sendBody(body: Readable): Promise<void> {
+    const stuffer = new DotStuffer();
+    try {
+      for await (const chunk of body) {
+        const buf = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : (chunk as Uint8Array);
+        if (this.reader.failed) throw new SessionError(this.reader.failed.kind, "body", this.reader.failed.message);
+        if (!this.write(stuffer.push(buf))) await this.drain();
+      }
+    } catch (e) {
+      // Never finish the DATA with a dot after a read error: that would deliver a truncated
+      // message. Drop the connection instead; the server discards the transaction.
+      this.destroy();
+      body.destroy();
+      if (e instanceof SessionError) throw e;
+      throw new SessionError("local", "body", `reading the message failed: ${(e as Error).message}`);
+    }
+    if (!this.write(stuffer.end())) await this.drain();
+  }
+
+  private drain(): Promise<void> {
+    const socket = this.socket;
+    if (socket.destroyed) return Promise.reject(new SessionError("closed", "body", "connection closed while sending data"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        done();
+        reject(new SessionError("timeout", "body", `timeout after ${this.opts.timeouts.dataBlock} ms sending a data block`));
+      }, this.opts.timeouts.dataBlock);
+      const onDrain = () => {
+        done();
+        resolve();
+      };
+      const onClose = () => {
+        done();
+        reject(new SessionError("closed", "body", "connection closed while sending data"));
+      };
+      function done() {
+        clearTimeout(timer);
+        socket.off("drain", onDrain);
+        socket.off("close", onClose);
+      }
+      socket.on("drain", onDrain);
+      socket.on("close", onClose);
+    });
+  }
+
+  /** RSET (RFC 5321 §4.1.1.5). Returns true when the session is clean for a new transaction. */
+  async reset(): Promise<boolean> {
+    if (!this.usableForCommand()) return false;
+    try {
+      const r = await this.command("RSET", this.opts.timeouts.mail, "rset");
+      if (r.code === 250) return true;
+    } catch {
+      // fall through
+    }
+    this.destroy();
+    return false;
+  }
+
+  /** QUIT politely (bounded wait), then close. Never throws. */
+  async quit(): Promise<void> {
+    if (this.usableForCommand()) {
+      try {
+        await this.command("QUIT", Math.min(this.opts.timeouts.ehlo, QUIT_TIMEOUT_MS), "quit");
+      } catch {
+        // the server may close first; nothing to do
+      }
+    }
+    this.ended = true;
+    this.socket.end();
+    this.socket.destroy();
+  }
+
+  destroy(): void {
+    this.ended = true;
+    this.socket.destroy();
+  }
+
+  private usableForCommand(): boolean {
+    return !this.ended && !this.reader.failed && !this.socket.destroyed;
+  }
+}
