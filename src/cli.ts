@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// mxd command line: `mxd serve`, `mxd check-config`, `mxd queue ...`.
+import { existsSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfigFile, parseConfig, type Config } from "./config.js";
+import { startDaemon } from "./main.js";
+import { queueCommand } from "./cli/queue.js";
+
+const USAGE = `usage: mxd <command> [options]
+
+commands:
+  serve [--config FILE] [--log-level LEVEL]   run the MTA (SMTP in, delivery out)
+  check-config [FILE]                          validate a config file and print it with defaults
+  queue list|show|flush|delete [...]           inspect and manage the spool (mxd queue --help)
+
+--config FILE defaults to ./mxd.json when it exists, else the embedded default config.
+exit codes: 0 success, 1 operation failed, 2 usage or configuration error`;
+
+export function resolveConfig(file: string | undefined, overrides: { logLevel?: string } = {}): Config {
+  const path = file ?? (existsSync("mxd.json") ? "mxd.json" : undefined);
+  let cfg = path ? loadConfigFile(path) : parseConfig({});
+  if (overrides.logLevel) cfg = parseConfig({ ...structuredClone(cfg as object), log: { level: overrides.logLevel } });
+  return cfg;
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: "string", short: "c" }, "log-level": { type: "string" }, help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    console.log("usage: mxd serve [--config FILE] [--log-level fatal|error|warn|info|debug|trace]");
+    return 0;
+  }
+  const config = resolveConfig(values.config, { logLevel: values["log-level"] });
+  const daemon = await startDaemon(config);
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      daemon.logger.info({ signal: sig }, "signal received");
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+      resolve();
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+  await daemon.stop();
+  return 0;
+}
+
+function checkConfig(argv: string[]): number {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    console.log("usage: mxd check-config [FILE]   (exit 0 valid, 2 invalid)");
+    return 0;
+  }
+  const cfg = resolveConfig(positionals[0] ?? values.config);
+  console.log(JSON.stringify(cfg, null, 2));
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case "serve":
+        return await serve(rest);
+      case "check-config":
+        return checkConfig(rest);
+      case "queue":
+        return await queueCommand(rest);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        console.log(USAGE);
+        return cmd === undefined ? 2 : 0;
+      default:
+        console.error(`mxd: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`mxd: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) {
+      console.error(`mxd: ${e.message}`);
+      return 2;
+    }
+    console.error(`mxd: ${(e as Error).stack ?? e}`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    console.error(e);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,125 @@
+// Due-time ordered index of queued message ids. Holds only (id, due) pairs — never message
+// bodies — so a large deferred queue costs little memory. One timer, armed for the earliest
+// entry, on the injected clock.
+import type { Clock, TimerHandle } from "../io/clock.js";
+
+interface Entry {
+  due: number;
+  id: string;
+  gen: number;
+}
+
+export class Scheduler {
+  private heap: Entry[] = [];
+  /** Current generation per id: stale heap entries (rescheduled/removed) are skipped lazily. */
+  private gens = new Map<string, number>();
+  private dueOf = new Map<string, number>();
+  private timer: TimerHandle | undefined;
+  private timerAt = Infinity;
+  private gen = 0;
+  private stopped = false;
+
+  constructor(private readonly clock: Clock, private readonly onDue: (id: string) => void) {}
+
+  get size(): number {
+    return this.gens.size;
+  }
+
+  has(id: string): boolean {
+    return this.gens.has(id);
+  }
+
+  dueAt(id: string): number | undefined {
+    return this.dueOf.get(id);
+  }
+
+  /** Schedule (or reschedule) id at time `due` (ms). */
+  schedule(id: string, due: number): void {
+    const g = ++this.gen;
+    this.gens.set(id, g);
+    this.dueOf.set(id, due);
+    this.push({ due, id, gen: g });
+    this.arm();
+  }
+
+  remove(id: string): void {
+    this.gens.delete(id);
+    this.dueOf.delete(id);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  /** Fire everything due now (also called by the timer). */
+  runDue(): void {
+    if (this.stopped) return;
+    const now = this.clock.now();
+    while (this.heap.length) {
+      const top = this.heap[0]!;
+      if (this.gens.get(top.id) !== top.gen) {
+        this.pop();
+        continue;
+      }
+      if (top.due > now) break;
+      this.pop();
+      this.gens.delete(top.id);
+      this.dueOf.delete(top.id);
+      this.onDue(top.id);
+    }
+    this.timerAt = Infinity;
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.arm();
+  }
+
+  private arm(): void {
+    if (this.stopped) return;
+    while (this.heap.length && this.gens.get(this.heap[0]!.id) !== this.heap[0]!.gen) this.pop();
+    const top = this.heap[0];
+    if (!top) return;
+    if (top.due >= this.timerAt && this.timer) return;
+    this.timer?.cancel();
+    this.timerAt = top.due;
+    this.timer = this.clock.setTimer(() => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      this.runDue();
+    }, Math.max(0, top.due - this.clock.now()));
+  }
+
+  private push(e: Entry): void {
+    const h = this.heap;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p]!.due <= h[i]!.due) break;
+      [h[p], h[i]] = [h[i]!, h[p]!];
+      i = p;
+    }
+  }
+
+  private pop(): Entry | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length && last) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && h[l]!.due < h[m]!.due) m = l;
+        if (r < h.length && h[r]!.due < h[m]!.due) m = r;
+        if (m === i) break;
+        [h[m], h[i]] = [h[i]!, h[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}

@@ -1,0 +1,145 @@
+// Streaming pieces of the SMTP wire protocol, pure (no sockets):
+// - CommandReader splits the command stream into lines without unbounded buffering.
+// - DataReader turns DATA bytes into message bytes: dot-unstuffing, end-of-data detection
+//   only at <CRLF>.<CRLF>, and flags for bare CR/LF, overlong lines and 8-bit octets.
+
+const CR = 0x0d;
+const LF = 0x0a;
+const DOT = 0x2e;
+
+export interface CommandLine {
+  /** The line without its line end. */
+  line: string;
+  /** The line exceeded the maximum length; its content was discarded. */
+  tooLong: boolean;
+}
+
+/**
+ * Splits the incoming command stream on LF (a trailing CR is removed). Lines longer than
+ * `maxLine` octets are reported as tooLong and their bytes are dropped as they arrive, so a
+ * client can't make us buffer without bound.
+ */
+export class CommandReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private discarding = false;
+  constructor(private readonly maxLine: number) {}
+
+  push(chunk: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+  }
+
+  /** Next complete line, or undefined when more input is needed. */
+  next(): CommandLine | undefined {
+    for (;;) {
+      const nl = this.buf.indexOf(LF);
+      if (nl < 0) {
+        if (this.buf.length > this.maxLine) {
+          // Keep discarding until the line ends; report once at its end.
+          this.discarding = true;
+          this.buf = Buffer.alloc(0);
+        }
+        return undefined;
+      }
+      let end = nl;
+      if (end > 0 && this.buf[end - 1] === CR) end--;
+      const raw = this.buf.subarray(0, end);
+      this.buf = this.buf.subarray(nl + 1);
+      if (this.discarding || raw.length > this.maxLine) {
+        this.discarding = false;
+        return { line: "", tooLong: true };
+      }
+      return { line: raw.toString("utf8"), tooLong: false };
+    }
+  }
+
+  /** Take whatever is buffered (used when switching to DATA mode or to drop bytes after STARTTLS). */
+  takeRest(): Buffer {
+    const r = this.buf;
+    this.buf = Buffer.alloc(0);
+    this.discarding = false;
+    return r;
+  }
+
+  get buffered(): number {
+    return this.buf.length;
+  }
+}
+
+export interface DataResult {
+  /** Message bytes decoded from this chunk (dots unstuffed). */
+  out: Buffer;
+  /** End of data seen: `rest` holds the bytes after the terminating <CRLF>.<CRLF>. */
+  done: boolean;
+  rest?: Buffer;
+}
+
+/**
+ * RFC 5321 §4.1.1.4 / §4.5.2: the data ends only at <CRLF>.<CRLF>; a line starting with a dot
+ * has that dot removed. A bare CR or bare LF is never a line end (§2.3.8) — this is what stops
+ * SMTP smuggling (`\n.\n`, `\r.\r`, `\r\n.\r`, `\n.\r\n` all stay message data) — and is
+ * flagged so the server can refuse the message.
+ */
+export class DataReader {
+  private lineStart = true; // the first data line starts right after the DATA command's CRLF
+  private crPending = false;
+  private dotLine = false;
+  private lineLen = 0;
+  bareLineEnd = false;
+  longLine = false;
+  eightBit = false;
+  constructor(private readonly maxLine = 1000) {}
+
+  feed(chunk: Buffer): DataResult {
+    const out = Buffer.allocUnsafe(chunk.length + 1);
+    let o = 0;
+    const n = chunk.length;
+    for (let i = 0; i < n; i++) {
+      const b = chunk[i]!;
+      if (this.crPending) {
+        this.crPending = false;
+        if (b === LF) {
+          this.lineLen++;
+          if (this.dotLine && this.lineLen === 3) {
+            // ".\r\n" after a CRLF: end of data. The CRLF before the dot belongs to the message.
+            return { out: out.subarray(0, o), done: true, rest: chunk.subarray(i + 1) };
+          }
+          out[o++] = CR;
+          out[o++] = LF;
+          if (this.lineLen > this.maxLine) this.longLine = true;
+          this.lineStart = true;
+          this.dotLine = false;
+          this.lineLen = 0;
+          continue;
+        }
+        // Bare CR: keep it as data (the message is refused later), never a line end.
+        this.bareLineEnd = true;
+        out[o++] = CR;
+      }
+      if (b === CR) {
+        this.crPending = true;
+        this.lineStart = false;
+        this.lineLen++;
+        continue;
+      }
+      if (b === LF) {
+        this.bareLineEnd = true;
+        this.lineStart = false;
+        out[o++] = b;
+        this.lineLen++;
+        continue;
+      }
+      if (this.lineStart && b === DOT) {
+        this.lineStart = false;
+        this.dotLine = true;
+        this.lineLen++;
+        continue; // dot-unstuffing (RFC 5321 §4.5.2)
+      }
+      if (b >= 0x80) this.eightBit = true;
+      this.lineStart = false;
+      out[o++] = b;
+      this.lineLen++;
+      if (this.lineLen > this.maxLine) this.longLine = true;
+    }
+    return { out: out.subarray(0, o), done: false };
+  }
+}

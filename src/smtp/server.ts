@@ -1,0 +1,450 @@
+// node:net / node:tls glue for the inbound SMTP service: listeners, connection limits,
+// timeouts, STARTTLS, pipelined input, and streaming DATA into the spool.
+import net from "node:net";
+import tls from "node:tls";
+import type { Config } from "../config.js";
+import type { MessageMeta } from "../core/envelope.js";
+import { ipInNetworks, parseCidr, type Cidr } from "../core/cidr.js";
+import type { Clock } from "../io/clock.js";
+import type { Logger } from "../io/log.js";
+import type { Spool, SpoolWriter } from "../spool/spool.js";
+import { CommandReader, DataReader } from "./protocol.js";
+import { ServerSession } from "./server-session.js";
+
+export interface SmtpServerDeps {
+  config: Config;
+  spool: Spool;
+  logger: Logger;
+  clock: Clock;
+  /** TLS credentials (PEM) when tls.cert/tls.key are configured. */
+  tlsCredentials?: { cert: Buffer; key: Buffer };
+  /** Called after a message is durably queued (the delivery side attempts it at once). */
+  onQueued?: (meta: MessageMeta) => void;
+}
+
+/** Maximum command line we accept (RFC 5321 §4.5.3.1.4 says 512; extensions need more). */
+const MAX_COMMAND_LINE = 2048;
+const INBOX_HIGH_WATER = 256 * 1024;
+
+export class SmtpServer {
+  private servers: net.Server[] = [];
+  private conns = new Set<Connection>();
+  private perIp = new Map<string, number>();
+  private readonly nets: Cidr[];
+  readonly secureContext: tls.SecureContext | undefined;
+  private closing = false;
+  addresses: { host: string; port: number; tls: boolean }[] = [];
+
+  constructor(readonly deps: SmtpServerDeps) {
+    this.nets = deps.config.relay.allowedNetworks.map((c) => parseCidr(c)!);
+    if (deps.tlsCredentials) this.secureContext = tls.createSecureContext({ cert: deps.tlsCredentials.cert, key: deps.tlsCredentials.key, minVersion: "TLSv1.2" });
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  async listen(): Promise<void> {
+    for (const l of this.deps.config.listen) {
+      const srv = l.tls
+        ? tls.createServer({ secureContext: this.secureContext!, handshakeTimeout: 30_000 }, (s) => this.accept(s, true))
+        : net.createServer((s) => this.accept(s, false));
+      srv.maxConnections = this.deps.config.limits.connections * 2; // hard cap; the soft limit answers 421 below
+      srv.on("error", (e) => this.deps.logger.error({ err: e, listen: l }, "listener error"));
+      if (l.tls) srv.on("tlsClientError", (e: Error) => this.deps.logger.info({ err: e.message }, "TLS handshake failed"));
+      await new Promise<void>((resolve, reject) => {
+        srv.once("error", reject);
+        srv.listen({ host: l.host, port: l.port }, () => {
+          srv.off("error", reject);
+          resolve();
+        });
+      });
+      const a = srv.address() as net.AddressInfo;
+      this.addresses.push({ host: a.address, port: a.port, tls: l.tls });
+      this.servers.push(srv);
+    }
+  }
+
+  relayAllowed(ip: string): boolean {
+    return ipInNetworks(ip, this.nets);
+  }
+
+  private accept(socket: net.Socket, implicitTls: boolean): void {
+    const ip = socket.remoteAddress ?? "unknown";
+    const { config, logger } = this.deps;
+    socket.on("error", () => undefined);
+    if (this.closing) {
+      socket.end(`421 4.3.2 ${config.hostname} Service shutting down\r\n`);
+      return;
+    }
+    const perIp = this.perIp.get(ip) ?? 0;
+    if (this.conns.size >= config.limits.connections || perIp >= config.limits.connectionsPerClient) {
+      logger.warn({ client: ip, total: this.conns.size, perIp }, "connection limit reached");
+      socket.end(`421 4.7.0 ${config.hostname} Error: too many connections, try again later\r\n`);
+      setTimeout(() => socket.destroy(), 2000).unref();
+      return;
+    }
+    this.perIp.set(ip, perIp + 1);
+    const conn = new Connection(this, socket, ip, implicitTls);
+    this.conns.add(conn);
+    conn.onClose = () => {
+      this.conns.delete(conn);
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+      if (this.closing && this.conns.size === 0) this.drained?.();
+    };
+    conn.start();
+  }
+
+  private drained?: () => void;
+
+  /** Stop listening; idle sessions get 421 now, busy ones after their transaction; force-close at the bound. */
+  async close(timeoutMs: number): Promise<void> {
+    this.closing = true;
+    for (const s of this.servers) s.close();
+    const done = new Promise<void>((resolve) => {
+      this.drained = resolve;
+      if (this.conns.size === 0) resolve();
+    });
+    for (const c of this.conns) c.shutdown();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([done, timeout]);
+    clearTimeout(timer);
+    for (const c of this.conns) c.destroy();
+  }
+}
+
+interface DataState {
+  reader: DataReader;
+  writer: SpoolWriter | null;
+  bytes: number;
+  tooBig: boolean;
+  diskError?: Error;
+  startedAt: number;
+}
+
+class Connection {
+  onClose: () => void = () => undefined;
+  private readonly session: ServerSession;
+  private readonly cmd = new CommandReader(MAX_COMMAND_LINE);
+  private inbox: Buffer[] = [];
+  private inboxBytes = 0;
+  private out: string[] = [];
+  private busy = false;
+  private closed = false;
+  private shuttingDown = false;
+  private data: DataState | undefined;
+  private upgrading = false;
+  private readonly started: number;
+  private readonly log: Logger;
+  private readonly cfg: Config;
+
+  constructor(private readonly server: SmtpServer, private socket: net.Socket, private readonly ip: string, implicitTls: boolean) {
+    this.cfg = server.deps.config;
+    this.started = server.deps.clock.now();
+    this.log = server.deps.logger.child({ client: ip, port: socket.remotePort });
+    this.session = new ServerSession({
+      config: this.cfg,
+      clientIp: ip,
+      relayAllowed: server.relayAllowed(ip),
+      tlsAvailable: !implicitTls && !!server.secureContext,
+      secure: implicitTls,
+    });
+  }
+
+  start(): void {
+    this.attach(this.socket);
+    this.send([this.session.greeting()]);
+  }
+
+  private attach(s: net.Socket): void {
+    s.setNoDelay(true);
+    s.setTimeout(this.cfg.limits.commandTimeout);
+    s.on("data", (chunk: Buffer) => this.onData(chunk));
+    s.on("timeout", () => this.onTimeout());
+    s.on("error", (e) => this.log.debug({ err: e.message }, "socket error"));
+    s.on("close", () => this.finish());
+    s.on("end", () => {
+      // Half-closed by the client: nothing more will come; answer what is pending, then close.
+      if (!this.busy) this.close();
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed || this.upgrading) return;
+    this.inbox.push(chunk);
+    this.inboxBytes += chunk.length;
+    if (this.inboxBytes > INBOX_HIGH_WATER) this.socket.pause();
+    void this.pump();
+  }
+
+  private onTimeout(): void {
+    this.log.info({ phase: this.data ? "data" : "command" }, "timeout");
+    this.send([`421 4.4.2 ${this.cfg.hostname} Error: timeout exceeded`]);
+    this.close();
+  }
+
+  /** Process buffered input in order; one pump at a time. */
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (!this.closed && !this.upgrading) {
+        if (this.data) {
+          const chunk = this.inbox.shift();
+          if (!chunk) break;
+          this.inboxBytes -= chunk.length;
+          await this.dataChunk(chunk);
+          continue;
+        }
+        while (this.inbox.length) {
+          const c = this.inbox.shift()!;
+          this.inboxBytes -= c.length;
+          this.cmd.push(c);
+        }
+        const line = this.cmd.next();
+        if (!line) break;
+        if (line.tooLong) {
+          this.reply(this.errorReply("500 5.5.2 Error: line too long"));
+          continue;
+        }
+        await this.command(line.line);
+      }
+    } catch (e) {
+      this.log.error({ err: e }, "session failure");
+      this.send(["421 4.3.0 Error: internal error, closing connection"]);
+      this.close();
+    } finally {
+      this.busy = false;
+    }
+    if (this.closed) return;
+    // Input exhausted: flush grouped replies (RFC 2920 §3.1) and read more.
+    this.flush();
+    if (this.inboxBytes <= INBOX_HIGH_WATER && this.socket.isPaused()) this.socket.resume();
+    if (this.shuttingDown && !this.data) this.sayGoodbye();
+    else if (this.socket.readableEnded && !this.data && this.inbox.length === 0) this.close();
+  }
+
+  private errorReply(reply: string): string[] {
+    this.session.errors++;
+    if (this.session.errors >= this.cfg.limits.maxErrors) {
+      this.closeAfterFlush = true;
+      return [reply, `421 4.7.0 ${this.cfg.hostname} Error: too many errors`];
+    }
+    return [reply];
+  }
+  private closeAfterFlush = false;
+
+  private async command(line: string): Promise<void> {
+    const res = this.session.handle(line);
+    this.reply(res.replies);
+    switch (res.action) {
+      case "close":
+        this.flush();
+        this.close();
+        return;
+      case "starttls":
+        this.flush();
+        await this.startTls();
+        return;
+      case "data": {
+        let writer: SpoolWriter | null = null;
+        try {
+          writer = await this.server.deps.spool.begin();
+        } catch (e) {
+          this.log.error({ err: (e as Error).message }, "spool unavailable");
+          this.out.pop(); // withdraw the 354
+          this.reply(["451 4.3.0 Error: queue file write error"]);
+          this.session.resetTransaction();
+          return;
+        }
+        this.data = { reader: new DataReader(1000), writer, bytes: 0, tooBig: false, startedAt: this.server.deps.clock.now() };
+        this.socket.setTimeout(this.cfg.limits.dataTimeout);
+        try {
+          await writer.write(Buffer.from(this.session.receivedHeader(writer.id, new Date(this.server.deps.clock.now())), "latin1"));
+        } catch (e) {
+          this.data.diskError = e as Error;
+        }
+        // Bytes the client sent after DATA (it should have waited for 354) are message data.
+        const rest = this.cmd.takeRest();
+        if (rest.length) {
+          this.inbox.unshift(rest);
+          this.inboxBytes += rest.length;
+        }
+        this.flush();
+        return;
+      }
+      default:
+        if (this.closeAfterFlush) {
+          this.flush();
+          this.close();
+        }
+    }
+  }
+
+  private async dataChunk(chunk: Buffer): Promise<void> {
+    const d = this.data!;
+    const res = d.reader.feed(chunk);
+    d.bytes += res.out.length;
+    if (d.bytes > this.cfg.limits.messageSize) d.tooBig = true;
+    const refused = d.tooBig || d.reader.bareLineEnd || d.reader.longLine || d.diskError;
+    if (refused && d.writer) {
+      // Stop writing as soon as we know the message will be refused; keep reading to the end.
+      await d.writer.abort();
+      d.writer = null;
+    } else if (d.writer && res.out.length) {
+      try {
+        await d.writer.write(res.out);
+      } catch (e) {
+        d.diskError = e as Error;
+        await d.writer.abort();
+        d.writer = null;
+      }
+    }
+    if (!res.done) return;
+    // End of data: everything after the final dot goes back to the command stream.
+    this.data = undefined;
+    this.socket.setTimeout(this.cfg.limits.commandTimeout);
+    if (res.rest && res.rest.length) {
+      this.inbox.unshift(res.rest);
+      this.inboxBytes += res.rest.length;
+    }
+    await this.finishData(d);
+  }
+
+  private async finishData(d: DataState): Promise<void> {
+    const tx = this.session.tx!;
+    this.session.resetTransaction();
+    const fail = (reply: string, why: string) => {
+      this.log.info({ from: tx.sender?.address ?? "", nrcpt: tx.recipients.length, size: d.bytes, reason: why }, "message refused");
+      this.reply([reply]);
+    };
+    if (d.tooBig) return fail("552 5.3.4 Error: message size exceeds fixed limit", "size");
+    if (d.reader.bareLineEnd)
+      return fail("550 5.6.11 Error: bare CR or LF in message data; lines must end with CRLF (RFC 5321 §2.3.8)", "bare line end");
+    if (d.reader.longLine) return fail("554 5.6.0 Error: message line longer than 1000 octets (RFC 5321 §4.5.3.1.6)", "long line");
+    if (d.diskError || !d.writer) {
+      this.log.error({ err: d.diskError?.message }, "spool write failed");
+      return this.reply(["451 4.3.0 Error: queue file write error, try again later"]);
+    }
+    const now = this.server.deps.clock.now();
+    const iso = new Date(now).toISOString();
+    try {
+      const meta = await d.writer.commit({
+        version: 1,
+        sender: tx.sender?.address ?? "",
+        recipients: tx.recipients,
+        receivedAt: iso,
+        client: { ip: this.ip, port: this.socket.remotePort, helo: this.session.helo, tls: this.session.secure },
+        params: tx.params,
+        eightBit: d.reader.eightBit,
+        nextAttemptAt: iso,
+        kind: "message",
+      });
+      this.session.messages++;
+      this.log.info(
+        { qid: meta.id, from: meta.sender, nrcpt: meta.recipients.length, size: meta.size, tls: this.session.secure },
+        "message queued",
+      );
+      // The 250 goes out only now: message and envelope are on stable storage.
+      this.reply([`250 2.0.0 Ok: queued as ${meta.id}`]);
+      this.server.deps.onQueued?.(meta);
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, "spool commit failed");
+      this.reply(["451 4.3.0 Error: queue file write error, try again later"]);
+    }
+  }
+
+  private async startTls(): Promise<void> {
+    // RFC 3207 §4.2 / CVE-2011-0411: anything pipelined after STARTTLS is discarded.
+    this.cmd.takeRest();
+    this.inbox = [];
+    this.inboxBytes = 0;
+    this.upgrading = true;
+    const raw = this.socket;
+    raw.removeAllListeners("data");
+    raw.removeAllListeners("timeout");
+    raw.removeAllListeners("end");
+    raw.removeAllListeners("close");
+    raw.on("close", () => this.finish());
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.server.secureContext! });
+    const t = setTimeout(() => secure.destroy(), this.cfg.limits.commandTimeout);
+    await new Promise<void>((resolve) => {
+      secure.once("secure", () => resolve());
+      secure.once("error", (e) => {
+        this.log.info({ err: e.message }, "STARTTLS handshake failed");
+        resolve();
+      });
+      secure.once("close", () => resolve());
+    });
+    clearTimeout(t);
+    if (secure.destroyed || this.closed) {
+      this.close();
+      return;
+    }
+    this.socket = secure;
+    this.session.tlsStarted();
+    this.log.debug({ protocol: secure.getProtocol(), cipher: secure.getCipher()?.name }, "TLS started");
+    this.upgrading = false;
+    this.attach(secure);
+    if (raw.isPaused()) raw.resume();
+  }
+
+  private reply(lines: string[]): void {
+    this.out.push(...lines);
+  }
+
+  private flush(): void {
+    if (!this.out.length || this.closed) return;
+    const text = this.out.join("\r\n") + "\r\n";
+    this.out = [];
+    if (!this.socket.destroyed && this.socket.writable) this.socket.write(text);
+  }
+
+  private send(lines: string[]): void {
+    this.reply(lines);
+    this.flush();
+  }
+
+  shutdown(): void {
+    this.shuttingDown = true;
+    if (!this.busy && !this.data) this.sayGoodbye();
+  }
+
+  private sayGoodbye(): void {
+    this.send([`421 4.3.2 ${this.cfg.hostname} Service shutting down, closing transmission channel`]);
+    this.close();
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 5000).unref();
+    this.finish();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+    this.finish();
+  }
+
+  private finished = false;
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.closed = true;
+    if (this.data?.writer) void this.data.writer.abort();
+    this.data = undefined;
+    this.log.info(
+      { helo: this.session.helo, tls: this.session.secure, messages: this.session.messages, errors: this.session.errors, ms: this.server.deps.clock.now() - this.started },
+      "connection closed",
+    );
+    this.onClose();
+  }
+}
