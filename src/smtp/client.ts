@@ -107,7 +107,8 @@ export interface TransactionRequest {
   /** "" = null sender. */
   sender: string;
   recipients: TransactionRecipient[];
-  body: Readable;
+  /** Opens the message bytes; called only once the server has said 354 to DATA. */
+  body: () => Readable;
   size: number;
   eightBit: boolean;
   smtputf8: boolean;
@@ -321,6 +322,8 @@ function safePath(addr: string): boolean {
 
 export class SmtpClientSession {
   private socket: Socket;
+  /** The TCP socket under TLS (same as socket before STARTTLS). */
+  private readonly raw: Socket;
   private readonly reader = new ReplyReader();
   private ext: Extensions = parseExtensions(undefined);
   private tlsInfo: TlsInfo | undefined;
@@ -331,6 +334,7 @@ export class SmtpClientSession {
 
   private constructor(socket: Socket, private readonly opts: SessionOptions) {
     this.socket = socket;
+    this.raw = socket;
     // Keep an error listener on the raw socket for its whole life, including while TLS wraps it.
     socket.on("error", () => {});
     this.reader.attach(socket);
@@ -514,7 +518,7 @@ export class SmtpClientSession {
       await this.reset();
       return { replies, remote, noneAccepted: false, mail };
     }
-    await this.sendBody(req.body);
+    await this.sendBody(req.body());
     let final: SmtpReply;
     try {
       final = await this.reader.next(t.dataEnd, "dataEnd");
@@ -597,12 +601,21 @@ export class SmtpClientSession {
     }
     this.ended = true;
     this.socket.end();
-    this.socket.destroy();
+    this.destroy();
+  }
+
+  /** An idle pooled connection must not keep the process alive; an active one must. */
+  setIdle(idle: boolean): void {
+    for (const s of new Set([this.socket, this.raw])) {
+      if (idle) s.unref();
+      else s.ref();
+    }
   }
 
   destroy(): void {
     this.ended = true;
     this.socket.destroy();
+    this.raw.destroy();
   }
 
   private usableForCommand(): boolean {

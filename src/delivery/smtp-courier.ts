@@ -1,0 +1,316 @@
+// The SMTP Courier: delivers one domain's recipients of one message by trying the destinations
+// from the Router in order over our SMTP client, and reports per recipient what happened.
+// Remote failures are data, never exceptions (design.md).
+//
+// Per destination (one address):
+//  - connect refused/timeout/reset, non-220 greeting, EHLO/HELO refused, connection lost before
+//    the end of data → next address (RFC 5321 §5.1 "try the next", notes: Postfix does too);
+//  - TLS handshake failure → the same address once more without STARTTLS (Postfix level "may");
+//  - MAIL refused with 4xx, or no RCPT accepted and some refused with 4xx → those recipients move
+//    to the next address (a 4xx there is about this host, not the recipient); 5xx are final;
+//  - once a RCPT is accepted the transaction's replies are final for this attempt: RCPT 4xx/5xx
+//    per recipient, the DATA / end-of-data reply for every accepted recipient;
+//  - the connection lost after the final "." → transient, and no other host is tried in this
+//    attempt: the message may have been delivered (avoid duplicates, RFC 5321 §6.1 / Haraka #2325).
+// When every MX failed temporarily, delivery.fallbackRelays are tried the same way.
+import type { Config } from "../config.js";
+import type { Resolver } from "../io/resolver.js";
+import { ConnectError, TlsHandshakeError, type Connector } from "../io/connector.js";
+import type { Logger } from "../io/log.js";
+import { classifyReply, formatReply, statusOf, type SmtpReply } from "../core/smtp-reply.js";
+import { SessionError, SmtpClientSession, type ClientTimeouts } from "../smtp/client.js";
+import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
+import { Router, type Destination } from "./router.js";
+
+export interface SmtpCourierDeps {
+  config: Config;
+  resolver: Resolver;
+  connector: Connector;
+  logger: Logger;
+  /** For shuffling equal-preference MX records (tests inject a deterministic one). */
+  random?: () => number;
+  /** This host's addresses, for the MX loop check (RFC 5321 §5.1). */
+  localAddresses?: string[];
+  /** How long an idle connection is kept for reuse (default 5 s). */
+  idleTimeoutMs?: number;
+}
+
+/** Why the last destination was given up, for the final transient result. */
+interface LastError {
+  dest: Destination;
+  /** A remote reply (then it goes into the result as the remote's words) … */
+  reply?: SmtpReply;
+  /** … or a local diagnostic like "connection refused". */
+  detail?: string;
+  status: string;
+}
+
+interface AttemptResult {
+  /** Results that are final for this delivery, by recipient index. */
+  final: Map<number, RecipientResult>;
+  /** Set when the destination failed as a whole for the recipients still pending. */
+  error?: LastError;
+  /** Stop trying other destinations (message may have been delivered, or a local fault). */
+  stop?: boolean;
+}
+
+interface Idle {
+  session: SmtpClientSession;
+  timer: NodeJS.Timeout;
+}
+
+const DEFAULT_IDLE_MS = 5_000;
+
+export class SmtpCourier implements Courier {
+  private readonly config: Config;
+  private readonly connector: Connector;
+  private readonly logger: Logger;
+  private readonly router: Router;
+  private readonly idleMs: number;
+  private readonly timeouts: ClientTimeouts;
+  private readonly idle = new Map<string, Idle[]>();
+  private closed = false;
+
+  constructor(deps: SmtpCourierDeps) {
+    this.config = deps.config;
+    this.connector = deps.connector;
+    this.logger = deps.logger;
+    this.idleMs = deps.idleTimeoutMs ?? DEFAULT_IDLE_MS;
+    this.router = new Router({
+      config: deps.config,
+      resolver: deps.resolver,
+      ...(deps.random ? { random: deps.random } : {}),
+      ...(deps.localAddresses ? { localAddresses: deps.localAddresses } : {}),
+    });
+    const t = deps.config.delivery.timeouts;
+    this.timeouts = { greeting: t.greeting, ehlo: t.ehlo, mail: t.mail, rcpt: t.rcpt, data: t.data, dataBlock: t.dataBlock, dataEnd: t.dataEnd, tls: t.tls };
+  }
+
+  async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
+    const log = this.logger.child({ qid: req.id, domain: req.domain });
+    const plan = await this.router.plan(req.domain);
+    if (!plan.ok) {
+      log.info({ outcome: plan.failure.outcome, reply: plan.failure.reply }, "no delivery route");
+      return req.recipients.map((r) => ({ recipient: r.address, outcome: plan.failure.outcome, reply: plan.failure.reply, status: plan.failure.status, remote: false }));
+    }
+
+    const results = new Map<number, RecipientResult>();
+    let last: LastError | undefined;
+    let stopped = false;
+    const run = async (dests: readonly Destination[]) => {
+      for (const dest of dests) {
+        const pending = req.recipients.map((_, i) => i).filter((i) => !results.has(i));
+        if (pending.length === 0 || stopped) return;
+        const r = await this.attempt(dest, req, pending, log);
+        for (const [i, res] of r.final) results.set(i, res);
+        if (r.error) last = r.error;
+        if (r.stop) stopped = true;
+      }
+    };
+    await run(plan.destinations);
+    // Fallback relays only for MX delivery, and only after every MX failed temporarily.
+    if (!stopped && results.size < req.recipients.length && (plan.via === "mx" || plan.via === "implicit-mx")) {
+      const fallbacks = await this.router.fallbacks();
+      if (fallbacks.length) log.info({ relays: fallbacks.map((d) => `${d.host}[${d.ip}]:${d.port}`) }, "all MX hosts failed; trying fallback relays");
+      await run(fallbacks);
+    }
+
+    return req.recipients.map((r, i) => results.get(i) ?? this.exhausted(r.address, req.domain, plan.destinations.length, last));
+  }
+
+  /** The result for a recipient still pending after every destination failed. */
+  private exhausted(recipient: string, domain: string, tried: number, last: LastError | undefined): RecipientResult {
+    if (!last) return { recipient, outcome: "transient", reply: `451 4.4.1 no mail host of ${domain} could be tried`, status: "4.4.1", remote: false };
+    const where = { mx: last.dest.host, ip: last.dest.ip, port: last.dest.port };
+    if (last.reply) {
+      // Give the remote's own words (they end up in the DSN's Diagnostic-Code). A 5xx greeting
+      // is still only a host problem here, so the status is downgraded to the transient class.
+      const status = last.status.replace(/^5\./, "4.");
+      return { recipient, outcome: "transient", reply: formatReply(last.reply), status, remote: true, ...where };
+    }
+    const hosts = tried > 1 ? `all ${tried} addresses of the mail hosts of ${domain}` : `the mail host of ${domain}`;
+    return {
+      recipient,
+      outcome: "transient",
+      reply: `451 ${last.status} delivery to ${hosts} failed (last: ${last.dest.host}[${last.dest.ip}]:${last.dest.port}: ${last.detail})`,
+      status: last.status,
+      remote: false,
+      ...where,
+    };
+  }
+
+  private async attempt(dest: Destination, req: DeliveryRequest, pending: number[], log: Logger): Promise<AttemptResult> {
+    const key = `${dest.ip}|${dest.port}`;
+    const at = { mx: dest.host, ip: dest.ip, port: dest.port };
+    let useTls = true;
+    let allowReuse = true;
+    for (;;) {
+      let session = allowReuse ? await this.takeIdle(key) : undefined;
+      const reused = session !== undefined;
+      if (!session) {
+        let socket;
+        try {
+          socket = await this.connector.connect({
+            host: dest.ip,
+            port: dest.port,
+            timeoutMs: this.config.delivery.timeouts.connect,
+            ...(this.config.delivery.sourceAddress ? { localAddress: this.config.delivery.sourceAddress } : {}),
+          });
+        } catch (e) {
+          if (!(e instanceof ConnectError)) throw e;
+          const detail = e.kind === "refused" ? "connection refused" : e.kind === "timeout" ? "connection timed out" : e.message;
+          log.info({ ...at, error: detail }, "connect failed");
+          return { final: new Map(), error: { dest, detail, status: "4.4.1" } };
+        }
+        try {
+          const opened = await SmtpClientSession.open(socket, {
+            hostname: this.config.hostname,
+            serverName: dest.host,
+            timeouts: this.timeouts,
+            startTls: useTls,
+            upgradeTls: (s, o) => this.connector.upgradeTls(s, o),
+          });
+          if (!opened.ok) {
+            log.info({ ...at, phase: opened.phase, reply: formatReply(opened.reply) }, "host refused the session");
+            return { final: new Map(), error: { dest, reply: opened.reply, status: statusOf(opened.reply) } };
+          }
+          session = opened.session;
+        } catch (e) {
+          if (e instanceof TlsHandshakeError && useTls) {
+            // Opportunistic TLS: a broken handshake must not block delivery; retry in clear text.
+            log.warn({ ...at, error: e.message }, "TLS handshake failed; retrying without STARTTLS");
+            useTls = false;
+            continue;
+          }
+          if (e instanceof TlsHandshakeError || e instanceof SessionError) {
+            log.info({ ...at, error: e.message }, "session failed");
+            return { final: new Map(), error: { dest, detail: e.message, status: e instanceof TlsHandshakeError ? "4.7.5" : "4.4.2" } };
+          }
+          throw e;
+        }
+        log.debug({ ...at, ext: [...session.extensions.keywords.keys()], tls: session.tls }, "session open");
+      }
+
+      const tls = session.tls;
+      let tx;
+      try {
+        tx = await session.send({
+          sender: req.sender,
+          recipients: pending.map((i) => req.recipients[i]!),
+          body: req.openBody,
+          size: req.size,
+          eightBit: req.eightBit,
+          smtputf8: req.smtputf8,
+          ...(req.ret ? { ret: req.ret } : {}),
+          ...(req.envid !== undefined ? { envid: req.envid } : {}),
+        });
+      } catch (e) {
+        if (!(e instanceof SessionError)) throw e;
+        session.destroy();
+        log.warn({ ...at, reused, phase: e.phase, error: e.message, tls }, "session broke");
+        if (e.dotSent) {
+          // RFC 5321 §6.1 spirit: the message may be delivered; retrying elsewhere now would duplicate it.
+          const reply = `451 4.4.2 connection to ${dest.host}[${dest.ip}] lost after end of data (${e.message})`;
+          return { final: this.all(pending, req, { outcome: "transient", reply, status: "4.4.2", remote: false, ...at, ...(tls ? { tls } : {}) }), stop: true };
+        }
+        if (e.kind === "local") {
+          const reply = `451 4.3.0 local error: ${e.message}`;
+          return { final: this.all(pending, req, { outcome: "transient", reply, status: "4.3.0", remote: false }), stop: true };
+        }
+        if (reused) {
+          // A cached connection may have been closed by the server meanwhile: one fresh try.
+          allowReuse = false;
+          continue;
+        }
+        return { final: new Map(), error: { dest, detail: `${e.message}`, status: "4.4.2" } };
+      }
+
+      const final = new Map<number, RecipientResult>();
+      let error: LastError | undefined;
+      tx.replies.forEach((reply, j) => {
+        const i = pending[j]!;
+        const cls = classifyReply(reply.code);
+        const text = formatReply(reply);
+        const remote = tx.remote[j]!;
+        if (tx.noneAccepted && cls === "transient" && remote) {
+          error = { dest, reply, status: statusOf(reply) }; // try the next host for this one
+          return;
+        }
+        const outcome = cls === "positive" ? "delivered" : cls === "transient" ? "transient" : "permanent";
+        final.set(i, { recipient: req.recipients[i]!.address, outcome, reply: text, status: statusOf(reply), remote, ...at, ...(tls ? { tls } : {}) });
+      });
+      log.info(
+        {
+          ...at,
+          reused,
+          tls,
+          mail: tx.mail ? formatReply(tx.mail) : undefined,
+          reply: tx.final ? formatReply(tx.final) : undefined,
+          results: [...final.values()].map((r) => ({ rcpt: r.recipient, outcome: r.outcome, reply: r.reply })),
+          deferredToNextHost: error ? pending.length - final.size : 0,
+        },
+        "delivery attempt",
+      );
+      this.release(key, session);
+      return error ? { final, error } : { final };
+    }
+  }
+
+  private all(pending: number[], req: DeliveryRequest, r: Omit<RecipientResult, "recipient">): Map<number, RecipientResult> {
+    return new Map(pending.map((i) => [i, { recipient: req.recipients[i]!.address, ...r }]));
+  }
+
+  /** A cached connection to this ip/port, reset for a new transaction (RFC 5321 §4.1.1.5 RSET). */
+  private async takeIdle(key: string): Promise<SmtpClientSession | undefined> {
+    const list = this.idle.get(key);
+    while (list && list.length) {
+      const { session, timer } = list.pop()!;
+      clearTimeout(timer);
+      if (list.length === 0) this.idle.delete(key);
+      if (!session.usable) {
+        session.destroy();
+        continue;
+      }
+      session.setIdle(false);
+      if (await session.reset()) return session;
+      session.destroy();
+    }
+    return undefined;
+  }
+
+  /** Keep a healthy connection for the next message to the same destination, or QUIT it. */
+  private release(key: string, session: SmtpClientSession): void {
+    if (this.closed || !session.usable || session.transactions >= this.config.delivery.maxMessagesPerConnection) {
+      void session.quit();
+      return;
+    }
+    const list = this.idle.get(key) ?? [];
+    const entry: Idle = {
+      session,
+      timer: setTimeout(() => {
+        const l = this.idle.get(key);
+        const k = l ? l.indexOf(entry) : -1;
+        if (l && k >= 0) l.splice(k, 1);
+        if (l && l.length === 0) this.idle.delete(key);
+        void session.quit();
+      }, this.idleMs),
+    };
+    entry.timer.unref();
+    session.setIdle(true);
+    list.push(entry);
+    this.idle.set(key, list);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.idle.values()].flat();
+    this.idle.clear();
+    await Promise.all(
+      all.map(async ({ session, timer }) => {
+        clearTimeout(timer);
+        session.setIdle(false);
+        await session.quit();
+      }),
+    );
+  }
+}
