@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // mxd command line: `mxd serve`, `mxd check-config`, `mxd queue ...`.
-import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfigFile, parseConfig, type Config } from "./config.js";
+import { ConfigError } from "./config.js";
+import { resolveConfig } from "./cli/resolve-config.js";
 import { startDaemon } from "./main.js";
 import { queueCommand } from "./cli/queue.js";
 
@@ -15,13 +15,6 @@ commands:
 
 --config FILE defaults to ./mxd.json when it exists, else the embedded default config.
 exit codes: 0 success, 1 operation failed, 2 usage or configuration error`;
-
-export function resolveConfig(file: string | undefined, overrides: { logLevel?: string } = {}): Config {
-  const path = file ?? (existsSync("mxd.json") ? "mxd.json" : undefined);
-  let cfg = path ? loadConfigFile(path) : parseConfig({});
-  if (overrides.logLevel) cfg = parseConfig({ ...structuredClone(cfg as object), log: { level: overrides.logLevel } });
-  return cfg;
-}
 
 async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: "string", short: "c" }, "log-level": { type: "string" }, help: { type: "boolean", short: "h" } } });
