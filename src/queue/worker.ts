@@ -10,7 +10,7 @@ import type { Logger } from "../io/log.js";
 import type { FsSpool } from "../spool/fs-spool.js";
 import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
-import { isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
+import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
 
 export interface QueueManagerDeps {
@@ -273,6 +273,7 @@ export class QueueManager {
       originalHeaders: headerBlockFrom(head),
       originalBody: full,
       messageIdDomain: config.hostname,
+      willRetryUntil: action === "delayed" ? new Date(expiresAt(Date.parse(meta.receivedAt), config.delivery.maxQueueTime)) : undefined,
     });
     const nowIso = new Date(clock.now()).toISOString();
     const bounce = await spool.put(
@@ -282,8 +283,8 @@ export class QueueManager {
         recipients: [{ address: meta.sender, domain: meta.sender.slice(meta.sender.lastIndexOf("@") + 1).toLowerCase(), status: "pending", attempts: 0, history: [] }],
         receivedAt: nowIso,
         client: { ip: "127.0.0.1", helo: "mxd-dsn" },
-        params: {},
-        eightBit: false,
+        params: dsn.smtputf8 ? { smtputf8: true } : {},
+        eightBit: dsn.eightBit,
         nextAttemptAt: nowIso,
         kind: "bounce",
       },
