@@ -2,12 +2,11 @@
 // delivers each due message's pending recipients grouped by domain (p-queue: a global limit
 // and a per-domain limit), persists every outcome, reschedules, bounces and removes.
 import PQueue from "p-queue";
-import { open } from "node:fs/promises";
 import type { Config } from "../config.js";
 import { groupByDomain, pendingRecipients, type AttemptRecord, type MessageMeta, type RecipientState } from "../core/envelope.js";
 import type { Clock } from "../io/clock.js";
 import type { Logger } from "../io/log.js";
-import type { FsSpool } from "../spool/fs-spool.js";
+import type { Spool } from "../spool/spool.js";
 import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
@@ -15,7 +14,7 @@ import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
 
 export interface QueueManagerDeps {
   config: Config;
-  spool: FsSpool;
+  spool: Spool;
   courier: Courier;
   clock: Clock;
   logger: Logger;
@@ -262,8 +261,8 @@ export class QueueManager {
       }
       return;
     }
-    const head = await readHead(spool.bodyPath(meta.id), 64 * 1024);
-    const full = meta.params.ret === "FULL" && meta.size <= RET_FULL_MAX ? await readHead(spool.bodyPath(meta.id), RET_FULL_MAX) : undefined;
+    const head = await spool.readHead(meta.id, 64 * 1024);
+    const full = meta.params.ret === "FULL" && meta.size <= RET_FULL_MAX ? await spool.readHead(meta.id, RET_FULL_MAX) : undefined;
     const dsn = buildDsn({
       reportingMta: config.hostname,
       original: meta,
@@ -309,16 +308,5 @@ export class QueueManager {
     let t: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.running.values()]), new Promise((r) => (t = setTimeout(r, timeoutMs)))]);
     clearTimeout(t);
-  }
-}
-
-async function readHead(path: string, max: number): Promise<Buffer> {
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.alloc(max);
-    const { bytesRead } = await fh.read(buf, 0, max, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
   }
 }

@@ -138,6 +138,17 @@ export class FsSpool implements Spool {
     return createReadStream(this.bodyPath(id), { highWaterMark: 64 * 1024 });
   }
 
+  async readHead(id: string, max: number): Promise<Buffer> {
+    const fh = await fsp.open(this.bodyPath(id), "r");
+    try {
+      const buf = Buffer.alloc(max);
+      const { bytesRead } = await fh.read(buf, 0, max, 0);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  }
+
   async load(id: string): Promise<MessageMeta> {
     if (!isQueueId(id)) throw new SpoolError(`not a queue id: ${id}`);
     return decodeMeta(await fsp.readFile(this.metaPath(id)), id);

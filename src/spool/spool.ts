@@ -36,6 +36,10 @@ export interface Spool {
   put(meta: Omit<MessageMeta, "id" | "size">, body: Buffer): Promise<MessageMeta>;
   openBody(id: string): Readable;
   bodyPath(id: string): string;
+  /** The first `max` octets of the message (header block for bounces; small bodies whole). */
+  readHead(id: string, max: number): Promise<Buffer>;
+  /** Move an entry to the dead-letter folder with a reason. */
+  bury(id: string, reason: string): Promise<void>;
   load(id: string): Promise<MessageMeta>;
   /** Atomically replace the state of a queued message. */
   update(meta: MessageMeta): Promise<void>;

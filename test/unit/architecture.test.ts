@@ -1,0 +1,79 @@
+// Keeps the module graph honest (design.md, "Rules of the house"): core/ is pure, only the
+// I/O modules touch the network, DNS, the file system or HTTP, and imports have no cycles.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { join, relative, resolve, dirname } from "node:path";
+
+const SRC = new URL("../../../src/", import.meta.url).pathname;
+
+function files(dir: string): string[] {
+  const out: string[] = [];
+  for (const f of readdirSync(dir)) {
+    const p = join(dir, f);
+    if (statSync(p).isDirectory()) out.push(...files(p));
+    else if (f.endsWith(".ts")) out.push(p);
+  }
+  return out;
+}
+
+interface Imp {
+  spec: string;
+  typeOnly: boolean;
+}
+
+function imports(file: string): Imp[] {
+  const text = readFileSync(file, "utf8");
+  const out: Imp[] = [];
+  const re = /^\s*(import|export)\s+(type\s+)?(?:[^'"]*?\sfrom\s+)?["']([^"']+)["']/gm;
+  for (let m; (m = re.exec(text)); ) out.push({ spec: m[3]!, typeOnly: !!m[2] });
+  const dyn = /import\(\s*["']([^"']+)["']\s*\)/g;
+  for (let m; (m = dyn.exec(text)); ) out.push({ spec: m[1]!, typeOnly: false });
+  return out;
+}
+
+const all = files(SRC).map((f) => relative(SRC, f));
+
+// Modules allowed to perform network, DNS, file-system or HTTP I/O.
+const IO_ALLOWED = [/^io\//, /^main\.ts$/, /^spool\/fs-spool\.ts$/, /^smtp\/server\.ts$/, /^admin\//, /^cli(\/|\.ts$)/, /^config\.ts$/, /^delivery\/local-drop\.ts$/];
+const IO_MODULES = /^node:(net|tls|dns|dns\/promises|fs|fs\/promises|http|https|dgram)$/;
+
+test("core/ imports nothing outside core/ and no node: modules", () => {
+  for (const f of all.filter((f) => f.startsWith("core/"))) {
+    for (const i of imports(join(SRC, f))) {
+      assert.ok(i.spec.startsWith("./"), `${f} imports ${i.spec}: core/ must stay pure`);
+    }
+  }
+});
+
+test("only the I/O modules touch sockets, DNS, files or HTTP", () => {
+  for (const f of all) {
+    if (IO_ALLOWED.some((re) => re.test(f))) continue;
+    for (const i of imports(join(SRC, f))) {
+      if (i.typeOnly) continue;
+      assert.doesNotMatch(i.spec, IO_MODULES, `${f} imports ${i.spec}; route it through io/ (design.md)`);
+    }
+  }
+});
+
+test("the import graph has no cycles", () => {
+  const graph = new Map<string, string[]>();
+  for (const f of all) {
+    const deps = imports(join(SRC, f))
+      .filter((i) => i.spec.startsWith(".") && !i.typeOnly)
+      .map((i) => relative(SRC, resolve(dirname(join(SRC, f)), i.spec)).replace(/\.js$/, ".ts"));
+    graph.set(f, deps);
+  }
+  const state = new Map<string, 1 | 2>();
+  const stack: string[] = [];
+  const visit = (n: string) => {
+    if (state.get(n) === 2) return;
+    if (state.get(n) === 1) assert.fail(`import cycle: ${[...stack.slice(stack.indexOf(n)), n].join(" → ")}`);
+    state.set(n, 1);
+    stack.push(n);
+    for (const d of graph.get(n) ?? []) visit(d);
+    stack.pop();
+    state.set(n, 2);
+  };
+  for (const n of graph.keys()) visit(n);
+});
