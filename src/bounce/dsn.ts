@@ -11,6 +11,7 @@
 // be written in UTF-8): the result says so in `eightBit` / `smtputf8` so the spool entry for the
 // bounce asks for 8BITMIME / SMTPUTF8 on the way out.
 import type { AttemptRecord, MessageMeta, RecipientState } from "../core/envelope.js";
+import { rfc5322Date } from "../core/date.js";
 
 export type DsnAction = "failed" | "delayed";
 
@@ -478,14 +479,6 @@ function wrap(text: string, width = 72): string[] {
   return out;
 }
 
-const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/** RFC 5322 §3.3 date-time, in UTC ("+0000"): deterministic whatever the host's time zone. */
-export function rfc5322Date(d: Date): string {
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${DAYS[d.getUTCDay()]}, ${p(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
-}
 
 function parseDate(iso: string | undefined): Date | undefined {
   if (!iso) return undefined;
@@ -600,3 +593,5 @@ function hasEightBit(buf: Buffer): boolean {
   for (let i = 0; i < buf.length; i++) if (buf[i]! >= 0x80) return true;
   return false;
 }
+
+export { rfc5322Date };

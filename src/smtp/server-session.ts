@@ -4,6 +4,7 @@
 import type { Config } from "../config.js";
 import type { EsmtpParams, RecipientState } from "../core/envelope.js";
 import { decodeXtext, domainKey, parsePath, type Mailbox } from "../core/address.js";
+import { rfc5322Date } from "../core/date.js";
 
 export type SessionAction = "none" | "close" | "starttls" | "data";
 
@@ -277,11 +278,3 @@ function splitParam(p: string): [string, string | undefined] {
   return eq < 0 ? [p.toUpperCase(), undefined] : [p.slice(0, eq).toUpperCase(), p.slice(eq + 1)];
 }
 
-const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/** RFC 5322 §3.3 date-time in UTC, e.g. "Wed, 25 Nov 2026 14:51:58 +0000". */
-export function rfc5322Date(d: Date): string {
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
-}
