@@ -128,7 +128,7 @@ export async function startMxSink(options: SinkOptions): Promise<MxSink> {
     hideDSN: options.dsn === false,
     ...(options.size !== undefined ? { size: options.size } : {}),
     socketTimeout: 30_000,
-    closeTimeout: 1_000,
+    closeTimeout: 250,
     ...tlsOptions,
     onConnect(session: SMTPServerSession, cb: (e?: Error | null) => void) {
       connections.push(session.id);
