@@ -30,6 +30,8 @@ export class QueueManager {
   private readonly perDomain = new Map<string, PQueue>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly rerun = new Set<string>();
+  private readonly waiting = new Set<string>();
+  private readonly maxActive: number;
   private stopped = false;
   private readonly random: () => number;
   readonly stats = { delivered: 0, deferred: 0, bounced: 0, attempts: 0 };
@@ -38,10 +40,11 @@ export class QueueManager {
     this.scheduler = new Scheduler(deps.clock, (id) => this.kick(id));
     this.global = new PQueue({ concurrency: deps.config.delivery.concurrency });
     this.random = deps.random ?? Math.random;
+    this.maxActive = Math.max(50, deps.config.delivery.concurrency * 2);
   }
 
   get size(): number {
-    return this.scheduler.size + this.running.size;
+    return this.scheduler.size + this.running.size + this.waiting.size;
   }
 
   /** Recover the whole spool: every queued message is scheduled at its saved due time. */
@@ -89,10 +92,21 @@ export class QueueManager {
       this.rerun.add(id);
       return;
     }
+    // Bound the messages loaded at once (a recovered queue of 100,000 due messages must not
+    // mean 100,000 states in memory): the rest wait as bare ids, in order.
+    if (this.running.size >= this.maxActive) {
+      this.waiting.add(id);
+      return;
+    }
     const p = this.attempt(id)
       .catch((e) => this.deps.logger.error({ qid: id, err: (e as Error).stack }, "delivery run failed; retrying later"))
       .finally(() => {
         this.running.delete(id);
+        const next = this.waiting.values().next();
+        if (!next.done) {
+          this.waiting.delete(next.value);
+          this.kick(next.value);
+        }
         if (this.rerun.delete(id)) this.kick(id);
         else if (!this.scheduler.has(id) && !this.stopped) {
           // A run that failed locally (disk error) must not forget the message.
