@@ -373,8 +373,8 @@ function* bigMessage(totalBytes: number): Generator<Buffer> {
   if (chunk.length) yield Buffer.from(chunk.join(""));
 }
 
-test("a 20 MB message arrives byte-exact with bounded memory", async (t) => {
-  const total = 20 * 1024 * 1024 + 12345;
+test("a 24 MB message arrives byte-exact with bounded memory", async (t) => {
+  const total = 24 * 1024 * 1024 + 12345;
   const want = createHash("sha256");
   let wantSize = 0;
   for (const b of bigMessage(total)) {
@@ -399,9 +399,10 @@ test("a 20 MB message arrives byte-exact with bounded memory", async (t) => {
   assert.equal(r.outcome, "delivered", r.reply);
   assert.equal(s.messages[0]!.size, wantSize);
   assert.equal(s.messages[0]!.sha256, want.digest("hex"));
-  t.diagnostic(`20 MB in ${Date.now() - started} ms, peak growth ${(peak / 1048576).toFixed(1)} MB`);
-  // Buffering the message would cost >= 20 MB (twice that with the stuffed copy).
-  assert.ok(peak < 8 * 1024 * 1024, `memory grew by ${(peak / 1048576).toFixed(1)} MB`);
+  t.diagnostic(`24 MB in ${Date.now() - started} ms, peak growth ${(peak / 1048576).toFixed(1)} MB`);
+  // Buffering the message would keep >= 24 MB alive. The sink runs in this process too, and
+  // socket/stream buffers on both sides account for a few MB at times.
+  assert.ok(peak < 14 * 1024 * 1024, `memory grew by ${(peak / 1048576).toFixed(1)} MB`);
 });
 
 test("fallback relay used when every MX is down", async (t) => {
