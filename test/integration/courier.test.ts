@@ -373,8 +373,8 @@ function* bigMessage(totalBytes: number): Generator<Buffer> {
   if (chunk.length) yield Buffer.from(chunk.join(""));
 }
 
-test("a 24 MB message arrives byte-exact with bounded memory", async (t) => {
-  const total = 24 * 1024 * 1024 + 12345;
+test("a 64 MB message arrives byte-exact with bounded memory", async (t) => {
+  const total = 64 * 1024 * 1024 + 12345;
   const want = createHash("sha256");
   let wantSize = 0;
   for (const b of bigMessage(total)) {
@@ -399,10 +399,11 @@ test("a 24 MB message arrives byte-exact with bounded memory", async (t) => {
   assert.equal(r.outcome, "delivered", r.reply);
   assert.equal(s.messages[0]!.size, wantSize);
   assert.equal(s.messages[0]!.sha256, want.digest("hex"));
-  t.diagnostic(`24 MB in ${Date.now() - started} ms, peak growth ${(peak / 1048576).toFixed(1)} MB`);
-  // Buffering the message would keep >= 24 MB alive. The sink runs in this process too, and
-  // socket/stream buffers on both sides account for a few MB at times.
-  assert.ok(peak < 14 * 1024 * 1024, `memory grew by ${(peak / 1048576).toFixed(1)} MB`);
+  t.diagnostic(`64 MB in ${Date.now() - started} ms, peak growth ${(peak / 1048576).toFixed(1)} MB`);
+  // Buffering the message would keep >= 64 MB alive. The sink runs in this process too, and
+  // socket/stream buffers on both sides account for several MB at times (up to ~12 MB seen),
+  // so the bound is set halfway: it separates streaming from buffering without flaking.
+  assert.ok(peak < 32 * 1024 * 1024, `memory grew by ${(peak / 1048576).toFixed(1)} MB`);
 });
 
 test("fallback relay used when every MX is down", async (t) => {
