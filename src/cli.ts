@@ -78,7 +78,9 @@ async function main(argv: string[]): Promise<number> {
       console.error(`mxd: ${e.message}`);
       return 2;
     }
-    console.error(`mxd: ${(e as Error).stack ?? e}`);
+    // System errors (EADDRINUSE, EACCES, ENOSPC...) are operator problems: say what, not where.
+    const err = e as NodeJS.ErrnoException;
+    console.error(`mxd: ${err.code ? err.message : (err.stack ?? String(e))}`);
     return 1;
   }
 }
