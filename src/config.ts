@@ -59,6 +59,28 @@ const domainName = z
   .string()
   .regex(/^\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/, "expected a domain name (or \".example.com\" for its subdomains)");
 
+// A mailbox name under a local drop domain: also a directory name, so never "/", "." or "..".
+const localPart = z
+  .string()
+  .regex(/^(?!\.{1,2}$)[A-Za-z0-9!#$%&'*+=?^_`{|}~.-]{1,64}$/, 'expected a local part (letters, digits, ".", "-", "_" …; no "/" or "@")')
+  .transform((s) => s.toLowerCase());
+
+const mailboxAddress = z.string().regex(/^[^\s@<>"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/, 'expected an address like "postmaster@example.org"');
+
+const localDomainSchema = z
+  .object({
+    recipients: z.array(localPart).default([]),
+    catchAll: localPart.optional().describe("mailbox that receives mail for unknown local parts; unset = refuse them at RCPT"),
+  })
+  .strict();
+
+/** "127.0.0.1:8025", "localhost:8025", "[::1]:8025": is the host part a loopback address? */
+export function isLoopbackHost(hostPort: string): boolean {
+  const m = /^\[([^\]]+)\]/.exec(hostPort);
+  const host = (m ? m[1]! : hostPort.split(":")[0]!).toLowerCase();
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 const listenSchema = z
   .object({
     host: z.string().default("127.0.0.1"),
@@ -140,12 +162,32 @@ export const configSchema = z
       .strict()
       .default({}),
     shutdownTimeout: duration.default("30s"),
+    admin: z
+      .object({
+        listen: hostPort.nullable().default(null).describe('TCP address of the admin HTTP API, e.g. "127.0.0.1:8025"; null = only the spoolDir/admin.sock socket'),
+        token: z.string().min(16, "expected a token of at least 16 characters").optional(),
+      })
+      .strict()
+      .default({}),
+    localDomains: z
+      .record(z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/, "expected a domain name"), localDomainSchema)
+      .default({})
+      .transform((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.toLowerCase(), v]))),
+    dropDir: z.string().min(1).default("./drop"),
+    bounce: z
+      .object({ copyTo: mailboxAddress.optional() })
+      .strict()
+      .default({}),
   })
   .strict()
   .superRefine((c, ctx) => {
     const needTls = c.listen.some((l) => l.tls);
     if (needTls && !(c.tls.cert && c.tls.key)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls"], message: "a listener has tls: true, so tls.cert and tls.key are required" });
+    }
+    // The admin API can delete and bounce mail: never reachable from the network without a token.
+    if (c.admin.listen && !isLoopbackHost(c.admin.listen) && !c.admin.token) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["admin", "token"], message: `admin.listen ${c.admin.listen} is not a loopback address, so admin.token is required` });
     }
     if (c.delivery.retry.minDelay > c.delivery.retry.maxDelay) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "retry", "minDelay"], message: "expected minDelay <= maxDelay" });

@@ -1,6 +1,13 @@
 // The queue manager: recovers the spool at start, schedules every message at its due time,
 // delivers each due message's pending recipients grouped by domain (p-queue: a global limit
 // and a per-domain limit), persists every outcome, reschedules, bounces and removes.
+//
+// Operator controls (docs/operations.md): pause/resume all delivery or one destination domain
+// (persisted through a ControlStore), hold/release, flush, delete, bounce now. Every change to
+// one message — a delivery run or an operator action — runs exclusively for that message id,
+// so an operator action never races a delivery that would write the old state back.
+// With `offline: true` (the CLI while the daemon is down) the same operations edit the spool,
+// and nothing is ever delivered or scheduled.
 import PQueue from "p-queue";
 import type { Config } from "../config.js";
 import { groupByDomain, pendingRecipients, type AttemptRecord, type MessageMeta, type RecipientState } from "../core/envelope.js";
@@ -11,6 +18,35 @@ import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
+import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
+
+/** What the queue reports as it works (metrics are built from these in main.ts). */
+export interface QueueEvents {
+  /** One recipient's attempt result; an expiry counts as "bounced". */
+  result?(e: { outcome: "delivered" | "deferred" | "bounced"; domain: string; sinceReceivedMs: number }): void;
+  /** An entry was moved to dead/. */
+  dead?(id: string, reason: string): void;
+}
+
+export interface LastError {
+  at: string;
+  qid: string;
+  rcpt: string;
+  reply: string;
+}
+
+/** Result of an operator action on one message. */
+export interface OpResult {
+  id: string;
+  ok: boolean;
+  /** flushed | held | released | deleted | bounced | paused | not found | not held | ... */
+  status: string;
+}
+
+interface IndexEntry {
+  domains: string[];
+  state: MessageState;
+}
 
 export interface QueueManagerDeps {
   config: Config;
@@ -19,6 +55,11 @@ export interface QueueManagerDeps {
   clock: Clock;
   logger: Logger;
   random?: () => number;
+  /** Where pause state is kept; without one it lives in memory only. */
+  control?: ControlStore;
+  events?: QueueEvents;
+  /** Operate on the spool without delivering (the CLI while the daemon is down). */
+  offline?: boolean;
 }
 
 /** Largest original message returned whole in a RET=FULL bounce; bigger ones get headers only. */
@@ -30,11 +71,20 @@ export class QueueManager {
   private readonly perDomain = new Map<string, PQueue>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly rerun = new Set<string>();
+  /** Due ids waiting for a free slot (bounded number of messages loaded at once). */
   private readonly waiting = new Set<string>();
   private readonly maxActive: number;
   private stopped = false;
   private readonly random: () => number;
   readonly stats = { delivered: 0, deferred: 0, bounced: 0, attempts: 0 };
+  /** Every queued message (held ones included): pending domains and state. Ids only, no bodies. */
+  private readonly index = new Map<string, IndexEntry>();
+  /** Due messages whose every pending recipient waits for a paused destination. */
+  private readonly parked = new Set<string>();
+  /** Operator actions waiting for the run in progress on the same message. */
+  private readonly afterRun = new Map<string, (() => void)[]>();
+  private control: ControlState = { ...INITIAL_CONTROL, pausedDomains: [] };
+  private readonly errors: LastError[] = [];
 
   constructor(private readonly deps: QueueManagerDeps) {
     this.scheduler = new Scheduler(deps.clock, (id) => this.kick(id));
@@ -43,36 +93,80 @@ export class QueueManager {
     this.maxActive = Math.max(50, deps.config.delivery.concurrency * 2);
   }
 
+  /** Messages in the queue (held ones included). */
   get size(): number {
-    return this.scheduler.size + this.running.size + this.waiting.size;
+    return this.index.size;
+  }
+
+  /** Outbound deliveries in progress (each holds one outbound connection). */
+  get deliveriesInFlight(): number {
+    return this.global.pending;
+  }
+
+  get pauseState(): ControlState {
+    return { ...this.control, pausedDomains: [...this.control.pausedDomains] };
+  }
+
+  /** The most recent delivery errors, newest first. */
+  get lastErrors(): LastError[] {
+    return [...this.errors].reverse();
+  }
+
+  /** Messages by state; parked (waiting for a paused destination) ones also count in their state. */
+  counts(): Record<MessageState | "total" | "active" | "parked", number> {
+    const c = { queued: 0, deferred: 0, held: 0, total: this.index.size, active: this.running.size, parked: this.parked.size };
+    for (const e of this.index.values()) c[e.state]++;
+    return c;
   }
 
   /** Recover the whole spool: every queued message is scheduled at its saved due time. */
   async start(): Promise<void> {
     const { spool, logger } = this.deps;
+    if (this.deps.control) this.control = await this.deps.control.load();
+    if (this.deps.offline) return;
     let n = 0;
     for await (const meta of spool.scan((p) => void this.buryBroken(p.id, p.reason))) {
-      if (meta.held) continue;
       if (!pendingRecipients(meta).length) {
         // Finished but not yet removed when we stopped.
         await spool.remove(meta.id);
         continue;
       }
+      this.indexSet(meta);
+      if (meta.held) continue;
       this.scheduler.schedule(meta.id, Date.parse(meta.nextAttemptAt));
       n++;
     }
-    logger.info({ recovered: n }, "queue recovered");
+    const { paused, pausedDomains } = this.control;
+    logger.info({ recovered: n, held: this.counts().held, paused, pausedDomains }, "queue recovered");
     if (this.deps.config.delivery.enabled) this.scheduler.runDue();
   }
 
   private async buryBroken(id: string, reason: string): Promise<void> {
     this.deps.logger.error({ qid: id, reason }, "unreadable spool entry moved to dead/");
-    await this.deps.spool.bury(id, `unreadable spool entry: ${reason}`).catch((e) => this.deps.logger.error({ qid: id, err: (e as Error).message }, "cannot move entry to dead/"));
+    this.forget(id);
+    try {
+      await this.deps.spool.bury(id, `unreadable spool entry: ${reason}`);
+      this.deps.events?.dead?.(id, reason);
+    } catch (e) {
+      this.deps.logger.error({ qid: id, err: (e as Error).message }, "cannot move entry to dead/");
+    }
+  }
+
+  private indexSet(meta: MessageMeta): void {
+    if (!this.deps.offline) this.index.set(meta.id, { domains: pendingDomains(meta), state: messageState(meta) });
+  }
+
+  private forget(id: string): void {
+    this.index.delete(id);
+    this.parked.delete(id);
+    this.waiting.delete(id);
+    this.scheduler.remove(id);
   }
 
   /** A newly queued message: attempt at once (no polling delay). */
   enqueue(meta: MessageMeta): void {
-    if (this.stopped) return;
+    if (this.stopped || this.deps.offline) return;
+    this.indexSet(meta);
     if (!this.deps.config.delivery.enabled) {
       this.scheduler.schedule(meta.id, Date.parse(meta.nextAttemptAt));
       return;
@@ -80,14 +174,8 @@ export class QueueManager {
     this.kick(meta.id);
   }
 
-  /** Attempt a message now (flush). */
-  flush(id: string): void {
-    this.scheduler.remove(id);
-    this.kick(id);
-  }
-
   private kick(id: string): void {
-    if (this.stopped) return;
+    if (this.stopped || this.deps.offline) return;
     if (this.running.has(id)) {
       this.rerun.add(id);
       return;
@@ -98,29 +186,219 @@ export class QueueManager {
       this.waiting.add(id);
       return;
     }
-    const p = this.attempt(id)
-      .catch((e) => this.deps.logger.error({ qid: id, err: (e as Error).stack }, "delivery run failed; retrying later"))
-      .finally(() => {
+    this.waiting.delete(id);
+    this.parked.delete(id);
+    this.track(
+      id,
+      this.attempt(id).catch((e) => this.deps.logger.error({ qid: id, err: (e as Error).stack }, "delivery run failed; retrying later")),
+    );
+  }
+
+  /** Mark `id` busy until p settles; then run what waited for it, in order. */
+  private track(id: string, p: Promise<void>): void {
+    this.running.set(
+      id,
+      p.finally(() => {
         this.running.delete(id);
-        const next = this.waiting.values().next();
-        if (!next.done) {
-          this.waiting.delete(next.value);
-          this.kick(next.value);
-        }
+        const next = this.afterRun.get(id)?.shift();
+        if (this.afterRun.get(id)?.length === 0) this.afterRun.delete(id);
+        if (next) return next();
+        const w = this.waiting.values().next();
+        if (!w.done) this.kick(w.value);
         if (this.rerun.delete(id)) this.kick(id);
-        else if (!this.scheduler.has(id) && !this.stopped) {
-          // A run that failed locally (disk error) must not forget the message.
-          void this.deps.spool
-            .load(id)
-            .then((m) => {
-              if (pendingRecipients(m).length && !m.held && !this.scheduler.has(id)) {
-                this.scheduler.schedule(id, Math.max(Date.parse(m.nextAttemptAt), this.deps.clock.now() + this.deps.config.delivery.retry.minDelay));
-              }
-            })
-            .catch(() => undefined);
+        else this.ensureScheduled(id);
+      }),
+    );
+  }
+
+  /** A run that failed locally (disk error) must not forget the message. */
+  private ensureScheduled(id: string): void {
+    const busy = () => this.stopped || this.scheduler.has(id) || this.parked.has(id) || this.running.has(id) || this.waiting.has(id);
+    if (this.deps.offline || busy()) return;
+    void this.deps.spool
+      .load(id)
+      .then((m) => {
+        if (pendingRecipients(m).length && !m.held && !busy()) {
+          this.scheduler.schedule(id, Math.max(Date.parse(m.nextAttemptAt), this.deps.clock.now() + this.deps.config.delivery.retry.minDelay));
         }
-      });
-    this.running.set(id, p);
+      })
+      .catch(() => undefined);
+  }
+
+  /** Run fn with exclusive access to message `id` (after a delivery run in progress, if any). */
+  private exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const run = () => this.track(id, fn().then(resolve, reject));
+      if (this.running.has(id)) {
+        const list = this.afterRun.get(id) ?? [];
+        list.push(run);
+        this.afterRun.set(id, list);
+      } else run();
+    });
+  }
+
+  private isPaused(domain: string): boolean {
+    return isPausedFor(this.control, domain);
+  }
+
+  // ------------------------------------------------------------------ operator actions
+
+  /** Ids of queued messages with a pending recipient at `domain` (all when undefined). */
+  async select(domain?: string): Promise<string[]> {
+    const d = domain?.toLowerCase();
+    if (!this.deps.offline) return [...this.index].filter(([, e]) => d === undefined || e.domains.includes(d)).map(([id]) => id);
+    const ids: string[] = [];
+    for await (const m of this.deps.spool.scan()) if (d === undefined || pendingDomains(m).includes(d)) ids.push(m.id);
+    return ids;
+  }
+
+  private loadForOp(id: string): Promise<MessageMeta | OpResult> {
+    return this.deps.spool.load(id).catch((e: NodeJS.ErrnoException) => ({ id, ok: false, status: e.code === "ENOENT" ? "no such message" : `unreadable: ${e.message}` }));
+  }
+
+  /** Attempt now. A held message is not attempted; a paused destination stays paused. */
+  flush(id: string): Promise<OpResult> {
+    return this.exclusive(id, async () => {
+      const m = await this.loadForOp(id);
+      if (!("version" in m)) return m;
+      if (m.held) return { id, ok: false, status: "held (release it first)" };
+      if (!pendingRecipients(m).length) return { id, ok: false, status: "nothing pending" };
+      const paused = pendingDomains(m).every((d) => this.isPaused(d));
+      if (this.deps.offline) {
+        // Due now: the daemon attempts it as soon as it starts.
+        m.nextAttemptAt = new Date(this.deps.clock.now()).toISOString();
+        await this.deps.spool.update(m);
+        return { id, ok: true, status: paused ? "due now, but its destination is paused" : "due now (attempted when mxd starts)" };
+      }
+      this.scheduler.remove(id);
+      this.parked.delete(id);
+      if (this.deps.config.delivery.enabled) this.rerun.add(id);
+      this.deps.logger.info({ qid: id }, "flush requested by the operator");
+      return { id, ok: true, status: paused ? "paused (not attempted until resumed)" : "flushed" };
+    });
+  }
+
+  hold(id: string): Promise<OpResult> {
+    return this.exclusive(id, async () => {
+      const m = await this.loadForOp(id);
+      if (!("version" in m)) return m;
+      if (m.held) return { id, ok: true, status: "already held" };
+      m.held = true;
+      await this.deps.spool.update(m);
+      this.scheduler.remove(id);
+      this.parked.delete(id);
+      this.waiting.delete(id);
+      this.rerun.delete(id);
+      this.indexSet(m);
+      this.deps.logger.info({ qid: id }, "message held by the operator");
+      return { id, ok: true, status: "held" };
+    });
+  }
+
+  release(id: string): Promise<OpResult> {
+    return this.exclusive(id, async () => {
+      const m = await this.loadForOp(id);
+      if (!("version" in m)) return m;
+      if (!m.held) return { id, ok: false, status: "not held" };
+      m.held = false;
+      m.nextAttemptAt = new Date(this.deps.clock.now()).toISOString();
+      await this.deps.spool.update(m);
+      this.indexSet(m);
+      if (!this.deps.offline) {
+        if (this.deps.config.delivery.enabled) this.rerun.add(id);
+        else this.scheduler.schedule(id, Date.parse(m.nextAttemptAt));
+      }
+      this.deps.logger.info({ qid: id }, "message released by the operator");
+      return { id, ok: true, status: "released" };
+    });
+  }
+
+  /** Remove without a bounce (postsuper -d). An unreadable entry can be deleted too. */
+  delete(id: string): Promise<OpResult> {
+    return this.exclusive(id, async () => {
+      const m = await this.loadForOp(id);
+      if (!("version" in m) && m.status === "no such message") return m;
+      await this.deps.spool.remove(id);
+      this.forget(id);
+      this.rerun.delete(id);
+      this.deps.logger.info({ qid: id }, "message deleted by the operator");
+      return { id, ok: true, status: "deleted" };
+    });
+  }
+
+  /**
+   * Remove the recipients at `domain` from message `id` without a bounce; the message itself
+   * goes when nothing else is pending (like removing one destination's queue in Exchange).
+   */
+  deleteRecipients(id: string, domain: string): Promise<OpResult> {
+    const d = domain.toLowerCase();
+    return this.exclusive(id, async () => {
+      const m = await this.loadForOp(id);
+      if (!("version" in m)) return m;
+      const pending = pendingRecipients(m);
+      const hit = pending.filter((r) => r.domain === d);
+      if (!hit.length) return { id, ok: false, status: `no pending recipient at ${d}` };
+      if (hit.length === pending.length) {
+        await this.deps.spool.remove(id);
+        this.forget(id);
+        this.rerun.delete(id);
+        this.deps.logger.info({ qid: id, domain: d }, "message deleted by the operator");
+        return { id, ok: true, status: "deleted" };
+      }
+      const iso = new Date(this.deps.clock.now()).toISOString();
+      for (const r of hit) {
+        r.status = "failed";
+        r.finalAt = iso;
+        r.history.push({ at: iso, outcome: "permanent", status: "5.0.0", reply: "deleted by the postmaster (no bounce sent)" });
+      }
+      await this.deps.spool.update(m);
+      this.indexSet(m);
+      this.deps.logger.info({ qid: id, domain: d, rcpts: hit.map((r) => r.address) }, "recipients deleted by the operator");
+      return { id, ok: true, status: `deleted ${hit.length} recipient(s) at ${d}` };
+    });
+  }
+
+  /** Fail every pending recipient now, with a DSN to the sender (and bounce.copyTo). */
+  bounce(id: string): Promise<OpResult> {
+    return this.exclusive(id, async () => {
+      const m = await this.loadForOp(id);
+      if (!("version" in m)) return m;
+      const pending = pendingRecipients(m);
+      if (!pending.length) return { id, ok: false, status: "nothing pending" };
+      const now = this.deps.clock.now();
+      const iso = new Date(now).toISOString();
+      for (const r of pending) {
+        const last = r.history[r.history.length - 1];
+        r.status = "failed";
+        r.finalAt = iso;
+        r.history.push({ at: iso, outcome: "permanent", status: "5.0.0", reply: `delivery cancelled by the postmaster${last ? `; last error: ${last.reply}` : ""}` });
+        this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - Date.parse(m.receivedAt) });
+      }
+      const log = this.deps.logger.child({ qid: id });
+      log.info({ rcpts: pending.map((r) => r.address) }, "message bounced by the operator");
+      this.rerun.delete(id);
+      await this.sendDsn(m, pending, "failed", log);
+      await this.finish(m, log);
+      return { id, ok: true, status: "bounced" };
+    });
+  }
+
+  async pause(domain?: string): Promise<ControlState> {
+    this.control = withPause(this.control, domain);
+    await this.deps.control?.save(this.control);
+    this.deps.logger.warn({ domain: domain ?? "*" }, "outbound delivery paused");
+    return this.pauseState;
+  }
+
+  async resume(domain?: string): Promise<ControlState> {
+    this.control = withResume(this.control, domain);
+    await this.deps.control?.save(this.control);
+    this.deps.logger.warn({ domain: domain ?? "*", stillPaused: this.control.pausedDomains }, "outbound delivery resumed");
+    for (const id of [...this.parked]) {
+      const e = this.index.get(id);
+      if (!e || e.domains.some((d) => !this.isPaused(d))) this.kick(id);
+    }
+    return this.pauseState;
   }
 
   private domainQueue(domain: string): PQueue {
@@ -141,13 +419,23 @@ export class QueueManager {
     try {
       meta = await spool.load(id);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return; // removed (delivered or deleted)
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+        this.forget(id); // removed (delivered or deleted)
+        return;
+      }
       await this.buryBroken(id, (e as Error).message);
       return;
     }
+    this.indexSet(meta);
     if (meta.held) return;
     const log = logger.child({ qid: id });
-    const groups = groupByDomain(pendingRecipients(meta));
+    const groups = new Map([...groupByDomain(pendingRecipients(meta))].filter(([d]) => !this.isPaused(d)));
+    if (groups.size === 0) {
+      // Every pending destination is paused: wait for resume, without spending an attempt.
+      this.parked.add(id);
+      log.debug({ domains: pendingDomains(meta) }, "delivery paused; message parked");
+      return;
+    }
     // Outcomes of each domain are persisted as soon as that domain finishes (serialised per
     // message), so a crash never re-sends to recipients that were already delivered.
     let chain = Promise.resolve();
@@ -156,7 +444,8 @@ export class QueueManager {
       this.domainQueue(domain)
         .add(() =>
           this.global.add(() =>
-            courier.deliver({
+            // Paused while this job waited for a slot: leave its recipients untouched.
+            this.isPaused(domain) ? Promise.resolve(undefined) : courier.deliver({
               id,
               sender: meta.sender,
               domain,
@@ -171,8 +460,9 @@ export class QueueManager {
           ),
         )
         .then((results) => {
+          if (!results) return chain;
           chain = chain.then(async () => {
-            this.apply(meta, rcpts, results ?? [], failedNow, log);
+            this.apply(meta, rcpts, results, failedNow, log);
             if (pendingRecipients(meta).length) await spool.update(meta);
           });
           return chain;
@@ -182,7 +472,8 @@ export class QueueManager {
     await chain;
 
     const now = clock.now();
-    const pending = pendingRecipients(meta);
+    // Recipients at paused destinations were not attempted: they neither retry nor expire now.
+    const pending = pendingRecipients(meta).filter((r) => !this.isPaused(r.domain));
     if (pending.length) {
       const receivedAt = Date.parse(meta.receivedAt);
       const attempts = Math.max(...pending.map((r) => r.attempts));
@@ -202,6 +493,8 @@ export class QueueManager {
             ip: last?.ip,
           });
           failedNow.push(r);
+          this.stats.bounced++;
+          this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - receivedAt });
         }
         log.info({ rcpts: pending.map((r) => r.address) }, "message expired");
       } else {
@@ -215,13 +508,41 @@ export class QueueManager {
     if (failedNow.length) await this.sendDsn(meta, failedNow, "failed", log);
     if (pendingRecipients(meta).length) {
       await spool.update(meta);
-      this.stats.deferred++;
-      this.scheduler.schedule(id, Date.parse(meta.nextAttemptAt));
-      log.info({ next: meta.nextAttemptAt, pending: pendingRecipients(meta).length }, "message deferred");
+      this.indexSet(meta);
+      if (pendingRecipients(meta).some((r) => !this.isPaused(r.domain))) {
+        this.stats.deferred++;
+        this.scheduler.schedule(id, Date.parse(meta.nextAttemptAt));
+        log.info({ next: meta.nextAttemptAt, pending: pendingRecipients(meta).length }, "message deferred");
+      } else {
+        this.parked.add(id);
+        log.info({ pending: pendingRecipients(meta).length, domains: pendingDomains(meta) }, "message waits for a paused destination");
+      }
     } else {
-      await spool.remove(id);
-      log.info({ delivered: meta.recipients.filter((r) => r.status === "delivered").length, failed: meta.recipients.filter((r) => r.status === "failed").length }, "message done, removed from queue");
+      await this.finish(meta, log);
     }
+  }
+
+  /**
+   * No recipient is pending: remove the message. One of our own bounces that could not be
+   * delivered goes to dead/ instead, with its final state, for the postmaster to see.
+   */
+  private async finish(meta: MessageMeta, log: Logger): Promise<void> {
+    const failed = meta.recipients.filter((r) => r.status === "failed");
+    this.forget(meta.id);
+    if (meta.kind === "bounce" && failed.length) {
+      const reason = "bounce could not be delivered: " + failed.map((r) => `${r.address}: ${r.history[r.history.length - 1]?.reply ?? ""}`).join("; ");
+      try {
+        await this.deps.spool.update(meta);
+        await this.deps.spool.bury(meta.id, reason);
+        this.deps.events?.dead?.(meta.id, reason);
+        log.warn({ reason }, "undeliverable bounce moved to dead/");
+      } catch (e) {
+        log.error({ err: (e as Error).message }, "cannot move to dead/");
+      }
+      return;
+    }
+    await this.deps.spool.remove(meta.id);
+    log.info({ delivered: meta.recipients.filter((r) => r.status === "delivered").length, failed: failed.length }, "message done, removed from queue");
   }
 
   private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], failedNow: RecipientState[], log: Logger): void {
@@ -243,22 +564,29 @@ export class QueueManager {
       if (r.history.length > 50) r.history.splice(0, r.history.length - 50);
       this.stats.attempts++;
       const fields = { rcpt: r.address, mx: res.mx, ip: res.ip, reply: res.reply, status: res.status, tls: res.tls };
+      const sinceReceivedMs = this.deps.clock.now() - Date.parse(meta.receivedAt);
       if (res.outcome === "delivered") {
         r.status = "delivered";
         r.finalAt = nowIso;
         this.stats.delivered++;
+        this.deps.events?.result?.({ outcome: "delivered", domain: r.domain, sinceReceivedMs });
         log.info(fields, "delivered");
-      } else if (res.outcome === "permanent") {
+        continue;
+      }
+      this.errors.push({ at: nowIso, qid: meta.id, rcpt: r.address, reply: res.reply });
+      if (this.errors.length > 20) this.errors.shift();
+      if (res.outcome === "permanent") {
         r.status = "failed";
         r.finalAt = nowIso;
         failedNow.push(r);
         this.stats.bounced++;
+        this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs });
         log.info(fields, "bounced");
       } else {
+        this.deps.events?.result?.({ outcome: "deferred", domain: r.domain, sinceReceivedMs });
         log.info(fields, "deferred");
       }
     }
-    void meta;
   }
 
   /** Queue an RFC 3464 report to the sender (never for <> or our own bounces). */
@@ -266,12 +594,9 @@ export class QueueManager {
     const { spool, config, clock } = this.deps;
     const who = dsnRecipientsFor(meta, rcpts, action);
     if (!who.length) {
+      // An undeliverable bounce of ours goes to dead/ when the message is finished (finish()).
       if (meta.sender === "" || meta.kind === "bounce") {
         log.warn({ rcpts: rcpts.map((r) => r.address) }, action === "failed" ? "bounce undeliverable, not bounced again" : "no delay warning for <>");
-        if (action === "failed" && meta.kind === "bounce") {
-          // Keep a copy for the postmaster instead of dropping it silently.
-          await this.copyToDead(meta, "bounce could not be delivered: " + rcpts.map((r) => `${r.address}: ${r.history[r.history.length - 1]?.reply ?? ""}`).join("; "));
-        }
       }
       return;
     }
@@ -289,11 +614,16 @@ export class QueueManager {
       willRetryUntil: action === "delayed" ? new Date(expiresAt(Date.parse(meta.receivedAt), config.delivery.maxQueueTime)) : undefined,
     });
     const nowIso = new Date(clock.now()).toISOString();
+    const to = [meta.sender];
+    // bounce.copyTo: the postmaster gets the same report as another envelope recipient (IIS:
+    // "send copy of non-delivery report to"); not for delay warnings, which are not bounces.
+    const copyTo = config.bounce.copyTo;
+    if (action === "failed" && copyTo && copyTo.toLowerCase() !== meta.sender.toLowerCase()) to.push(copyTo);
     const bounce = await spool.put(
       {
         version: 1,
         sender: "",
-        recipients: [{ address: meta.sender, domain: meta.sender.slice(meta.sender.lastIndexOf("@") + 1).toLowerCase(), status: "pending", attempts: 0, history: [] }],
+        recipients: to.map((a) => ({ address: a, domain: a.slice(a.lastIndexOf("@") + 1).toLowerCase(), status: "pending" as const, attempts: 0, history: [] })),
         receivedAt: nowIso,
         client: { ip: "127.0.0.1", helo: "mxd-dsn" },
         params: dsn.smtputf8 ? { smtputf8: true } : {},
@@ -303,16 +633,8 @@ export class QueueManager {
       },
       dsn.body,
     );
-    log.info({ dsn: bounce.id, action, to: meta.sender, rcpts: who.map((r) => r.address) }, action === "failed" ? "bounce queued" : "delay warning queued");
+    log.info({ dsn: bounce.id, action, to, rcpts: who.map((r) => r.address) }, action === "failed" ? "bounce queued" : "delay warning queued");
     this.enqueue(bounce);
-  }
-
-  private async copyToDead(meta: MessageMeta, reason: string): Promise<void> {
-    try {
-      await this.deps.spool.bury(meta.id, reason);
-    } catch (e) {
-      this.deps.logger.error({ qid: meta.id, err: (e as Error).message }, "cannot move to dead/");
-    }
   }
 
   /** Stop scheduling; wait (bounded) for deliveries in flight, whose state is then saved. */
