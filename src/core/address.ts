@@ -124,7 +124,8 @@ export function parsePath(arg: string, allowUtf8: boolean, allowNull: boolean): 
   let inner = s.slice(1, close);
   const rest = s.slice(close + 1);
   if (rest && !/^\s/.test(rest)) return { error: "garbage after address" };
-  if (Buffer.byteLength(inner) > MAX_PATH) return { error: "path longer than 256 octets" };
+  // RFC 5321 §4.5.3.1.3: 256 octets including the angle brackets.
+  if (Buffer.byteLength(inner) + 2 > MAX_PATH) return { error: "path longer than 256 octets" };
   if (inner === "") {
     if (!allowNull) return { error: "null address not allowed here" };
     return { mailbox: null, rest: rest.trim() };

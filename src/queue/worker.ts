@@ -175,7 +175,8 @@ export class QueueManager {
   }
 
   private kick(id: string): void {
-    if (this.stopped || this.deps.offline) return;
+    // delivery.enabled=false: mail is accepted and kept, and attempted after a restart with delivery on.
+    if (this.stopped || this.deps.offline || !this.deps.config.delivery.enabled) return;
     if (this.running.has(id)) {
       this.rerun.add(id);
       return;

@@ -33,7 +33,9 @@ export class CommandReader {
     for (;;) {
       const nl = this.buf.indexOf(LF);
       if (nl < 0) {
-        if (this.buf.length > this.maxLine) {
+        // A pending CR may be the first half of the line's CRLF: don't count it yet.
+        const pending = this.buf.length && this.buf[this.buf.length - 1] === CR ? this.buf.length - 1 : this.buf.length;
+        if (pending > this.maxLine) {
           // Keep discarding until the line ends; report once at its end.
           this.discarding = true;
           this.buf = Buffer.alloc(0);

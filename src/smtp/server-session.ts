@@ -4,6 +4,7 @@
 import type { Config } from "../config.js";
 import type { EsmtpParams, RecipientState } from "../core/envelope.js";
 import { decodeXtext, domainKey, parsePath, type Mailbox } from "../core/address.js";
+import { isLocalDomain, localMailbox } from "../delivery/local-drop.js";
 import { rfc5322Date } from "../core/date.js";
 
 export type SessionAction = "none" | "close" | "starttls" | "data";
@@ -237,8 +238,13 @@ export class ServerSession {
         orcpt = dec;
       } else return this.error(r(555, "5.5.4", `Unsupported option: ${p.slice(0, 40)}`));
     }
+    // Local drop domains take mail from anyone, but only for known mailboxes (or a catch-all).
+    const local = isLocalDomain(this.env.config.localDomains, mb.domain);
+    if (local && localMailbox(this.env.config.localDomains, mb.address) === undefined) {
+      return this.error(r(550, "5.1.1", `<${mb.address}>: Recipient address rejected: no such user here`));
+    }
     // Relay control: only allowed networks may send anywhere. Never an open relay by default.
-    if (!this.env.relayAllowed) {
+    if (!local && !this.env.relayAllowed) {
       return this.error(r(554, "5.7.1", `<${mb.address}>: Relay access denied`));
     }
     if (this.tx.recipients.length >= this.env.config.limits.recipientsPerMessage) {
@@ -266,8 +272,8 @@ export class ServerSession {
     const ip = this.env.clientIp.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, "$1");
     const lit = ip.includes(":") ? `IPv6:${ip}` : ip;
     const helo = (this.helo ?? "unknown").replace(/[^\x21-\x7e]/g, "?").slice(0, 100);
-    const utf8 = this.tx?.params.smtputf8 ? "UTF8" : "";
-    const proto = this.esmtp ? `${utf8}ESMTP${this.secure ? "S" : ""}` : "SMTP";
+    // RFC 3848 / RFC 6531 §3.7.3: ESMTP, ESMTPS; UTF8SMTP, UTF8SMTPS with SMTPUTF8.
+    const proto = !this.esmtp ? "SMTP" : `${this.tx?.params.smtputf8 ? "UTF8SMTP" : "ESMTP"}${this.secure ? "S" : ""}`;
     const rc = this.tx?.recipients.length === 1 ? `\r\n\tfor <${this.tx.recipients[0]!.address}>` : "";
     return `Received: from ${helo} ([${lit}])\r\n\tby ${this.host} (mxd) with ${proto} id ${id}${rc};\r\n\t${rfc5322Date(date)}\r\n`;
   }

@@ -32,12 +32,16 @@ export class SmtpServer {
   private perIp = new Map<string, number>();
   private readonly nets: Cidr[];
   readonly secureContext: tls.SecureContext | undefined;
+  private readonly tlsOptions: tls.SecureContextOptions | undefined;
   private closing = false;
   addresses: { host: string; port: number; tls: boolean }[] = [];
 
   constructor(readonly deps: SmtpServerDeps) {
     this.nets = deps.config.relay.allowedNetworks.map((c) => parseCidr(c)!);
-    if (deps.tlsCredentials) this.secureContext = tls.createSecureContext({ cert: deps.tlsCredentials.cert, key: deps.tlsCredentials.key, minVersion: "TLSv1.2" });
+    if (deps.tlsCredentials) {
+      this.tlsOptions = { cert: deps.tlsCredentials.cert, key: deps.tlsCredentials.key, minVersion: "TLSv1.2" };
+      this.secureContext = tls.createSecureContext(this.tlsOptions);
+    }
   }
 
   get connectionCount(): number {
@@ -47,7 +51,7 @@ export class SmtpServer {
   async listen(): Promise<void> {
     for (const l of this.deps.config.listen) {
       const srv = l.tls
-        ? tls.createServer({ secureContext: this.secureContext!, handshakeTimeout: 30_000 }, (s) => this.accept(s, true))
+        ? tls.createServer({ ...this.tlsOptions!, handshakeTimeout: 30_000 }, (s) => this.accept(s, true))
         : net.createServer((s) => this.accept(s, false));
       srv.maxConnections = this.deps.config.limits.connections * 2; // hard cap; the soft limit answers 421 below
       srv.on("error", (e) => this.deps.logger.error({ err: e, listen: l }, "listener error"));
@@ -210,6 +214,10 @@ class Connection {
         if (!line) break;
         if (line.tooLong) {
           this.reply(this.errorReply("500 5.5.2 Error: line too long"));
+          if (this.closeAfterFlush) {
+            this.flush();
+            this.close();
+          }
           continue;
         }
         await this.command(line.line);
