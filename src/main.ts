@@ -9,11 +9,18 @@ import { FsSpool } from "./spool/fs-spool.js";
 import { SmtpServer } from "./smtp/server.js";
 import { QueueManager } from "./queue/worker.js";
 import { createCourier } from "./delivery/factory.js";
+import { LocalDropCourier, RoutingCourier } from "./delivery/local-drop.js";
+import { AdminServer } from "./admin/server.js";
+import { ControlFile } from "./admin/control-file.js";
+import { MxdMetrics } from "./admin/mxd-metrics.js";
+import { countDead } from "./admin/queue-view.js";
 
 export interface Daemon {
   smtp: SmtpServer;
   queue: QueueManager;
   spool: FsSpool;
+  admin: AdminServer;
+  metrics: MxdMetrics;
   logger: Logger;
   stop(): Promise<void>;
 }
@@ -22,6 +29,23 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
   const logger = opts.logger ?? createLogger(config.log.level);
   const clock = opts.clock ?? systemClock;
   const spool = new FsSpool({ dir: config.spoolDir, now: () => clock.now() });
+  const startedAtMs = Date.now();
+  const metrics = new MxdMetrics();
+  const admin = new AdminServer({ logger, token: config.admin.token });
+  // First, before touching the spool: a second daemon on the same spool would deliver twice.
+  await admin.listen(config.spoolDir, config.admin.listen);
+  try {
+    return await wire(config, { logger, clock, spool, admin, metrics, startedAtMs });
+  } catch (e) {
+    await admin.close();
+    throw e;
+  }
+}
+
+async function wire(
+  config: Config,
+  { logger, clock, spool, admin, metrics, startedAtMs }: { logger: Logger; clock: Clock; spool: FsSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number },
+): Promise<Daemon> {
   const { cleaned } = await spool.init();
   if (cleaned) logger.info({ cleaned }, "removed leftovers of interrupted spool writes");
 
@@ -30,25 +54,58 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
     tlsCredentials = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) };
   }
   const resolver = createNodeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, tries: config.dns.tries });
-  const courier = createCourier({ config, resolver, logger });
-  const queue = new QueueManager({ config, spool, courier, clock, logger });
-  await queue.start();
-  const smtp = new SmtpServer({ config, spool, logger, clock, tlsCredentials, onQueued: (m) => queue.enqueue(m) });
-  await smtp.listen();
-  logger.info({ listen: smtp.addresses, hostname: config.hostname, spoolDir: config.spoolDir, queued: queue.size }, "ready");
+  const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger }));
+  const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events: metrics.queueEvents });
+  await q.start();
+  const server = new SmtpServer({
+    config,
+    spool,
+    logger,
+    clock,
+    tlsCredentials,
+    onQueued: (m) => {
+      metrics.accepted.inc();
+      q.enqueue(m);
+    },
+  });
+  metrics.bind({ queue: q, inbound: () => server.connectionCount, outbound: () => courier.remoteActive, startedAtMs });
+  admin.attach({
+    queue: q,
+    spool,
+    metrics: () => metrics.registry.render(),
+    status: async () => ({
+      pid: process.pid,
+      hostname: config.hostname,
+      startedAt: new Date(startedAtMs).toISOString(),
+      uptimeSeconds: Math.round((Date.now() - startedAtMs) / 1000),
+      listen: server.addresses,
+      admin: admin.addresses,
+      spoolDir: config.spoolDir,
+      delivery: { enabled: config.delivery.enabled, outbound: courier.remoteActive },
+      queue: { ...q.counts(), dead: await countDead(spool) },
+      paused: q.pauseState.paused,
+      pausedDomains: q.pauseState.pausedDomains,
+      lastErrors: q.lastErrors,
+    }),
+  });
+  await server.listen();
+  logger.info({ listen: server.addresses, admin: admin.addresses, hostname: config.hostname, spoolDir: config.spoolDir, queued: q.size, paused: q.pauseState }, "ready");
 
   let stopping: Promise<void> | undefined;
   return {
-    smtp,
-    queue,
+    smtp: server,
+    queue: q,
     spool,
+    admin,
+    metrics,
     logger,
     stop() {
       stopping ??= (async () => {
         logger.info("shutting down");
-        await smtp.close(config.shutdownTimeout);
-        await queue.stop(config.shutdownTimeout);
+        await server.close(config.shutdownTimeout);
+        await q.stop(config.shutdownTimeout);
         await courier.close();
+        await admin.close();
         logger.info("stopped");
       })();
       return stopping;

@@ -108,10 +108,18 @@ async function copyStream(src: Readable, fh: fsp.FileHandle): Promise<void> {
 
 /** Sends local drop domains to `local`, everything else to `remote`. */
 export class RoutingCourier implements Courier {
+  /** Remote deliveries in progress (each holds one outbound connection). */
+  remoteActive = 0;
   constructor(private readonly localDomains: LocalDomains, private readonly local: Courier, private readonly remote: Courier) {}
 
-  deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
-    return (isLocalDomain(this.localDomains, req.domain) ? this.local : this.remote).deliver(req);
+  async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
+    if (isLocalDomain(this.localDomains, req.domain)) return this.local.deliver(req);
+    this.remoteActive++;
+    try {
+      return await this.remote.deliver(req);
+    } finally {
+      this.remoteActive--;
+    }
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,116 @@
+// Prometheus text exposition format 0.0.4, hand-written: counters, gauges (set or computed at
+// scrape time) and histograms, with labels. https://prometheus.io/docs/instrumenting/exposition_formats/
+export type Labels = Record<string, string>;
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+function labelText(l: Labels): string {
+  const keys = Object.keys(l).sort();
+  return keys.length ? `{${keys.map((k) => `${k}="${escapeLabel(l[k]!)}"`).join(",")}}` : "";
+}
+
+function num(n: number): string {
+  if (Number.isNaN(n)) return "NaN";
+  if (n === Infinity) return "+Inf";
+  if (n === -Infinity) return "-Inf";
+  return String(n);
+}
+
+interface Metric {
+  readonly name: string;
+  render(): string[];
+}
+
+export class Counter implements Metric {
+  private readonly values = new Map<string, { labels: Labels; v: number }>();
+  constructor(readonly name: string, readonly help: string) {}
+
+  inc(labels: Labels = {}, by = 1): void {
+    if (by < 0) throw new Error(`counter ${this.name} cannot decrease`);
+    const k = labelText(labels);
+    const e = this.values.get(k);
+    if (e) e.v += by;
+    else this.values.set(k, { labels, v: by });
+  }
+
+  get(labels: Labels = {}): number {
+    return this.values.get(labelText(labels))?.v ?? 0;
+  }
+
+  render(): string[] {
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    for (const [k, e] of this.values) out.push(`${this.name}${k} ${num(e.v)}`);
+    return out;
+  }
+}
+
+/** A gauge read when scraped: `collect` returns the current samples. */
+export class Gauge implements Metric {
+  constructor(readonly name: string, readonly help: string, private readonly collect: () => { labels?: Labels; value: number }[]) {}
+
+  render(): string[] {
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    for (const s of this.collect()) out.push(`${this.name}${labelText(s.labels ?? {})} ${num(s.value)}`);
+    return out;
+  }
+}
+
+export class Histogram implements Metric {
+  private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  readonly buckets: number[];
+  constructor(readonly name: string, readonly help: string, buckets: number[]) {
+    this.buckets = [...buckets].sort((a, b) => a - b);
+  }
+
+  observe(value: number, labels: Labels = {}): void {
+    const k = labelText(labels);
+    let s = this.series.get(k);
+    if (!s) this.series.set(k, (s = { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 }));
+    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
+    s.sum += value;
+    s.count++;
+  }
+
+  render(): string[] {
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    for (const s of this.series.values()) {
+      // Buckets are cumulative: counts[i] already includes every smaller bucket.
+      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket${labelText({ ...s.labels, le: num(b) })} ${s.counts[i]}`));
+      out.push(`${this.name}_bucket${labelText({ ...s.labels, le: "+Inf" })} ${s.count}`);
+      out.push(`${this.name}_sum${labelText(s.labels)} ${num(s.sum)}`);
+      out.push(`${this.name}_count${labelText(s.labels)} ${s.count}`);
+    }
+    return out;
+  }
+}
+
+export class Registry {
+  private readonly metrics: Metric[] = [];
+
+  add<M extends Metric>(m: M): M {
+    if (this.metrics.some((x) => x.name === m.name)) throw new Error(`metric ${m.name} registered twice`);
+    this.metrics.push(m);
+    return m;
+  }
+
+  render(): string {
+    return this.metrics.flatMap((m) => m.render()).join("\n") + "\n";
+  }
+}
+
+/** Parse the text format back into samples (tests, and `mxd status` if it ever needs it). */
+export function parseExposition(text: string): { name: string; labels: Labels; value: number }[] {
+  const out: { name: string; labels: Labels; value: number }[] = [];
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) throw new Error(`bad exposition line: ${line}`);
+    const labels: Labels = {};
+    if (m[2]) for (const lm of m[2].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[lm[1]!] = lm[2]!.replace(/\\n/g, "\n").replace(/\\(["\\])/g, "$1");
+    const v = m[3]!;
+    out.push({ name: m[1]!, labels, value: v === "+Inf" ? Infinity : v === "-Inf" ? -Infinity : Number(v) });
+  }
+  return out;
+}

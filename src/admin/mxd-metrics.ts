@@ -1,0 +1,55 @@
+// mxd's metrics (docs/admin-api.md lists them). Counters and the latency histogram are fed by
+// the queue's events and the SMTP server's onQueued; gauges are read from the live objects at
+// scrape time, so they can never drift from the truth.
+import { Counter, Gauge, Histogram, Registry } from "./metrics.js";
+import type { QueueEvents, QueueManager } from "../queue/worker.js";
+
+/** Seconds: from a second to the default 5-day queue lifetime. */
+export const LATENCY_BUCKETS = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400, 86400, 432000];
+
+export interface GaugeSources {
+  queue: QueueManager;
+  /** Inbound SMTP connections open now. */
+  inbound: () => number;
+  /** Outbound SMTP deliveries (connections in use) now. */
+  outbound: () => number;
+  startedAtMs: number;
+}
+
+export class MxdMetrics {
+  readonly registry = new Registry();
+  readonly accepted = this.registry.add(new Counter("mxd_messages_accepted_total", "Messages accepted over SMTP and queued."));
+  readonly results = this.registry.add(new Counter("mxd_recipient_deliveries_total", "Delivery attempt results per recipient, by outcome (delivered, deferred, bounced)."));
+  readonly dead = this.registry.add(new Counter("mxd_dead_letters_total", "Entries moved to the dead-letter folder (spoolDir/dead)."));
+  readonly latency = this.registry.add(new Histogram("mxd_delivery_latency_seconds", "Time from acceptance to successful delivery, per recipient.", LATENCY_BUCKETS));
+
+  readonly queueEvents: QueueEvents = {
+    result: (e) => {
+      this.results.inc({ outcome: e.outcome });
+      if (e.outcome === "delivered") this.latency.observe(Math.max(0, e.sinceReceivedMs) / 1000);
+    },
+    dead: () => this.dead.inc(),
+  };
+
+  constructor() {
+    // Every outcome is exported from the start, so rate() works before the first event.
+    for (const outcome of ["delivered", "deferred", "bounced"]) this.results.inc({ outcome }, 0);
+  }
+
+  /** Gauges over the running daemon; call once it is wired. */
+  bind(s: GaugeSources): void {
+    const r = this.registry;
+    r.add(new Gauge("mxd_queue_messages", "Messages in the queue by state (queued: not tried yet, deferred: retrying, held: until released).", () => {
+      const c = s.queue.counts();
+      return (["queued", "deferred", "held"] as const).map((state) => ({ labels: { state }, value: c[state] }));
+    }));
+    r.add(new Gauge("mxd_queue_parked_messages", "Due messages waiting because every destination they need is paused.", () => [{ value: s.queue.counts().parked }]));
+    r.add(new Gauge("mxd_connections_active", "Open SMTP connections: in (clients) and out (deliveries in progress).", () => [
+      { labels: { direction: "in" }, value: s.inbound() },
+      { labels: { direction: "out" }, value: s.outbound() },
+    ]));
+    r.add(new Gauge("mxd_delivery_paused", "1 when all outbound delivery is paused (mxd queue pause).", () => [{ value: s.queue.pauseState.paused ? 1 : 0 }]));
+    r.add(new Gauge("mxd_domain_paused", "1 for each destination domain paused with mxd queue pause --domain.", () => s.queue.pauseState.pausedDomains.map((domain) => ({ labels: { domain }, value: 1 }))));
+    r.add(new Gauge("mxd_start_time_seconds", "When the daemon started (Unix time).", () => [{ value: Math.floor(s.startedAtMs / 1000) }]));
+  }
+}

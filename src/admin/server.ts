@@ -1,0 +1,314 @@
+// The admin HTTP API (docs/admin-api.md): JSON in and out, Prometheus text on /metrics.
+// Always served on the local socket `spoolDir/admin.sock` (mode 0600: whoever may read the
+// spool may manage it; this is what `mxd queue …` talks to), and optionally on TCP
+// `admin.listen`, where `admin.token` is required as a bearer token when configured.
+import http from "node:http";
+import net from "node:net";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { promises as fsp } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Logger } from "../io/log.js";
+import type { FsSpool } from "../spool/fs-spool.js";
+import type { OpResult, QueueManager } from "../queue/worker.js";
+import { isQueueId } from "../spool/format.js";
+import { LIST_STATES, listDead, matches, scanStates, toListEntry, type ListState } from "./queue-view.js";
+
+/** Where the daemon listens for the CLI. A named pipe on Windows, where sockets are not files. */
+export function adminSocketPath(spoolDir: string): string {
+  if (process.platform === "win32") return `\\\\.\\pipe\\mxd-${createHash("sha256").update(resolve(spoolDir)).digest("hex").slice(0, 16)}`;
+  return join(spoolDir, "admin.sock");
+}
+
+export interface AdminOptions {
+  logger: Logger;
+  token?: string;
+  /** How long an action may wait for a delivery in progress before the answer says "pending". */
+  actionWaitMs?: number;
+}
+
+/** What the API serves; attached once the daemon is wired (until then: 503). */
+export interface AdminTarget {
+  queue: QueueManager;
+  spool: FsSpool;
+  metrics: () => string;
+  status: () => Promise<object>;
+  now?: () => number;
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+const MAX_BODY = 1024 * 1024;
+const OPS = ["flush", "delete", "bounce", "hold", "release"] as const;
+type Op = (typeof OPS)[number];
+
+export class AdminServer {
+  private readonly servers: http.Server[] = [];
+  readonly addresses: string[] = [];
+  private socketPath: string | undefined;
+  private target: AdminTarget | undefined;
+
+  constructor(private readonly opts: AdminOptions) {}
+
+  attach(target: AdminTarget): void {
+    this.target = target;
+  }
+
+  private get deps(): AdminTarget & AdminOptions {
+    if (!this.target) throw new HttpError(503, "mxd is starting");
+    return { ...this.opts, ...this.target };
+  }
+
+  /** Listen on the spool socket (refusing to start when another daemon answers there) and on `tcp`. */
+  async listen(spoolDir: string, tcp: string | null): Promise<void> {
+    const path = adminSocketPath(spoolDir);
+    await fsp.mkdir(spoolDir, { recursive: true });
+    if (process.platform !== "win32") {
+      if (await answers(path)) {
+        // With a code, the CLI reports it as an operator problem (message, no stack).
+        throw Object.assign(new Error(`another mxd is already running on spool ${spoolDir} (${path} answers)`), { code: "EMXDRUNNING" });
+      }
+      await fsp.rm(path, { force: true }); // left by a daemon that did not stop cleanly
+    }
+    await this.start({ path }, true);
+    if (process.platform !== "win32") await fsp.chmod(path, 0o600);
+    this.socketPath = path;
+    this.addresses.push(path);
+    if (tcp) {
+      const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(tcp) ?? /^([^:]+)(?::(\d+))?$/.exec(tcp);
+      const host = m?.[1] ?? "127.0.0.1";
+      const port = m?.[2] !== undefined ? Number(m[2]) : 8025;
+      const srv = await this.start({ host, port }, false);
+      const a = srv.address() as net.AddressInfo;
+      this.addresses.push(a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+    }
+  }
+
+  private async start(where: net.ListenOptions, local: boolean): Promise<http.Server> {
+    const srv = http.createServer((req, res) => void this.handle(req, res, local));
+    srv.headersTimeout = 10_000;
+    srv.requestTimeout = 120_000;
+    await new Promise<void>((ok, fail) => {
+      srv.once("error", fail);
+      srv.listen(where, () => {
+        srv.off("error", fail);
+        ok();
+      });
+    });
+    srv.on("error", (e) => this.opts.logger.error({ err: e.message }, "admin listener error"));
+    this.servers.push(srv);
+    return srv;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(
+      this.servers.map(
+        (s) =>
+          new Promise<void>((ok) => {
+            s.close(() => ok());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+    if (this.socketPath && process.platform !== "win32") await fsp.rm(this.socketPath, { force: true });
+  }
+
+  private authorized(req: http.IncomingMessage, local: boolean): boolean {
+    const token = this.opts.token;
+    if (local || !token) return true;
+    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? "");
+    if (!m) return false;
+    const a = createHash("sha256").update(m[1]!).digest();
+    const b = createHash("sha256").update(token).digest();
+    return timingSafeEqual(a, b);
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse, local: boolean): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://admin");
+    const path = url.pathname.replace(/\/+$/, "") || "/";
+    try {
+      if (!this.authorized(req, local)) {
+        res.setHeader("WWW-Authenticate", 'Bearer realm="mxd"');
+        throw new HttpError(401, "missing or wrong bearer token");
+      }
+      const method = req.method ?? "GET";
+      if (path === "/healthz") return this.need(method, "GET", () => json(res, 200, { status: "ok" }));
+      if (path === "/metrics") {
+        this.need(method, "GET");
+        res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+        res.end(this.deps.metrics());
+        return;
+      }
+      if (path === "/status") {
+        this.need(method, "GET");
+        return json(res, 200, await this.deps.status());
+      }
+      if (path === "/queue") {
+        this.need(method, "GET");
+        return await this.list(url, res);
+      }
+      const show = /^\/queue\/([^/]+)$/.exec(path);
+      if (show && !(OPS as readonly string[]).includes(show[1]!)) {
+        this.need(method, "GET");
+        return await this.show(show[1]!, res);
+      }
+      const op = /^\/queue\/(flush|delete|bounce|hold|release)$/.exec(path);
+      if (op) {
+        this.need(method, "POST");
+        const body = await readJson(req);
+        return json(res, 200, { results: await this.op(op[1] as Op, body) });
+      }
+      if (path === "/pause" || path === "/resume") {
+        this.need(method, "POST");
+        const body = await readJson(req);
+        const domain = optDomain(body);
+        const q = this.deps.queue;
+        const state = path === "/pause" ? await q.pause(domain) : await q.resume(domain);
+        return json(res, 200, state);
+      }
+      throw new HttpError(404, `no such endpoint: ${path}`);
+    } catch (e) {
+      if (e instanceof HttpError) return json(res, e.status, { error: e.message });
+      this.opts.logger.error({ err: (e as Error).stack, path }, "admin request failed");
+      if (!res.headersSent) json(res, 500, { error: (e as Error).message });
+      else res.destroy();
+    }
+  }
+
+  private need(method: string, want: string, then?: () => void): void {
+    if (method !== want) throw new HttpError(405, `use ${want}`);
+    then?.();
+  }
+
+  private async list(url: URL, res: http.ServerResponse): Promise<void> {
+    const state = (url.searchParams.get("state") ?? "all") as ListState;
+    if (!LIST_STATES.includes(state)) throw new HttpError(400, `state must be one of ${LIST_STATES.join(", ")}`);
+    const domain = url.searchParams.get("domain") ?? undefined;
+    res.writeHead(200, { "Content-Type": "application/x-ndjson; charset=utf-8" });
+    if (state === "dead") {
+      for (const d of await listDead(this.deps.spool)) res.write(JSON.stringify(d) + "\n");
+      res.end();
+      return;
+    }
+    const control = this.deps.queue.pauseState;
+    const now = (this.deps.now ?? Date.now)();
+    for await (const m of scanStates(this.deps.spool)) {
+      if (!matches(m, { domain, state })) continue;
+      // Respect back-pressure: a slow client must not make us buffer the whole queue.
+      if (!res.write(JSON.stringify(toListEntry(m, now, control)) + "\n")) await new Promise((r) => res.once("drain", r));
+      if (res.destroyed) return;
+    }
+    res.end();
+  }
+
+  private async show(id: string, res: http.ServerResponse): Promise<void> {
+    if (!isQueueId(id)) throw new HttpError(400, `not a queue id: ${id}`);
+    try {
+      const meta = await this.deps.spool.load(id);
+      const head = await this.deps.spool.readHead(id, 64 * 1024);
+      const text = head.toString("utf8");
+      const end = text.indexOf("\r\n\r\n");
+      json(res, 200, { ...meta, headers: end >= 0 ? text.slice(0, end + 2) : text });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new HttpError(404, `no such message: ${id}`);
+      throw e;
+    }
+  }
+
+  /** {ids:[…]} or {domain} (or {all:true} for delete and flush). */
+  private async op(op: Op, body: Record<string, unknown>): Promise<OpResult[]> {
+    const q = this.deps.queue;
+    const ids = body.ids;
+    const domain = optDomain(body);
+    const all = body.all === true;
+    const known = new Set(["ids", "domain", "all"]);
+    for (const k of Object.keys(body)) if (!known.has(k)) throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
+    if ([ids !== undefined, domain !== undefined, all].filter(Boolean).length !== 1) throw new HttpError(400, "give exactly one of ids, domain, all");
+    let list: string[];
+    if (ids !== undefined) {
+      if (!Array.isArray(ids) || !ids.length || !ids.every((x) => typeof x === "string")) throw new HttpError(400, "ids must be a non-empty list of queue ids");
+      const bad = ids.filter((x) => !isQueueId(x as string));
+      if (bad.length) throw new HttpError(400, `not a queue id: ${bad.join(", ")}`);
+      list = ids as string[];
+    } else {
+      if ((op === "bounce" || op === "hold" || op === "release") && all) throw new HttpError(400, `${op} takes ids or a domain`);
+      list = await q.select(domain);
+    }
+    const run = (id: string): Promise<OpResult> => {
+      switch (op) {
+        case "flush":
+          return q.flush(id);
+        case "delete":
+          return domain !== undefined ? q.deleteRecipients(id, domain) : q.delete(id);
+        case "bounce":
+          return q.bounce(id);
+        case "hold":
+          return q.hold(id);
+        case "release":
+          return q.release(id);
+      }
+    };
+    const wait = this.deps.actionWaitMs ?? 10_000;
+    const out: OpResult[] = new Array(list.length);
+    let next = 0;
+    // Bounded concurrency: `delete --all` over a big queue must not open 100,000 files at once.
+    const worker = async () => {
+      while (next < list.length) {
+        const i = next++;
+        out[i] = await withDeadline(run(list[i]!), wait, { id: list[i]!, ok: true, status: "pending: a delivery is in progress; applied when it ends" });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(16, list.length) }, worker));
+    return out;
+  }
+}
+
+function optDomain(body: Record<string, unknown>): string | undefined {
+  const d = body.domain;
+  if (d === undefined) return undefined;
+  if (typeof d !== "string" || !/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[[^\]]+\]$/.test(d)) throw new HttpError(400, "domain must be a domain name");
+  return d.toLowerCase();
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2) + "\n";
+  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req) {
+    n += (c as Buffer).length;
+    if (n > MAX_BODY) throw new HttpError(413, "request body too large");
+    chunks.push(c as Buffer);
+  }
+  if (n === 0) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    throw new HttpError(400, "body is not valid JSON");
+  }
+  if (!v || typeof v !== "object" || Array.isArray(v)) throw new HttpError(400, "body must be a JSON object");
+  return v as Record<string, unknown>;
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<T>((ok) => (t = setTimeout(() => ok(fallback), ms)))]).finally(() => clearTimeout(t));
+}
+
+/** Does something accept connections on this socket path? */
+function answers(path: string): Promise<boolean> {
+  return new Promise((ok) => {
+    const s = net.connect({ path });
+    const t = setTimeout(() => (s.destroy(), ok(true)), 2000); // connected but silent counts as alive
+    s.once("connect", () => (clearTimeout(t), s.destroy(), ok(true)));
+    s.once("error", () => (clearTimeout(t), ok(false)));
+  });
+}
