@@ -5,13 +5,16 @@ import { ConfigError } from "./config.js";
 import { resolveConfig } from "./cli/resolve-config.js";
 import { startDaemon } from "./main.js";
 import { queueCommand } from "./cli/queue.js";
+import { statusCommand } from "./cli/status.js";
 
 const USAGE = `usage: mxd <command> [options]
 
 commands:
   serve [--config FILE] [--log-level LEVEL]   run the MTA (SMTP in, delivery out)
   check-config [FILE]                          validate a config file and print it with defaults
-  queue list|show|flush|delete [...]           inspect and manage the spool (mxd queue --help)
+  queue list|show|flush|delete|bounce|hold|release|pause|resume [...]
+                                               inspect and manage the queue (mxd queue --help)
+  status [--json]                              is mxd running, listeners, queue counts, pauses, last errors
 
 --config FILE defaults to ./mxd.json when it exists, else the embedded default config.
 exit codes: 0 success, 1 operation failed, 2 usage or configuration error`;
@@ -59,6 +62,8 @@ async function main(argv: string[]): Promise<number> {
         return checkConfig(rest);
       case "queue":
         return await queueCommand(rest);
+      case "status":
+        return await statusCommand(rest);
       case undefined:
       case "help":
       case "--help":

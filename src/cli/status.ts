@@ -1,0 +1,84 @@
+// `mxd status`: is the daemon up, where does it listen, how big is the queue, what is paused,
+// what failed last. Exit 0 when the daemon answers, 1 when it does not (the queue counts are
+// then read from the spool, so the operator still sees what is waiting).
+import { parseArgs } from "node:util";
+import { existsSync } from "node:fs";
+import { FsSpool } from "../spool/fs-spool.js";
+import { messageState } from "../queue/state.js";
+import { ControlFile } from "../admin/control-file.js";
+import { adminSocketPath } from "../admin/server.js";
+import { countDead, scanStates } from "../admin/queue-view.js";
+import type { LastError } from "../queue/worker.js";
+import { connectDaemon } from "./admin-client.js";
+import { resolveConfig } from "./resolve-config.js";
+import { describePause } from "./queue.js";
+import { formatAge } from "./format.js";
+
+const USAGE = `usage: mxd status [--json] [--config FILE]
+  Listener addresses, uptime, queue counts by state, paused delivery, last errors.
+  exit codes: 0 mxd is running, 1 it is not (queue counts are read from the spool), 2 usage error`;
+
+interface Status {
+  pid: number;
+  hostname: string;
+  startedAt: string;
+  uptimeSeconds: number;
+  listen: { host: string; port: number; tls: boolean }[];
+  admin: string[];
+  spoolDir: string;
+  delivery: { enabled: boolean; outbound: number };
+  queue: { queued: number; deferred: number; held: number; total: number; active: number; parked: number; dead: number };
+  paused: boolean;
+  pausedDomains: string[];
+  lastErrors: LastError[];
+}
+
+export async function statusCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: "string", short: "c" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length) {
+    console.error(`mxd status: unexpected argument ${positionals[0]}\n\n${USAGE}`);
+    return 2;
+  }
+  const config = resolveConfig(values.config);
+  const daemon = await connectDaemon(config);
+  if (daemon) {
+    const s = await daemon.get<Status>("/status");
+    if (values.json) {
+      console.log(JSON.stringify({ running: true, ...s }, null, 2));
+      return 0;
+    }
+    console.log(`mxd is running: pid ${s.pid}, up ${formatAge(s.uptimeSeconds * 1000)} (since ${s.startedAt}), hostname ${s.hostname}`);
+    console.log(`smtp:      ${s.listen.map((l) => `${l.host}:${l.port}${l.tls ? " (TLS)" : ""}`).join(", ")}`);
+    console.log(`admin:     ${s.admin.join(", ")}`);
+    console.log(`spool:     ${s.spoolDir}`);
+    console.log(`queue:     ${s.queue.total} message(s): ${s.queue.queued} queued, ${s.queue.deferred} deferred, ${s.queue.held} held; ${s.queue.active} being worked on, ${s.queue.parked} waiting for a paused destination; ${s.queue.dead} dead letter(s)`);
+    console.log(`delivery:  ${s.delivery.enabled ? describePause(s) : "disabled in the config (delivery.enabled: false)"}; ${s.delivery.outbound} outbound connection(s) in use`);
+    if (s.lastErrors.length) {
+      console.log("last errors:");
+      for (const e of s.lastErrors.slice(0, 10)) console.log(`  ${e.at}  ${e.qid}  <${e.rcpt}>  ${e.reply}`);
+    }
+    return 0;
+  }
+  const spool = new FsSpool({ dir: config.spoolDir });
+  const control = await new ControlFile(config.spoolDir).load();
+  const q = { queued: 0, deferred: 0, held: 0, total: 0, dead: await countDead(spool) };
+  if (existsSync(spool.queueDir)) {
+    for await (const m of scanStates(spool)) {
+      q[messageState(m)]++;
+      q.total++;
+    }
+  }
+  if (values.json) {
+    console.log(JSON.stringify({ running: false, spoolDir: config.spoolDir, queue: q, paused: control.paused, pausedDomains: control.pausedDomains }, null, 2));
+    return 1;
+  }
+  console.log(`mxd is not running (no answer on ${adminSocketPath(config.spoolDir)}${config.admin.listen ? ` or ${config.admin.listen}` : ""})`);
+  console.log(`spool:     ${config.spoolDir}${existsSync(spool.queueDir) ? "" : " (does not exist)"}`);
+  console.log(`queue:     ${q.total} message(s): ${q.queued} queued, ${q.deferred} deferred, ${q.held} held; ${q.dead} dead letter(s)`);
+  console.log(`delivery:  ${describePause(control)} (when mxd starts)`);
+  return 1;
+}
