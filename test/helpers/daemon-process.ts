@@ -1,0 +1,103 @@
+// mxd as a user runs it: `node dist/src/cli.js serve --config FILE` in a child process, and
+// the CLI as separate processes. Every wait is bounded; stop() always ends the child.
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export const CLI = new URL("../../src/cli.js", import.meta.url).pathname;
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `mxd ...args` to completion (bounded by timeoutMs). */
+export function mxd(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { cwd: opts.cwd, timeout: opts.timeoutMs ?? 20_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export interface DaemonProcess {
+  child: ChildProcess;
+  smtpPort: number;
+  ready: Record<string, unknown>;
+  /** Log lines so far (JSON objects). */
+  logs: Record<string, unknown>[];
+  /** SIGTERM, then SIGKILL after 5 s; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export function writeConfig(dir: string, config: object, name = "mxd.json"): string {
+  const p = join(dir, name);
+  writeFileSync(p, JSON.stringify(config, null, 2));
+  return p;
+}
+
+/** Start `mxd serve --config FILE` and wait (bounded) for its "ready" line. */
+export function startDaemonProcess(configFile: string, timeoutMs = 15_000): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, [CLI, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = "";
+  let exited: number | null | undefined;
+  const exit = new Promise<number | null>((r) =>
+    child.once("exit", (code) => {
+      exited = code;
+      r(code);
+    }),
+  );
+  const stop = async () => {
+    if (exited !== undefined) return exited;
+    child.kill("SIGTERM");
+    const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+    const code = await exit;
+    clearTimeout(t);
+    return code;
+  };
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      void stop();
+      reject(new Error(`mxd serve not ready after ${timeoutMs} ms; stderr: ${stderr}`));
+    }, timeoutMs);
+    child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+    let buf = "";
+    child.stdout!.on("data", (c: Buffer) => {
+      buf += c.toString();
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let o: Record<string, unknown>;
+        try {
+          o = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        logs.push(o);
+        if (o.msg === "ready") {
+          clearTimeout(t);
+          const listen = o.listen as { port: number }[];
+          resolve({ child, smtpPort: listen[0]!.port, ready: o, logs, stop });
+        }
+      }
+    });
+    void exit.then((code) => {
+      clearTimeout(t);
+      reject(new Error(`mxd serve exited with ${code} before ready; stderr: ${stderr}`));
+    });
+  });
+}
+
+/** Poll cond every 50 ms until true, or fail after ms. */
+export async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
