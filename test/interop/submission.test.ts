@@ -135,7 +135,7 @@ test("swaks: 8-bit body and a 998-octet line are kept byte for byte", { skip: sk
   assert.equal(meta.eightBit, true);
 });
 
-test("smtp-source: 20 parallel sessions × 10 messages each are all queued intact", { skip: skip || skipUnless("smtp-source") }, async () => {
+test("smtp-source: 20 parallel sessions (200 messages, 2,000 with MXD_STRESS) are all queued intact", { skip: skip || skipUnless("smtp-source") }, async () => {
   requirePeers("smtp-source");
   const before = new Set(readdirSync(join(spool(), "queue")));
   const n = process.env.MXD_STRESS ? 2000 : 200;
