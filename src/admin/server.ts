@@ -235,7 +235,8 @@ export class AdminServer {
       list = ids as string[];
     } else {
       if ((op === "bounce" || op === "hold" || op === "release") && all) throw new HttpError(400, `${op} takes ids or a domain`);
-      list = await q.select(domain);
+      // A bulk flush leaves held messages alone (they wait for release), without failing.
+      list = await q.select(domain, { skipHeld: op === "flush" });
     }
     const run = (id: string): Promise<OpResult> => {
       switch (op) {

@@ -173,7 +173,7 @@ async function act(config: Config, spool: FsSpool, op: Op, sel: { ids: string[];
     results = (await b.daemon.post<{ results: OpResult[] }>(`/queue/${op}`, body)).results;
   } else {
     const q = b.offline;
-    const ids = sel.ids.length ? sel.ids : await q.select(sel.domain);
+    const ids = sel.ids.length ? sel.ids : await q.select(sel.domain, { skipHeld: op === "flush" });
     results = [];
     for (const id of ids) {
       if (op === "delete" && sel.domain !== undefined) results.push(await q.deleteRecipients(id, sel.domain));

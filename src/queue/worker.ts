@@ -245,11 +245,12 @@ export class QueueManager {
   // ------------------------------------------------------------------ operator actions
 
   /** Ids of queued messages with a pending recipient at `domain` (all when undefined). */
-  async select(domain?: string): Promise<string[]> {
+  async select(domain?: string, opts: { skipHeld?: boolean } = {}): Promise<string[]> {
     const d = domain?.toLowerCase();
-    if (!this.deps.offline) return [...this.index].filter(([, e]) => d === undefined || e.domains.includes(d)).map(([id]) => id);
+    const want = (domains: string[], held: boolean) => (d === undefined || domains.includes(d)) && !(opts.skipHeld && held);
+    if (!this.deps.offline) return [...this.index].filter(([, e]) => want(e.domains, e.state === "held")).map(([id]) => id);
     const ids: string[] = [];
-    for await (const m of this.deps.spool.scan()) if (d === undefined || pendingDomains(m).includes(d)) ids.push(m.id);
+    for await (const m of this.deps.spool.scan()) if (want(pendingDomains(m), !!m.held)) ids.push(m.id);
     return ids;
   }
 

@@ -30,6 +30,8 @@ before(async () => {
       "mx.sender.test": { a: ["127.0.0.154"] },
       "admin.test": { mx: [{ exchange: "mx.admin.test", priority: 10 }] },
       "mx.admin.test": { a: ["127.0.0.155"] },
+      "busy.test": { mx: [{ exchange: "mx.busy.test", priority: 10 }] },
+      "mx.busy.test": { a: ["127.0.0.156"] },
     },
   });
   sinks.a = await startMxSink({ host: "127.0.0.151" });
@@ -37,6 +39,8 @@ before(async () => {
   sinks.slow = await startMxSink({ host: "127.0.0.153", rcpt: () => (deferCalls++, { code: 451, message: "4.2.1 mailbox busy, try later" }) });
   sinks.sender = await startMxSink({ host: "127.0.0.154", rcpt: { "gone@sender.test": { code: 550, message: "5.1.1 no such user" } } });
   sinks.admin = await startMxSink({ host: "127.0.0.155" });
+  // Slow to answer the data, then a temporary failure: a delivery that is in progress for 1.5 s.
+  sinks.busy = await startMxSink({ host: "127.0.0.156", dataDelayMs: 1500, data: { code: 451, message: "4.3.0 try again" } });
 });
 
 after(async () => {
@@ -290,6 +294,29 @@ test("with mxd stopped: list, show, hold, release, flush, delete, pause on the s
   r = await q(cfg, "delete", "--all", "--yes");
   assert.equal(r.code, 0);
   assert.match(r.stdout, /delete: 0 message\(s\)$/m);
+});
+
+test("delete and hold during a delivery in progress wait for it, and the delivery cannot undo them", async () => {
+  resetSinks();
+  const { cfg, spool } = setup();
+  const d = await daemon(cfg);
+  const id = await submit(d.smtpPort, "alice@sender.test", ["x@busy.test"]);
+  const id2 = await submit(d.smtpPort, "alice@sender.test", ["y@busy.test"]);
+  await until(() => sinks.busy!.rcptSeen.length === 2, 10_000, "both deliveries to be in progress");
+  const [del, hold] = await Promise.all([q(cfg, "delete", id), q(cfg, "hold", id2)]);
+  assert.equal(del.code, 0, del.stderr);
+  assert.match(del.stdout, new RegExp(`${id}: deleted`));
+  assert.equal(hold.code, 0, hold.stderr);
+  assert.match(hold.stdout, new RegExp(`${id2}: held`));
+  assert.equal(existsSync(join(spool, "queue", `${id}.json`)), false, "the finished delivery did not write the state back");
+  const held = JSON.parse(readFileSync(join(spool, "queue", `${id2}.json`), "utf8"));
+  assert.equal(held.held, true);
+  assert.equal(held.recipients[0].attempts, 1, "the attempt in progress was recorded, then the hold applied");
+  const r = await q(cfg, "flush");
+  assert.equal(r.code, 0, "a bulk flush skips held messages without failing");
+  assert.match(r.stdout, /flush: 0 message\(s\)/, "the held message is not flushed");
+  await new Promise((res) => setTimeout(res, 300));
+  assert.equal(sinks.busy!.rcptSeen.length, 2, "no further attempt");
 });
 
 test("usage errors exit 2 and every command has --help", async () => {
