@@ -25,6 +25,8 @@ export interface SmtpServerDeps {
 /** Maximum command line we accept (RFC 5321 §4.5.3.1.4 says 512; extensions need more). */
 const MAX_COMMAND_LINE = 2048;
 const INBOX_HIGH_WATER = 256 * 1024;
+/** Octets per second a DATA transfer must average once it has lasted limits.dataTimeout (Postfix smtpd_min_data_rate: 500). */
+const MIN_DATA_RATE = 500;
 
 export class SmtpServer {
   private servers: net.Server[] = [];
@@ -51,8 +53,10 @@ export class SmtpServer {
   async listen(): Promise<void> {
     for (const l of this.deps.config.listen) {
       const srv = l.tls
-        ? tls.createServer({ ...this.tlsOptions!, handshakeTimeout: 30_000 }, (s) => this.accept(s, true))
-        : net.createServer((s) => this.accept(s, false));
+        ? tls.createServer({ ...this.tlsOptions!, handshakeTimeout: 30_000, allowHalfOpen: true }, (s) => this.accept(s, true))
+        : // allowHalfOpen: a client may pipeline a whole transaction and shut down its side;
+          // it must still get every reply (and its message queued).
+          net.createServer({ allowHalfOpen: true }, (s) => this.accept(s, false));
       srv.maxConnections = this.deps.config.limits.connections * 2; // hard cap; the soft limit answers 421 below
       srv.on("error", (e) => this.deps.logger.error({ err: e, listen: l }, "listener error"));
       if (l.tls) srv.on("tlsClientError", (e: Error) => this.deps.logger.info({ err: e.message }, "TLS handshake failed"));
@@ -127,6 +131,8 @@ interface DataState {
   writer: SpoolWriter | null;
   bytes: number;
   tooBig: boolean;
+  /** Raw octets received during DATA (for the minimum data rate). */
+  received: number;
   diskError?: Error;
   startedAt: number;
 }
@@ -163,6 +169,33 @@ class Connection {
   start(): void {
     this.attach(this.socket);
     this.send([this.session.greeting()]);
+    this.armCommandDeadline();
+  }
+
+  /**
+   * A complete command must arrive within limits.commandTimeout of the previous one. The
+   * socket's idle timer alone is reset by every byte, so a client trickling one byte at a time
+   * (slowloris) would hold its connection slot forever (cf. Postfix smtpd_per_record_deadline).
+   */
+  private commandDeadline: NodeJS.Timeout | undefined;
+  private armCommandDeadline(): void {
+    clearTimeout(this.commandDeadline);
+    if (this.closed) return;
+    this.commandDeadline = setTimeout(() => {
+      if (!this.data && !this.busy && !this.upgrading) this.onTimeout();
+      else this.armCommandDeadline();
+    }, this.cfg.limits.commandTimeout);
+    this.commandDeadline.unref();
+  }
+
+  /**
+   * DATA must keep a minimum average rate once it has run for limits.dataTimeout; the idle
+   * timer catches silence, this catches trickling.
+   */
+  private checkDataRate(d: DataState): boolean {
+    const elapsed = this.server.deps.clock.now() - d.startedAt;
+    if (elapsed <= this.cfg.limits.dataTimeout) return true;
+    return d.received / (elapsed / 1000) >= MIN_DATA_RATE;
   }
 
   private attach(s: net.Socket): void {
@@ -212,6 +245,7 @@ class Connection {
         }
         const line = this.cmd.next();
         if (!line) break;
+        this.armCommandDeadline();
         if (line.tooLong) {
           this.reply(this.errorReply("500 5.5.2 Error: line too long"));
           if (this.closeAfterFlush) {
@@ -234,7 +268,9 @@ class Connection {
     this.flush();
     if (this.inboxBytes <= INBOX_HIGH_WATER && this.socket.isPaused()) this.socket.resume();
     if (this.shuttingDown && !this.data) this.sayGoodbye();
-    else if (this.socket.readableEnded && !this.data && this.inbox.length === 0) this.close();
+    // The client shut down its side: everything it sent has been answered; a DATA it never
+    // finished can't finish now (finish() discards it).
+    else if (this.socket.readableEnded && this.inbox.length === 0) this.close();
   }
 
   private errorReply(reply: string): string[] {
@@ -263,6 +299,10 @@ class Connection {
         let writer: SpoolWriter | null = null;
         try {
           writer = await this.server.deps.spool.begin();
+          if (this.closed) {
+            await writer.abort();
+            return;
+          }
         } catch (e) {
           this.log.error({ err: (e as Error).message }, "spool unavailable");
           this.out.pop(); // withdraw the 354
@@ -270,7 +310,7 @@ class Connection {
           this.session.resetTransaction();
           return;
         }
-        this.data = { reader: new DataReader(1000), writer, bytes: 0, tooBig: false, startedAt: this.server.deps.clock.now() };
+        this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now() };
         this.socket.setTimeout(this.cfg.limits.dataTimeout);
         try {
           await writer.write(Buffer.from(this.session.receivedHeader(writer.id, new Date(this.server.deps.clock.now())), "latin1"));
@@ -296,6 +336,12 @@ class Connection {
 
   private async dataChunk(chunk: Buffer): Promise<void> {
     const d = this.data!;
+    d.received += chunk.length;
+    if (!this.checkDataRate(d)) {
+      this.log.info({ bytes: d.received }, "data too slow");
+      this.onTimeout();
+      return;
+    }
     const res = d.reader.feed(chunk);
     d.bytes += res.out.length;
     if (d.bytes > this.cfg.limits.messageSize) d.tooBig = true;
@@ -317,6 +363,7 @@ class Connection {
     // End of data: everything after the final dot goes back to the command stream.
     this.data = undefined;
     this.socket.setTimeout(this.cfg.limits.commandTimeout);
+    this.armCommandDeadline();
     if (res.rest && res.rest.length) {
       this.inbox.unshift(res.rest);
       this.inboxBytes += res.rest.length;
@@ -447,6 +494,7 @@ class Connection {
     if (this.finished) return;
     this.finished = true;
     this.closed = true;
+    clearTimeout(this.commandDeadline);
     if (this.data?.writer) void this.data.writer.abort();
     this.data = undefined;
     this.log.info(

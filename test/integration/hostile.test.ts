@@ -282,14 +282,14 @@ test(`fuzz: random and mutated SMTP streams (seed ${SEED}) never crash, leak or 
 let fuzzTmpLeft: string[] = [];
 const HALF_CLOSE_BUG = "bug: src/smtp/server.ts net.createServer() without allowHalfOpen: Node ends the socket on the client's FIN, replies are lost, and a tmp/<ID>.eml whose spool.begin() resolves after finish() is never aborted";
 
-test("fuzz: no leftovers in the spool's tmp/ once every session is gone", { todo: HALF_CLOSE_BUG }, () => {
+test("fuzz: no leftovers in the spool's tmp/ once every session is gone", () => {
   assert.deepEqual(fuzzTmpLeft, []);
 });
 
 // Found by the fuzzer (seed 1363343014, session 4): a client that pipelines a whole transaction
 // and then half-closes its side (shutdown(SHUT_WR), e.g. `nc -N`, scripts) must still get every
 // reply, and its message must be queued; nothing may be left in tmp/.
-test("half-closed pipelining client: all replies, message queued, nothing left in tmp/", { todo: HALF_CLOSE_BUG }, async () => {
+test("half-closed pipelining client: all replies, message queued, nothing left in tmp/", async () => {
   const before = storedMessages().length;
   const tmpBefore = new Set(readdirSync(join(base, "spool", "tmp")));
   const w = await Wire.connect(mxd.port, HOST);
@@ -462,7 +462,7 @@ test("idle connections holding every slot are cut at commandTimeout; an allowed 
   }
 });
 
-test("slowloris: clients trickling one byte at a time are cut within a bound; allowed clients get served", { timeout: 60_000, todo: "bug: commandTimeout is an idle timer (socket.setTimeout in src/smtp/server.ts attach()), reset by every byte: a client trickling 1 byte/300 ms never completes a command and holds its slot forever" }, async () => {
+test("slowloris: clients trickling one byte at a time are cut within a bound; allowed clients get served", { timeout: 60_000 }, async () => {
   const hogs = await Promise.all(Array.from({ length: CONN_LIMIT }, (_, i) => Wire.connect(mxd.port, HOST, { localAddress: `127.0.0.${230 + (i % 20)}` })));
   let stop = false;
   const trickle = hogs.map(async (w) => {
