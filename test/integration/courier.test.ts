@@ -59,6 +59,9 @@ const zone: Zone = {
   "size.test": { mx: [{ exchange: "mx.size.test", priority: 10 }] },
   "mx.size.test": { a: ["127.0.0.34"] },
   "loop.test": { mx: [{ exchange: "mxd.test", priority: 10 }] },
+  // IPv6 on ::1 (the only IPv6 loopback address): a dual-stack MX host.
+  "v6.test": { mx: [{ exchange: "mx.v6.test", priority: 10 }] },
+  "mx.v6.test": { aaaa: ["::1"], a: ["127.0.0.35"] },
 };
 
 let dns: DnsServerHandle;
@@ -467,4 +470,33 @@ test("connection reuse: two deliveries, one TCP connection, then QUIT on close()
   await c2.deliver(request("reuse.test", ["u3"], MSG));
   await c2.deliver(request("reuse.test", ["u4"], MSG));
   assert.equal(s.connections.length, 3); // the limit of one message per connection is honoured
+});
+
+test("IPv6: a dual-stack MX is reached over IPv6 first with addressPreference any", async (t) => {
+  const v6 = await sink(t, { host: "::1" });
+  const v4 = await sink(t, { host: "127.0.0.35" });
+  const r = only(await makeCourier(t).deliver(request("v6.test", ["u"], MSG)));
+  assert.equal(r.outcome, "delivered", r.reply);
+  assert.equal(r.ip, "::1");
+  assert.equal(v6.messages.length, 1);
+  assert.equal(v4.messages.length, 0);
+});
+
+test("IPv6: an unreachable IPv6 address falls through to IPv4 in the same attempt", async (t) => {
+  // Nothing listens on [::1]:25 here: connection refused, then the A record is tried.
+  const v4 = await sink(t, { host: "127.0.0.35" });
+  const r = only(await makeCourier(t).deliver(request("v6.test", ["u"], MSG)));
+  assert.equal(r.outcome, "delivered", r.reply);
+  assert.equal(r.ip, "127.0.0.35");
+  assert.equal(v4.messages.length, 1);
+});
+
+test("IPv6: addressPreference ipv4 uses the A record even when IPv6 works", async (t) => {
+  const v6 = await sink(t, { host: "::1" });
+  const v4 = await sink(t, { host: "127.0.0.35" });
+  const r = only(await makeCourier(t, { delivery: { addressPreference: "ipv4" } }).deliver(request("v6.test", ["u"], MSG)));
+  assert.equal(r.outcome, "delivered", r.reply);
+  assert.equal(r.ip, "127.0.0.35");
+  assert.equal(v4.messages.length, 1);
+  assert.equal(v6.messages.length, 0);
 });
