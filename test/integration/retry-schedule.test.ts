@@ -1,0 +1,144 @@
+// The retry schedule in virtual time: the real QueueManager, Scheduler and FsSpool driven by a
+// FakeClock and a scripted courier. Checks every attempt time of a message that keeps failing
+// with 4xx (exponential backoff from minDelay, capped at maxDelay, the last attempt exactly at
+// expiry), then the expiry bounce, and that a later success stops the schedule.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseConfig } from "../../src/config.js";
+import { FakeClock } from "../../src/io/clock.js";
+import { silentLogger } from "../../src/io/log.js";
+import { FsSpool } from "../../src/spool/fs-spool.js";
+import { QueueManager } from "../../src/queue/worker.js";
+import type { Courier, DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
+import type { MessageMeta } from "../../src/core/envelope.js";
+
+const MIN = 60_000;
+
+interface Call {
+  at: number;
+  req: DeliveryRequest;
+  body: string;
+}
+
+function scriptedCourier(clock: FakeClock, answer: (req: DeliveryRequest, n: number) => RecipientResult["outcome"]): Courier & { calls: Call[] } {
+  const calls: Call[] = [];
+  return {
+    calls,
+    async deliver(req) {
+      const chunks: Buffer[] = [];
+      for await (const c of req.openBody()) chunks.push(c as Buffer);
+      const n = calls.filter((c) => c.req.domain === req.domain).length;
+      calls.push({ at: clock.now(), req, body: Buffer.concat(chunks).toString() });
+      const outcome = answer(req, n);
+      return req.recipients.map((r) => ({
+        recipient: r.address,
+        outcome,
+        reply: outcome === "delivered" ? "250 2.0.0 ok" : outcome === "transient" ? "451 4.7.1 greylisted, try later" : "550 5.1.1 no such user",
+        status: outcome === "delivered" ? "2.0.0" : outcome === "transient" ? "4.7.1" : "5.1.1",
+        remote: true,
+        mx: "mx.remote.test",
+        ip: "192.0.2.1",
+      }));
+    },
+    async close() {},
+  };
+}
+
+/** Let the worker's real I/O (spool files) settle until `cond` holds; bounded in real time. */
+async function settle(cond: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await new Promise((r) => setTimeout(r, 20)); // and let the state update land
+}
+
+async function setup(t: { after: (fn: () => unknown) => void }, answer: (req: DeliveryRequest, n: number) => RecipientResult["outcome"]) {
+  const dir = mkdtempSync(join(tmpdir(), "mxd-vt-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const clock = new FakeClock(Date.UTC(2026, 10, 25, 12, 0, 0));
+  const config = parseConfig({
+    hostname: "mxd.test",
+    spoolDir: dir,
+    delivery: { retry: { minDelay: "5m", maxDelay: "1h", jitter: 0 }, maxQueueTime: "6h" },
+  });
+  const spool = new FsSpool({ dir, now: () => clock.now(), noSync: true });
+  await spool.init();
+  const courier = scriptedCourier(clock, answer);
+  const qm = new QueueManager({ config, spool, courier, clock, logger: silentLogger(), random: () => 0.5 });
+  t.after(() => qm.stop(1000));
+  const iso = new Date(clock.now()).toISOString();
+  const meta: MessageMeta = await spool.put(
+    {
+      version: 1,
+      sender: "alice@origin.test",
+      recipients: [{ address: "bob@remote.test", domain: "remote.test", status: "pending", attempts: 0, history: [] }],
+      receivedAt: iso,
+      client: { ip: "127.0.0.1", helo: "client.test" },
+      params: {},
+      eightBit: false,
+      nextAttemptAt: iso,
+      kind: "message",
+    },
+    Buffer.from("Subject: virtual time\r\nMessage-ID: <vt@origin.test>\r\n\r\nhello\r\n"),
+  );
+  return { clock, spool, courier, qm, meta, dir };
+}
+
+test("4xx forever: attempts back off 5m, 10m, 20m, 40m, then 1h, the last one at expiry; then one bounce", async (t) => {
+  const { clock, courier, qm, spool, meta } = await setup(t, (req) => (req.domain === "remote.test" ? "transient" : "delivered"));
+  const t0 = clock.now();
+  await qm.start();
+  const remote = () => courier.calls.filter((c) => c.req.domain === "remote.test");
+  await settle(() => remote().length === 1, "the first attempt at once");
+  const expected = [0, 5, 15, 35, 75, 135, 195, 255, 315, 360]; // minutes after arrival
+  for (let i = 1; i < expected.length; i++) {
+    // One millisecond early: nothing happens.
+    clock.advance(t0 + expected[i]! * MIN - 1 - clock.now());
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(remote().length, i, `no attempt before minute ${expected[i]}`);
+    clock.advance(1);
+    await settle(() => remote().length === i + 1, `attempt ${i + 1} at minute ${expected[i]}`);
+    if (i < expected.length - 1) {
+      const m = await spool.load(meta.id);
+      assert.equal(m.recipients[0]!.attempts, i + 1);
+      assert.equal(m.recipients[0]!.history.length, i + 1);
+      assert.equal(m.recipients[0]!.history[i]!.reply, "451 4.7.1 greylisted, try later");
+    }
+  }
+  assert.deepEqual(remote().map((c) => (c.at - t0) / MIN), expected);
+  // Expired at the attempt at minute 360: a bounce to the sender is queued and sent at once.
+  await settle(() => courier.calls.some((c) => c.req.domain === "origin.test"), "the bounce");
+  const bounce = courier.calls.find((c) => c.req.domain === "origin.test")!;
+  assert.equal(bounce.req.sender, "");
+  assert.deepEqual(bounce.req.recipients.map((r) => r.address), ["alice@origin.test"]);
+  assert.match(bounce.body, /Status: 4\.4\.7/);
+  assert.match(bounce.body, /Diagnostic-Code: smtp; ?451 4\.7\.1 greylisted, try later/);
+  await settle(() => qm.size === 0, "an empty queue");
+  // Nothing else is ever attempted.
+  clock.advance(24 * 60 * MIN);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(remote().length, expected.length);
+  assert.equal(courier.calls.filter((c) => c.req.domain === "origin.test").length, 1);
+});
+
+test("4xx twice, then delivered: three attempts, no bounce, spool emptied", async (t) => {
+  const { clock, courier, qm, spool, meta } = await setup(t, (_req, n) => (n < 2 ? "transient" : "delivered"));
+  const t0 = clock.now();
+  await qm.start();
+  await settle(() => courier.calls.length === 1, "first attempt");
+  clock.advance(5 * MIN);
+  await settle(() => courier.calls.length === 2, "second attempt");
+  clock.advance(10 * MIN);
+  await settle(() => courier.calls.length === 3, "third attempt");
+  assert.deepEqual(courier.calls.map((c) => (c.at - t0) / MIN), [0, 5, 15]);
+  await settle(() => qm.size === 0, "an empty queue");
+  await assert.rejects(spool.load(meta.id), /ENOENT/);
+  clock.advance(48 * 60 * MIN);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(courier.calls.length, 3);
+});
