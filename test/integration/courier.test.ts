@@ -4,8 +4,6 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Readable, Writable } from "node:stream";
 import { createHash } from "node:crypto";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import pino from "pino";
 import { parseConfig, type ConfigInput } from "../../src/config.js";
 import { createNodeResolver, type Resolver } from "../../src/io/resolver.js";
@@ -15,6 +13,7 @@ import { SmtpCourier } from "../../src/delivery/smtp-courier.js";
 import type { DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
 import { startDnsServer, type DnsServerHandle, type Zone } from "../helpers/dns-server.js";
 import { startMxSink, type MxSink, type SinkOptions } from "../helpers/mx-sink.js";
+import { liveMemorySampler } from "../helpers/memory.js";
 
 const zone: Zone = {
   "prio.test": { mx: [{ exchange: "mx-b.prio.test", priority: 20 }, { exchange: "mx-a.prio.test", priority: 10 }] },
@@ -385,20 +384,10 @@ test("a 64 MB message arrives byte-exact with bounded memory", async (t) => {
     wantSize += b.length;
   }
   const s = await sink(t, { host: "127.0.0.24", keepRawUpTo: 0 });
-  setFlagsFromString("--expose-gc");
-  const gc = runInNewContext("gc") as () => void;
-  gc();
-  const base = process.memoryUsage();
-  let peak = 0;
-  // Live memory only: collect before each sample, so garbage not yet collected does not count.
-  const sampler = setInterval(() => {
-    gc();
-    const m = process.memoryUsage();
-    peak = Math.max(peak, m.heapUsed - base.heapUsed + (m.arrayBuffers - base.arrayBuffers));
-  }, 20);
+  const sampler = liveMemorySampler();
   const started = Date.now();
   const r = only(await makeCourier(t).deliver(request("big.test", ["u"], () => Readable.from(bigMessage(total)), { size: wantSize })));
-  clearInterval(sampler);
+  const peak = sampler.stop();
   assert.equal(r.outcome, "delivered", r.reply);
   assert.equal(s.messages[0]!.size, wantSize);
   assert.equal(s.messages[0]!.sha256, want.digest("hex"));

@@ -6,9 +6,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { once } from "node:events";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { cleanup, queuedId, session, startInbound } from "../helpers/inbound.js";
+import { liveMemorySampler } from "../helpers/memory.js";
 
 after(cleanup);
 
@@ -36,16 +35,8 @@ test("a 64 MB message streams to disk with bounded memory and arrives byte for b
   for (const b of body(total)) want.update(b);
   const wantHash = want.digest("hex");
 
-  setFlagsFromString("--expose-gc");
-  const gc = runInNewContext("gc") as () => void;
-  gc();
-  const base = process.memoryUsage();
+  const sampler = liveMemorySampler();
   let peak = 0;
-  const sampler = setInterval(() => {
-    gc();
-    const m = process.memoryUsage();
-    peak = Math.max(peak, m.heapUsed - base.heapUsed + (m.arrayBuffers - base.arrayBuffers));
-  }, 20);
   try {
     const c = await session(inb.port);
     await c.cmd("MAIL FROM:<big@client.test>", 250);
@@ -56,7 +47,7 @@ test("a 64 MB message streams to disk with bounded memory and arrives byte for b
     }
     c.write(".\r\n");
     const id = queuedId(await c.reply(30_000));
-    clearInterval(sampler);
+    peak = sampler.stop();
     // Hash the spool file past mxd's Received header (it ends at the first line not starting with TAB).
     const got = createHash("sha256");
     let skipping = true;
@@ -78,6 +69,6 @@ test("a 64 MB message streams to disk with bounded memory and arrives byte for b
     assert.ok(peak < 32 * 1024 * 1024, `memory grew by ${(peak / 1048576).toFixed(1)} MB while receiving 64 MB`);
     console.log(`# inbound 64 MB: peak live memory growth ${(peak / 1048576).toFixed(1)} MB`);
   } finally {
-    clearInterval(sampler);
+    sampler.stop();
   }
 });
