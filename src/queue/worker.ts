@@ -60,6 +60,8 @@ export interface QueueManagerDeps {
   events?: QueueEvents;
   /** Operate on the spool without delivering (the CLI while the daemon is down). */
   offline?: boolean;
+  /** Most messages loaded for delivery at once (default max(1000, 10 × delivery.concurrency)). */
+  maxActive?: number;
 }
 
 /** Largest original message returned whole in a RET=FULL bounce; bigger ones get headers only. */
@@ -74,6 +76,14 @@ export class QueueManager {
   /** Due ids waiting for a free slot (bounded number of messages loaded at once). */
   private readonly waiting = new Set<string>();
   private readonly maxActive: number;
+  /**
+   * Messages loaded per destination domain, and due ids waiting because every destination
+   * they have is at its backlog bound. A slow or dead domain can hold at most
+   * `perDomainBacklog` loaded messages, so it never starves the others of slots.
+   */
+  private readonly loadedPerDomain = new Map<string, number>();
+  private readonly waitingByDomain = new Map<string, Set<string>>();
+  private readonly perDomainBacklog: number;
   private stopped = false;
   private readonly random: () => number;
   readonly stats = { delivered: 0, deferred: 0, bounced: 0, attempts: 0 };
@@ -90,7 +100,8 @@ export class QueueManager {
     this.scheduler = new Scheduler(deps.clock, (id) => this.kick(id));
     this.global = new PQueue({ concurrency: deps.config.delivery.concurrency });
     this.random = deps.random ?? Math.random;
-    this.maxActive = Math.max(50, deps.config.delivery.concurrency * 2);
+    this.maxActive = deps.maxActive ?? Math.max(1000, deps.config.delivery.concurrency * 10);
+    this.perDomainBacklog = deps.config.delivery.perDomainConcurrency * 2;
   }
 
   /** Messages in the queue (held ones included). */
@@ -159,7 +170,7 @@ export class QueueManager {
   private forget(id: string): void {
     this.index.delete(id);
     this.parked.delete(id);
-    this.waiting.delete(id);
+    this.unwait(id);
     this.scheduler.remove(id);
   }
 
@@ -182,17 +193,61 @@ export class QueueManager {
       return;
     }
     // Bound the messages loaded at once (a recovered queue of 100,000 due messages must not
-    // mean 100,000 states in memory): the rest wait as bare ids, in order.
+    // mean 100,000 states in memory): the rest wait as bare ids, in order. The bound is kept
+    // per destination too, so that one dead domain's backlog never fills every slot.
+    const domains = (this.index.get(id)?.domains ?? []).filter((d) => !this.isPaused(d));
+    if (domains.length && domains.every((d) => (this.loadedPerDomain.get(d) ?? 0) >= this.perDomainBacklog)) {
+      this.unwait(id);
+      const set = this.waitingByDomain.get(domains[0]!) ?? new Set<string>();
+      set.add(id);
+      this.waitingByDomain.set(domains[0]!, set);
+      return;
+    }
     if (this.running.size >= this.maxActive) {
+      this.unwait(id);
       this.waiting.add(id);
       return;
     }
-    this.waiting.delete(id);
+    this.unwait(id);
     this.parked.delete(id);
+    for (const d of domains) this.loadedPerDomain.set(d, (this.loadedPerDomain.get(d) ?? 0) + 1);
     this.track(
       id,
-      this.attempt(id).catch((e) => this.deps.logger.error({ qid: id, err: (e as Error).stack }, "delivery run failed; retrying later")),
+      this.attempt(id)
+        .catch((e) => this.deps.logger.error({ qid: id, err: (e as Error).stack }, "delivery run failed; retrying later"))
+        .finally(() => {
+          for (const d of domains) {
+            const n = (this.loadedPerDomain.get(d) ?? 1) - 1;
+            if (n > 0) this.loadedPerDomain.set(d, n);
+            else this.loadedPerDomain.delete(d);
+            this.wakeDomain(d);
+          }
+        }),
     );
+  }
+
+  /** A slot for domain d freed up: admit the next message waiting for it. */
+  private wakeDomain(d: string): void {
+    const set = this.waitingByDomain.get(d);
+    if (!set || (this.loadedPerDomain.get(d) ?? 0) >= this.perDomainBacklog) return;
+    const next = set.values().next();
+    if (next.done) return;
+    set.delete(next.value);
+    if (!set.size) this.waitingByDomain.delete(d);
+    this.kick(next.value);
+  }
+
+  private isWaiting(id: string): boolean {
+    if (this.waiting.has(id)) return true;
+    for (const set of this.waitingByDomain.values()) if (set.has(id)) return true;
+    return false;
+  }
+
+  private unwait(id: string): void {
+    this.waiting.delete(id);
+    for (const [d, set] of this.waitingByDomain) {
+      if (set.delete(id) && !set.size) this.waitingByDomain.delete(d);
+    }
   }
 
   /** Mark `id` busy until p settles; then run what waited for it, in order. */
@@ -214,7 +269,7 @@ export class QueueManager {
 
   /** A run that failed locally (disk error) must not forget the message. */
   private ensureScheduled(id: string): void {
-    const busy = () => this.stopped || this.scheduler.has(id) || this.parked.has(id) || this.running.has(id) || this.waiting.has(id);
+    const busy = () => this.stopped || this.scheduler.has(id) || this.parked.has(id) || this.running.has(id) || this.isWaiting(id);
     if (this.deps.offline || busy()) return;
     void this.deps.spool
       .load(id)
@@ -289,7 +344,7 @@ export class QueueManager {
       await this.deps.spool.update(m);
       this.scheduler.remove(id);
       this.parked.delete(id);
-      this.waiting.delete(id);
+      this.unwait(id);
       this.rerun.delete(id);
       this.indexSet(m);
       this.deps.logger.info({ qid: id }, "message held by the operator");

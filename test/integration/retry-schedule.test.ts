@@ -142,3 +142,52 @@ test("4xx twice, then delivered: three attempts, no bounce, spool emptied", asyn
   await new Promise((r) => setTimeout(r, 30));
   assert.equal(courier.calls.length, 3);
 });
+
+test("a dead destination with a large backlog never stalls delivery to another domain", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mxd-vt-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const clock = new FakeClock(Date.UTC(2026, 10, 25, 12, 0, 0));
+  const config = parseConfig({ hostname: "mxd.test", spoolDir: dir, delivery: { concurrency: 10, perDomainConcurrency: 2 } });
+  const spool = new FsSpool({ dir, now: () => clock.now(), noSync: true });
+  await spool.init();
+  // slow.test hangs (a blackholed MX) until released; every other domain answers at once.
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let slowInFlight = 0;
+  let slowMaxInFlight = 0;
+  const delivered: string[] = [];
+  const courier: Courier = {
+    async deliver(req) {
+      if (req.domain === "slow.test") {
+        slowInFlight++;
+        slowMaxInFlight = Math.max(slowMaxInFlight, slowInFlight);
+        await released;
+        slowInFlight--;
+      } else delivered.push(req.domain);
+      return req.recipients.map((r) => ({ recipient: r.address, outcome: "delivered" as const, reply: "250 ok", status: "2.0.0", remote: true }));
+    },
+    async close() {},
+  };
+  // Few slots in all, so that the old behaviour (one global cap) would be starved by slow.test.
+  const qm = new QueueManager({ config, spool, courier, clock, logger: silentLogger(), maxActive: 20 });
+  t.after(async () => {
+    release();
+    await qm.stop(2000);
+  });
+  await qm.start();
+  const put = async (domain: string) => {
+    const iso = new Date(clock.now()).toISOString();
+    const m = await spool.put(
+      { version: 1, sender: "a@origin.test", recipients: [{ address: `x@${domain}`, domain, status: "pending", attempts: 0, history: [] }], receivedAt: iso, client: { ip: "127.0.0.1" }, params: {}, eightBit: false, nextAttemptAt: iso, kind: "message" },
+      Buffer.from("Subject: x\r\n\r\nx\r\n"),
+    );
+    qm.enqueue(m);
+  };
+  for (let i = 0; i < 60; i++) await put("slow.test");
+  await settle(() => slowInFlight === 2, "two deliveries to slow.test in flight");
+  await put("fast.test");
+  await settle(() => delivered.includes("fast.test"), "fast.test delivered while slow.test hangs");
+  assert.equal(slowMaxInFlight, 2, "per-domain concurrency respected");
+  release();
+  await settle(() => qm.size === 0, "the slow backlog drained once released");
+});
