@@ -174,6 +174,8 @@ export const configSchema = z
       .default({})
       .transform((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.toLowerCase(), v]))),
     dropDir: z.string().min(1).default("./drop"),
+    // RFC 5321 §4.5.1: mail to <Postmaster> (no domain) must be accepted; it goes here.
+    postmaster: mailboxAddress.optional(),
     bounce: z
       .object({ copyTo: mailboxAddress.optional() })
       .strict()

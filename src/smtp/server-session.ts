@@ -215,7 +215,11 @@ export class ServerSession {
     if (!this.tx) return this.error(r(503, "5.5.1", "Error: need MAIL command"));
     const m = /^TO:(.*)$/is.exec(arg);
     if (!m) return this.error(r(501, "5.5.4", "Syntax: RCPT TO:<address>"));
-    const path = parsePath(m[1]!, !!this.tx.params.smtputf8, false);
+    // RFC 5321 §4.5.1: <Postmaster> without a domain MUST be accepted, from anyone; it is
+    // delivered to the `postmaster` address (default postmaster@<hostname>).
+    const pm = /^\s*<postmaster>((?:\s.*)?)$/is.exec(m[1]!);
+    const postmaster = pm ? this.env.config.postmaster ?? `postmaster@${this.host}` : undefined;
+    const path = pm ? parsePath(`<${postmaster}>${pm[1]}`, false, false) : parsePath(m[1]!, !!this.tx.params.smtputf8, false);
     if ("error" in path) {
       const utf = path.error.includes("SMTPUTF8");
       return this.error(r(utf ? 553 : 501, utf ? "5.6.7" : "5.1.3", `Bad recipient address syntax: ${path.error}`));
@@ -244,7 +248,7 @@ export class ServerSession {
       return this.error(r(550, "5.1.1", `<${mb.address}>: Recipient address rejected: no such user here`));
     }
     // Relay control: only allowed networks may send anywhere. Never an open relay by default.
-    if (!local && !this.env.relayAllowed) {
+    if (!local && !postmaster && !this.env.relayAllowed) {
       return this.error(r(554, "5.7.1", `<${mb.address}>: Relay access denied`));
     }
     if (this.tx.recipients.length >= this.env.config.limits.recipientsPerMessage) {

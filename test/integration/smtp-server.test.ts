@@ -522,6 +522,27 @@ describe("limits", () => {
     await s.close();
   });
 
+  test("RCPT TO:<Postmaster> is accepted from anyone (RFC 5321 §4.5.1) and goes to the postmaster address", async () => {
+    const s = await startInbound({ relay: { allowedNetworks: ["127.0.0.1/32"] }, postmaster: "hostmaster@example.org" });
+    const outsider = await session(s.port, { localAddress: "127.0.0.2" });
+    await outsider.cmd("MAIL FROM:<someone@example.net>", 250);
+    assert.match((await outsider.cmd("RCPT TO:<PostMaster>", 250)).text, /^250 2\.1\.5 /);
+    // Only the bare reserved name: other recipients from outside are still refused.
+    assert.match((await outsider.cmd("RCPT TO:<postmaster@example.net>", 554)).text, /^554 5\.7\.1 /);
+    await outsider.cmd("DATA", 354);
+    outsider.write("Subject: to the postmaster\r\n\r\nhello\r\n.\r\n");
+    const id = queuedId(await outsider.reply(5000));
+    const e = await readEntry(s.dir, id);
+    assert.deepEqual(e.meta.recipients.map((r) => r.address), ["hostmaster@example.org"]);
+    await s.close();
+    // Without a configured address it is postmaster@<hostname>.
+    const d = await startInbound({});
+    const c = await session(d.port);
+    const meta = (await readEntry(d.dir, queuedId(await sendMessage(c, "a@example.org", ["Postmaster"], "x\r\n")))).meta;
+    assert.deepEqual(meta.recipients.map((x) => x.address), [`postmaster@${d.config.hostname}`]);
+    await d.close();
+  });
+
   test("connection limit (total) → 421 4.7.0 and close; a slot frees when a client leaves", async () => {
     const s = await startInbound({ limits: { connections: 2, connectionsPerClient: 10 } });
     const a = await RawClient.connect(s.port);
