@@ -1,4 +1,6 @@
 // pino logger: one JSON line per event. Messages about a queued message carry `qid`.
+// On a terminal the same events are printed as readable lines instead (JSON stays the format
+// for files, pipes and log shippers).
 import pino from "pino";
 
 export type Logger = pino.Logger;
@@ -10,7 +12,32 @@ export function createLogger(level: string = "info", destination?: pino.Destinat
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
+  if (!destination && process.stdout.isTTY) destination = prettyStream(process.stdout);
   return destination ? pino(opts, destination) : pino(opts);
+}
+
+const HIDDEN = new Set(["level", "time", "msg", "pid", "name"]);
+const COLOURS: Record<string, string> = { fatal: "35", error: "31", warn: "33", info: "32", debug: "36", trace: "90" };
+
+/** "15:04:18.016 INFO  message queued qid=01M8... from=a@b nrcpt=1" */
+export function prettyLine(json: string, colour = false): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json.replace(/\n$/, "");
+  }
+  const time = typeof o.time === "string" ? o.time.slice(11, 23) : "";
+  const level = String(o.level ?? "").toUpperCase().padEnd(5);
+  const lvl = colour ? `\x1b[${COLOURS[String(o.level)] ?? "0"}m${level}\x1b[0m` : level;
+  const fields = Object.entries(o)
+    .filter(([k]) => !HIDDEN.has(k))
+    .map(([k, v]) => `${k}=${typeof v === "string" && !/\s/.test(v) ? v : JSON.stringify(v)}`);
+  return [time, lvl, String(o.msg ?? ""), ...fields].filter(Boolean).join(" ");
+}
+
+function prettyStream(out: NodeJS.WriteStream): pino.DestinationStream {
+  return { write: (line: string) => void out.write(prettyLine(line, true) + "\n") };
 }
 
 /** A logger that discards everything (tests). */
