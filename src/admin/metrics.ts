@@ -6,8 +6,29 @@ function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** Names follow https://prometheus.io/docs/practices/naming/: valid characters, counters end in _total. */
+function checkName(name: string, type: "counter" | "gauge" | "histogram"): void {
+  if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name ${JSON.stringify(name)}`);
+  if (type === "counter" && !name.endsWith("_total")) throw new Error(`counter ${name} must end in _total`);
+  if (type !== "counter" && name.endsWith("_total")) throw new Error(`${type} ${name} must not end in _total`);
+  if (type === "histogram" && /_(bucket|sum|count)$/.test(name)) throw new Error(`histogram ${name} must not end in _bucket, _sum or _count`);
+}
+
+/** HELP text escaping: backslash and line feed (exposition format 0.0.4). */
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
+function header(name: string, help: string, type: string): string[] {
+  return [`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`];
+}
+
 function labelText(l: Labels): string {
   const keys = Object.keys(l).sort();
+  for (const k of keys) if (!LABEL_NAME.test(k) || k.startsWith("__")) throw new Error(`invalid label name ${JSON.stringify(k)}`);
   return keys.length ? `{${keys.map((k) => `${k}="${escapeLabel(l[k]!)}"`).join(",")}}` : "";
 }
 
@@ -25,7 +46,9 @@ interface Metric {
 
 export class Counter implements Metric {
   private readonly values = new Map<string, { labels: Labels; v: number }>();
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(readonly name: string, readonly help: string) {
+    checkName(name, "counter");
+  }
 
   inc(labels: Labels = {}, by = 1): void {
     if (by < 0) throw new Error(`counter ${this.name} cannot decrease`);
@@ -40,7 +63,7 @@ export class Counter implements Metric {
   }
 
   render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    const out = header(this.name, this.help, "counter");
     for (const [k, e] of this.values) out.push(`${this.name}${k} ${num(e.v)}`);
     return out;
   }
@@ -48,10 +71,12 @@ export class Counter implements Metric {
 
 /** A gauge read when scraped: `collect` returns the current samples. */
 export class Gauge implements Metric {
-  constructor(readonly name: string, readonly help: string, private readonly collect: () => { labels?: Labels; value: number }[]) {}
+  constructor(readonly name: string, readonly help: string, private readonly collect: () => { labels?: Labels; value: number }[]) {
+    checkName(name, "gauge");
+  }
 
   render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    const out = header(this.name, this.help, "gauge");
     for (const s of this.collect()) out.push(`${this.name}${labelText(s.labels ?? {})} ${num(s.value)}`);
     return out;
   }
@@ -61,20 +86,26 @@ export class Histogram implements Metric {
   private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
   readonly buckets: number[];
   constructor(readonly name: string, readonly help: string, buckets: number[]) {
+    checkName(name, "histogram");
     this.buckets = [...buckets].sort((a, b) => a - b);
   }
 
-  observe(value: number, labels: Labels = {}): void {
+  /** Export a series (all zero) before its first observation, so that rate() works from the start. */
+  init(labels: Labels = {}): void {
     const k = labelText(labels);
-    let s = this.series.get(k);
-    if (!s) this.series.set(k, (s = { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 }));
+    if (!this.series.has(k)) this.series.set(k, { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 });
+  }
+
+  observe(value: number, labels: Labels = {}): void {
+    this.init(labels);
+    const s = this.series.get(labelText(labels))!;
     for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
     s.sum += value;
     s.count++;
   }
 
   render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    const out = header(this.name, this.help, "histogram");
     for (const s of this.series.values()) {
       // Buckets are cumulative: counts[i] already includes every smaller bucket.
       this.buckets.forEach((b, i) => out.push(`${this.name}_bucket${labelText({ ...s.labels, le: num(b) })} ${s.counts[i]}`));

@@ -32,8 +32,12 @@ export class MxdMetrics {
   };
 
   constructor() {
-    // Every outcome is exported from the start, so rate() works before the first event.
+    // Every series is exported from the start (as 0), so rate() and increase() work before
+    // the first event and alerts on absent series are not needed.
     for (const outcome of ["delivered", "deferred", "bounced"]) this.results.inc({ outcome }, 0);
+    this.accepted.inc({}, 0);
+    this.dead.inc({}, 0);
+    this.latency.init();
   }
 
   /** Gauges over the running daemon; call once it is wired. */

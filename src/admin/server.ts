@@ -6,6 +6,7 @@ import http from "node:http";
 import net from "node:net";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { promises as fsp } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Logger } from "../io/log.js";
 import type { FsSpool } from "../spool/fs-spool.js";
@@ -13,10 +14,20 @@ import type { OpResult, QueueManager } from "../queue/worker.js";
 import { isQueueId } from "../spool/format.js";
 import { LIST_STATES, listDead, matches, scanStates, toListEntry, type ListState } from "./queue-view.js";
 
-/** Where the daemon listens for the CLI. A named pipe on Windows, where sockets are not files. */
+/** Longest Unix socket path that binds everywhere (sun_path: 108 bytes on Linux, 104 on macOS/BSD, with the NUL). */
+export const MAX_SOCKET_PATH = 103;
+
+/**
+ * Where the daemon listens for the CLI: `spoolDir/admin.sock`. A named pipe on Windows, where
+ * sockets are not files. When that path is too long for a Unix socket (libuv would silently
+ * bind a truncated path elsewhere), `<tmpdir>/mxd-<hash of the spool path>.sock` instead: the
+ * daemon and the CLI compute the same name from the same spoolDir.
+ */
 export function adminSocketPath(spoolDir: string): string {
-  if (process.platform === "win32") return `\\\\.\\pipe\\mxd-${createHash("sha256").update(resolve(spoolDir)).digest("hex").slice(0, 16)}`;
-  return join(spoolDir, "admin.sock");
+  const hash = () => createHash("sha256").update(resolve(spoolDir)).digest("hex").slice(0, 16);
+  if (process.platform === "win32") return `\\\\.\\pipe\\mxd-${hash()}`;
+  const p = join(spoolDir, "admin.sock");
+  return Buffer.byteLength(p) <= MAX_SOCKET_PATH ? p : join(tmpdir(), `mxd-${hash()}.sock`);
 }
 
 export interface AdminOptions {
@@ -24,6 +35,8 @@ export interface AdminOptions {
   token?: string;
   /** How long an action may wait for a delivery in progress before the answer says "pending". */
   actionWaitMs?: number;
+  /** Slow-client limits (ms): request headers, whole request, a response the client stops reading. Tests shorten them. */
+  timeouts?: { headers?: number; request?: number; writeStall?: number };
 }
 
 /** What the API serves; attached once the daemon is wired (until then: 503). */
@@ -36,12 +49,14 @@ export interface AdminTarget {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly allow?: string) {
     super(message);
   }
 }
 
-const MAX_BODY = 1024 * 1024;
+export const MAX_BODY = 1024 * 1024;
+/** A response the client does not read for this long is abandoned (GET /queue over a big queue). */
+const WRITE_STALL_MS = 60_000;
 const OPS = ["flush", "delete", "bounce", "hold", "release"] as const;
 type Op = (typeof OPS)[number];
 
@@ -88,9 +103,17 @@ export class AdminServer {
   }
 
   private async start(where: net.ListenOptions, local: boolean): Promise<http.Server> {
-    const srv = http.createServer((req, res) => void this.handle(req, res, local));
-    srv.headersTimeout = 10_000;
-    srv.requestTimeout = 120_000;
+    const t = this.opts.timeouts ?? {};
+    const headersTimeout = t.headers ?? 10_000;
+    // Node checks the header and request deadlines every connectionsCheckingInterval (30 s by default).
+    const srv = http.createServer({ connectionsCheckingInterval: Math.min(1000, headersTimeout) }, (req, res) => void this.handle(req, res, local));
+    // Slow clients: headers within 10 s, the whole request (body included) within 30 s, an idle
+    // keep-alive connection closed after 5 s; a bounded number of connections per listener.
+    srv.headersTimeout = headersTimeout;
+    srv.requestTimeout = t.request ?? 30_000;
+    srv.keepAliveTimeout = 5_000;
+    srv.maxConnections = 64;
+    srv.maxHeadersCount = 50;
     await new Promise<void>((ok, fail) => {
       srv.once("error", fail);
       srv.listen(where, () => {
@@ -119,7 +142,9 @@ export class AdminServer {
   private authorized(req: http.IncomingMessage, local: boolean): boolean {
     const token = this.opts.token;
     if (local || !token) return true;
-    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? "");
+    // The scheme is case-insensitive (RFC 7235 §2.1); the token is compared in constant time
+    // (digests of equal length, so neither content nor length leaks through timing).
+    const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "");
     if (!m) return false;
     const a = createHash("sha256").update(m[1]!).digest();
     const b = createHash("sha256").update(token).digest();
@@ -127,9 +152,16 @@ export class AdminServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse, local: boolean): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://admin");
-    const path = url.pathname.replace(/\/+$/, "") || "/";
+    let path = "?";
     try {
+      // Parsed inside the try: a request target like "http://[" must be a 400, not a crash.
+      let url: URL;
+      try {
+        url = new URL(req.url ?? "/", "http://admin");
+      } catch {
+        throw new HttpError(400, "bad request target");
+      }
+      path = url.pathname.replace(/\/+$/, "") || "/";
       if (!this.authorized(req, local)) {
         res.setHeader("WWW-Authenticate", 'Bearer realm="mxd"');
         throw new HttpError(401, "missing or wrong bearer token");
@@ -171,7 +203,16 @@ export class AdminServer {
       }
       throw new HttpError(404, `no such endpoint: ${path}`);
     } catch (e) {
-      if (e instanceof HttpError) return json(res, e.status, { error: e.message });
+      if (e instanceof HttpError) {
+        if (res.headersSent) return void res.destroy();
+        if (e.status === 405) res.setHeader("Allow", e.allow!);
+        if (e.status === 413) {
+          // Do not read (or wait for) the rest of an oversized body.
+          res.setHeader("Connection", "close");
+          res.once("finish", () => req.destroy());
+        }
+        return json(res, e.status, { error: e.message });
+      }
       this.opts.logger.error({ err: (e as Error).stack, path }, "admin request failed");
       if (!res.headersSent) json(res, 500, { error: (e as Error).message });
       else res.destroy();
@@ -179,27 +220,52 @@ export class AdminServer {
   }
 
   private need(method: string, want: string, then?: () => void): void {
-    if (method !== want) throw new HttpError(405, `use ${want}`);
+    if (method !== want) throw new HttpError(405, `use ${want}`, want);
     then?.();
   }
 
   private async list(url: URL, res: http.ServerResponse): Promise<void> {
     const state = (url.searchParams.get("state") ?? "all") as ListState;
     if (!LIST_STATES.includes(state)) throw new HttpError(400, `state must be one of ${LIST_STATES.join(", ")}`);
-    const domain = url.searchParams.get("domain") ?? undefined;
+    const domain = optDomain({ domain: url.searchParams.get("domain") ?? undefined });
+    for (const k of url.searchParams.keys()) if (k !== "state" && k !== "domain") throw new HttpError(400, `unknown parameter ${JSON.stringify(k)}`);
+    const deps = this.deps; // 503 before the 200 header, while starting
+    // Respect back-pressure: a slow client must not make us buffer the whole queue, and one
+    // that stops reading (or goes away) must not keep the scan open forever.
+    const write = async (line: string): Promise<boolean> => {
+      if (res.destroyed) return false;
+      if (res.write(line)) return true;
+      return new Promise<boolean>((ok) => {
+        const done = (v: boolean) => {
+          clearTimeout(t);
+          res.off("drain", onDrain);
+          res.off("close", onClose);
+          ok(v);
+        };
+        const onDrain = () => done(true);
+        const onClose = () => done(false);
+        const t = setTimeout(() => {
+          res.destroy();
+          done(false);
+        }, this.opts.timeouts?.writeStall ?? WRITE_STALL_MS);
+        res.once("drain", onDrain);
+        res.once("close", onClose);
+      });
+    };
     res.writeHead(200, { "Content-Type": "application/x-ndjson; charset=utf-8" });
     if (state === "dead") {
-      for (const d of await listDead(this.deps.spool)) res.write(JSON.stringify(d) + "\n");
+      for (const d of await listDead(deps.spool)) {
+        if (domain && !(d.recipients ?? []).some((r) => r.toLowerCase().endsWith("@" + domain))) continue;
+        if (!(await write(JSON.stringify(d) + "\n"))) return;
+      }
       res.end();
       return;
     }
-    const control = this.deps.queue.pauseState;
-    const now = (this.deps.now ?? Date.now)();
-    for await (const m of scanStates(this.deps.spool)) {
+    const control = deps.queue.pauseState;
+    const now = (deps.now ?? Date.now)();
+    for await (const m of scanStates(deps.spool)) {
       if (!matches(m, { domain, state })) continue;
-      // Respect back-pressure: a slow client must not make us buffer the whole queue.
-      if (!res.write(JSON.stringify(toListEntry(m, now, control)) + "\n")) await new Promise((r) => res.once("drain", r));
-      if (res.destroyed) return;
+      if (!(await write(JSON.stringify(toListEntry(m, now, control)) + "\n"))) return;
     }
     res.end();
   }
@@ -281,11 +347,13 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
 }
 
 async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > MAX_BODY) throw new HttpError(413, `request body too large (limit ${MAX_BODY} bytes)`);
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of req) {
     n += (c as Buffer).length;
-    if (n > MAX_BODY) throw new HttpError(413, "request body too large");
+    if (n > MAX_BODY) throw new HttpError(413, `request body too large (limit ${MAX_BODY} bytes)`);
     chunks.push(c as Buffer);
   }
   if (n === 0) return {};
