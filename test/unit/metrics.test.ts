@@ -42,3 +42,55 @@ test("histogram buckets are cumulative, with +Inf, _sum and _count", () => {
   assert.equal(get("lat_seconds_sum"), 14.5);
   assert.deepEqual(h.render().slice(0, 2), ["# HELP lat_seconds Latency.", "# TYPE lat_seconds histogram"]);
 });
+
+test("names follow Prometheus conventions: counters end in _total, others do not; HELP is escaped", () => {
+  assert.throws(() => new Counter("mxd_things", "x"), /must end in _total/);
+  assert.throws(() => new Gauge("mxd_things_total", "x", () => []), /must not end in _total/);
+  assert.throws(() => new Histogram("bad-name", "x", [1]), /invalid metric name/);
+  assert.throws(() => new Histogram("lat_seconds_count", "x", [1]), /_count/);
+  const c = new Counter("x_total", "a \\ b\nc");
+  assert.deepEqual(c.render(), ["# HELP x_total a \\\\ b\\nc", "# TYPE x_total counter"]);
+  assert.throws(() => c.inc({ "bad-label": "v" }), /invalid label name/);
+  assert.throws(() => c.inc({ __reserved: "v" }), /invalid label name/);
+});
+
+test("every mxd metric: HELP and TYPE once, right before its samples; counters _total; units in names; series from the start", async () => {
+  const { MxdMetrics } = await import("../../src/admin/mxd-metrics.js");
+  const { INITIAL_CONTROL } = await import("../../src/queue/state.js");
+  const m = new MxdMetrics();
+  const queue = { counts: () => ({ queued: 1, deferred: 2, held: 3, total: 6, active: 0, parked: 1 }), pauseState: { ...INITIAL_CONTROL, pausedDomains: ["p.test"] } };
+  m.bind({ queue: queue as never, inbound: () => 0, outbound: () => 0, startedAtMs: 1_700_000_000_000 });
+  const text = m.registry.render();
+  const lines = text.trimEnd().split("\n");
+  const types = new Map<string, string>();
+  let current = "";
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i]!;
+    const help = /^# HELP (\S+) \S/.exec(l);
+    if (help) {
+      assert.ok(!types.has(help[1]!), `${help[1]} declared twice`);
+      const type = /^# TYPE (\S+) (counter|gauge|histogram)$/.exec(lines[++i]!);
+      assert.ok(type && type[1] === help[1], `TYPE follows HELP for ${help[1]}`);
+      types.set(help[1]!, type[2]!);
+      current = help[1]!;
+      continue;
+    }
+    const name = /^([a-zA-Z_:][a-zA-Z0-9_:]*)/.exec(l)![1]!;
+    const base = types.get(current) === "histogram" ? name.replace(/_(bucket|sum|count)$/, "") : name;
+    assert.equal(base, current, `sample ${l} belongs to the metric declared above it`);
+  }
+  for (const [name, type] of types) {
+    assert.equal(name.startsWith("mxd_"), true, name);
+    assert.equal(type === "counter", name.endsWith("_total"), `${name}: ${type}`);
+    if (/latency|time|duration/.test(name)) assert.match(name, /_seconds(_total)?$/, `${name}: time in seconds, named so`);
+  }
+  const samples = parseExposition(text);
+  const v = (n: string, l: Record<string, string> = {}) => samples.find((s) => s.name === n && Object.entries(l).every(([k, x]) => s.labels[k] === x))?.value;
+  assert.equal(v("mxd_messages_accepted_total"), 0, "exported before the first message");
+  assert.equal(v("mxd_dead_letters_total"), 0);
+  assert.equal(v("mxd_delivery_latency_seconds_count"), 0);
+  assert.equal(v("mxd_delivery_latency_seconds_bucket", { le: "+Inf" }), 0);
+  assert.equal(v("mxd_queue_messages", { state: "held" }), 3);
+  assert.equal(v("mxd_domain_paused", { domain: "p.test" }), 1);
+  assert.equal(v("mxd_start_time_seconds"), 1_700_000_000);
+});
