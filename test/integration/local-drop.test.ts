@@ -3,7 +3,7 @@
 // catch-all is set. The daemon runs in-process; no remote MX is involved.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, rmSync, readdirSync, readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import net from "node:net";
@@ -118,4 +118,53 @@ test("known local recipients are dropped as maildir files; unknown ones get 550 
   await until(() => count(join(spool, "queue")) === 0, 5000, "the spool to empty");
   const m = d.metrics.registry.render();
   assert.match(m, /mxd_recipient_deliveries_total\{outcome="delivered"\} 4/);
+});
+
+test("a failed drop (a file where the mailbox directory should be) is deferred with 451 4.3.0 and delivered on a later attempt, not lost", async () => {
+  const { d, drop, spool } = await daemon();
+  // alice's mailbox cannot be created: a plain file is in its place. bob.smith's works.
+  mkdirSync(join(drop, "corp.test"), { recursive: true });
+  writeFileSync(join(drop, "corp.test", "alice"), "not a directory");
+  const r = await dialogue(d.smtp.addresses[0]!.port, [
+    "EHLO client.test",
+    "MAIL FROM:<sender@remote.test>",
+    "RCPT TO:<alice@corp.test>",
+    "RCPT TO:<bob.smith@corp.test>",
+    "DATA",
+    "Subject: retry me\r\n\r\nbody\r\n.",
+    "QUIT",
+  ]);
+  const id = /queued as ([0-9A-Z]{16})/.exec(r[5]!)![1]!;
+  await until(() => count(join(drop, "corp.test", "bob.smith", "new")) === 1, 5000, "bob's drop");
+  let meta = await d.spool.load(id);
+  await until(async () => (meta = await d.spool.load(id)).recipients[0]!.attempts === 1, 5000, "alice's attempt recorded");
+  assert.equal(meta.recipients[0]!.status, "pending", "kept for a retry");
+  assert.match(meta.recipients[0]!.history[0]!.reply, /^451 4\.3\.0 local drop to .*corp\.test\/alice failed: /);
+  assert.equal(meta.recipients[1]!.status, "delivered");
+  assert.ok(Date.parse(meta.nextAttemptAt) > Date.now(), "a retry is scheduled");
+  assert.ok(readdirSync(join(spool, "queue")).includes(`${id}.eml`), "the message is still queued");
+  assert.match(d.metrics.registry.render(), /mxd_recipient_deliveries_total\{outcome="deferred"\} 1/);
+
+  // The operator fixes the directory and flushes: delivered once, to alice only.
+  rmSync(join(drop, "corp.test", "alice"));
+  assert.deepEqual(await d.queue.flush(id), { id, ok: true, status: "flushed" });
+  await until(() => count(join(drop, "corp.test", "alice", "new")) === 1, 5000, "alice's drop after the flush");
+  await until(() => count(join(spool, "queue")) === 0, 5000, "the spool to empty");
+  assert.equal(count(join(drop, "corp.test", "bob.smith", "new")), 1, "bob is not delivered twice");
+  assert.deepEqual(readdirSync(join(drop, "corp.test", "alice", "tmp")), []);
+});
+
+test("a failed write inside the mailbox (tmp/ not a directory) leaves nothing behind and is retried", async () => {
+  const { d, drop } = await daemon();
+  const box = join(drop, "corp.test", "alice");
+  mkdirSync(join(box, "new"), { recursive: true });
+  mkdirSync(join(box, "cur"), { recursive: true });
+  writeFileSync(join(box, "tmp"), "");
+  const r = await dialogue(d.smtp.addresses[0]!.port, ["EHLO c.test", "MAIL FROM:<s@remote.test>", "RCPT TO:<alice@corp.test>", "DATA", "Subject: x\r\n\r\nx\r\n.", "QUIT"]);
+  const id = /queued as ([0-9A-Z]{16})/.exec(r[4]!)![1]!;
+  await until(async () => (await d.spool.load(id)).recipients[0]!.attempts === 1, 5000, "the failed attempt");
+  assert.equal(count(join(box, "new")), 0);
+  rmSync(join(box, "tmp"));
+  await d.queue.flush(id);
+  await until(() => count(join(box, "new")) === 1, 5000, "delivered after the fix");
 });
