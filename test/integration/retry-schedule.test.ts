@@ -48,13 +48,25 @@ function scriptedCourier(clock: FakeClock, answer: (req: DeliveryRequest, n: num
 }
 
 /** Let the worker's real I/O (spool files) settle until `cond` holds; bounded in real time. */
-async function settle(cond: () => boolean, what: string): Promise<void> {
-  const end = Date.now() + 5000;
-  while (!cond()) {
+async function settle(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!(await cond())) {
     if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
-  await new Promise((r) => setTimeout(r, 20)); // and let the state update land
+}
+
+/**
+ * After attempt n: the result is on disk and the next attempt is scheduled (a timer armed on
+ * the fake clock). Only then may the test move virtual time, or the timer would be armed
+ * after the jump and wait for the next one.
+ */
+function rescheduled(clock: FakeClock, spool: FsSpool, id: string, n: number): () => Promise<boolean> {
+  return async () => {
+    if (clock.pendingTimers() < 1) return false;
+    const m = await spool.load(id).catch(() => undefined);
+    return !!m && m.recipients[0]!.attempts === n;
+  };
 }
 
 async function setup(t: { after: (fn: () => unknown) => void }, answer: (req: DeliveryRequest, n: number) => RecipientResult["outcome"]) {
@@ -95,6 +107,7 @@ test("4xx forever: attempts back off 5m, 10m, 20m, 40m, then 1h, the last one at
   await qm.start();
   const remote = () => courier.calls.filter((c) => c.req.domain === "remote.test");
   await settle(() => remote().length === 1, "the first attempt at once");
+  await settle(rescheduled(clock, spool, meta.id, 1), "attempt 1 recorded and rescheduled");
   const expected = [0, 5, 15, 35, 75, 135, 195, 255, 315, 360]; // minutes after arrival
   for (let i = 1; i < expected.length; i++) {
     // One millisecond early: nothing happens.
@@ -104,6 +117,7 @@ test("4xx forever: attempts back off 5m, 10m, 20m, 40m, then 1h, the last one at
     clock.advance(1);
     await settle(() => remote().length === i + 1, `attempt ${i + 1} at minute ${expected[i]}`);
     if (i < expected.length - 1) {
+      await settle(rescheduled(clock, spool, meta.id, i + 1), `attempt ${i + 1} recorded and rescheduled`);
       const m = await spool.load(meta.id);
       assert.equal(m.recipients[0]!.attempts, i + 1);
       assert.equal(m.recipients[0]!.history.length, i + 1);
@@ -131,8 +145,10 @@ test("4xx twice, then delivered: three attempts, no bounce, spool emptied", asyn
   const t0 = clock.now();
   await qm.start();
   await settle(() => courier.calls.length === 1, "first attempt");
+  await settle(rescheduled(clock, spool, meta.id, 1), "attempt 1 recorded and rescheduled");
   clock.advance(5 * MIN);
   await settle(() => courier.calls.length === 2, "second attempt");
+  await settle(rescheduled(clock, spool, meta.id, 2), "attempt 2 recorded and rescheduled");
   clock.advance(10 * MIN);
   await settle(() => courier.calls.length === 3, "third attempt");
   assert.deepEqual(courier.calls.map((c) => (c.at - t0) / MIN), [0, 5, 15]);
