@@ -10,7 +10,7 @@ import type { Config } from "../config.js";
 import { FsSpool } from "../spool/fs-spool.js";
 import { isQueueId } from "../spool/format.js";
 import { QueueManager, type OpResult } from "../queue/worker.js";
-import type { ControlState } from "../queue/state.js";
+import { isPausedFor, type ControlState } from "../queue/state.js";
 import { silentLogger } from "../io/log.js";
 import { systemClock } from "../io/clock.js";
 import { ControlFile } from "../admin/control-file.js";
@@ -104,7 +104,7 @@ export async function queueCommand(argv: string[]): Promise<number> {
     case "list":
       return list(spool, config, values.domain, (values.state ?? "all") as ListState, !!values.json);
     case "show":
-      return show(spool, positionals[0]!, !!values.json, !!values.body);
+      return show(spool, config, positionals[0]!, !!values.json, !!values.body);
     case "pause":
     case "resume":
       return pauseResume(config, spool, sub, values.domain);
@@ -201,6 +201,11 @@ export function describePause(st: Pick<ControlState, "paused" | "pausedDomains">
 }
 
 async function list(spool: FsSpool, config: Config, domain: string | undefined, state: ListState, json: boolean): Promise<number> {
+  if (!existsSync(spool.queueDir)) {
+    // Most likely a wrong (or relative) spoolDir: saying "empty" would mislead.
+    console.error(`mxd queue list: no spool at ${spool.dir} (is spoolDir right? relative paths are resolved from the current directory)`);
+    return 1;
+  }
   if (state === "dead") {
     const dead = await listDead(spool);
     for (const d of dead) {
@@ -215,16 +220,15 @@ async function list(spool: FsSpool, config: Config, domain: string | undefined, 
   const now = Date.now();
   const counts = { queued: 0, deferred: 0, held: 0 };
   let n = 0;
-  if (existsSync(spool.queueDir)) {
-    for await (const m of scanStates(spool, (id, reason) => console.error(`${id}: unreadable (${reason}); mxd moves it to dead/ at start`))) {
-      if (!matches(m, { domain, state })) continue;
-      const e = toListEntry(m, now, control);
-      n++;
-      counts[e.state]++;
-      if (json) console.log(JSON.stringify(e));
-      else printEntry(e, now);
-    }
+  const out = new BufferedStdout();
+  for await (const m of scanStates(spool, (id, reason) => console.error(`${id}: unreadable (${reason}); mxd moves it to dead/ at start`), 64, { sync: true })) {
+    if (!matches(m, { domain, state })) continue;
+    const e = toListEntry(m, now, control);
+    n++;
+    counts[e.state]++;
+    if (!(await out.write(json ? JSON.stringify(e) + "\n" : formatEntry(e, now)))) return 0;
   }
+  await out.end();
   if (!json) {
     if (n === 0) console.log("Mail queue is empty" + (domain || state !== "all" ? " (for this selection)" : ""));
     else console.log(`-- ${n} message(s): ${counts.queued} queued, ${counts.deferred} deferred, ${counts.held} held`);
@@ -233,17 +237,51 @@ async function list(spool: FsSpool, config: Config, domain: string | undefined, 
   return 0;
 }
 
-function printEntry(e: ListEntry, now: number): void {
+function formatEntry(e: ListEntry, now: number): string {
   const state = e.paused && e.state !== "held" ? `${e.state}*` : e.state;
   const next = e.state === "held" ? "held until released" : e.paused ? "destination paused" : Date.parse(e.nextAttemptAt) <= now ? "next: now" : `next: in ${formatAge(Date.parse(e.nextAttemptAt) - now)}`;
-  console.log(`${e.id}  ${state.padEnd(9)} ${formatAge(e.ageSeconds * 1000).padStart(4)} ${formatSize(e.size).padStart(6)}  <${e.sender}>${e.kind === "bounce" ? " (bounce)" : ""}  ${next}`);
+  let text = `${e.id}  ${state.padEnd(9)} ${formatAge(e.ageSeconds * 1000).padStart(4)} ${formatSize(e.size).padStart(6)}  <${e.sender}>${e.kind === "bounce" ? " (bounce)" : ""}  ${next}\n`;
   for (const r of e.recipients) {
     const tail = r.lastReply ? `  [${r.attempts} attempt${r.attempts === 1 ? "" : "s"}] ${r.lastReply}` : "";
-    console.log(`    ${r.status.padEnd(9)} <${r.address}>${tail}`);
+    text += `    ${r.status.padEnd(9)} <${r.address}>${tail}\n`;
+  }
+  return text;
+}
+
+/**
+ * stdout in 64 KB writes instead of one per line (100,000 messages are 200,000 lines), with
+ * back-pressure; a reader that goes away (`| head`) ends the listing quietly.
+ */
+class BufferedStdout {
+  private buf = "";
+  private closed = false;
+  constructor() {
+    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "EPIPE") throw e;
+      this.closed = true;
+    });
+  }
+
+  /** False once the reader has gone away: stop producing. */
+  async write(s: string): Promise<boolean> {
+    this.buf += s;
+    if (this.buf.length >= 65536) await this.flush();
+    return !this.closed;
+  }
+
+  private async flush(): Promise<void> {
+    const chunk = this.buf;
+    this.buf = "";
+    if (this.closed || !chunk) return;
+    if (!process.stdout.write(chunk)) await new Promise<void>((ok) => { process.stdout.once("drain", ok); process.stdout.once("error", () => ok()); });
+  }
+
+  async end(): Promise<void> {
+    await this.flush();
   }
 }
 
-async function show(spool: FsSpool, id: string, json: boolean, body: boolean): Promise<number> {
+async function show(spool: FsSpool, config: Config, id: string, json: boolean, body: boolean): Promise<number> {
   let text: string;
   let dir = spool.queueDir;
   let reason: string | undefined;
@@ -285,7 +323,12 @@ async function show(spool: FsSpool, id: string, json: boolean, body: boolean): P
   if (m.receivedAt) console.log(`received:  ${m.receivedAt} from ${m.client?.ip ?? "?"} (${m.client?.helo ?? "?"})`);
   if (m.sender !== undefined) console.log(`sender:    <${m.sender}>${m.kind === "bounce" ? "  (a bounce generated by mxd)" : ""}`);
   if (m.size !== undefined) console.log(`size:      ${m.size} octets`);
-  if (!reason && m.nextAttemptAt) console.log(`next:      ${m.held ? "held until released" : m.nextAttemptAt}`);
+  if (!reason && m.nextAttemptAt) {
+    const waiting = [...new Set((m.recipients ?? []).filter((r) => r.status === "pending").map((r) => r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase()))];
+    const control = await new ControlFile(config.spoolDir).load().catch(() => undefined);
+    const paused = !!control && waiting.length > 0 && waiting.every((d) => isPausedFor(control, d));
+    console.log(`next:      ${m.held ? "held until released" : paused ? `waiting: destination paused (due ${m.nextAttemptAt})` : m.nextAttemptAt}`);
+  }
   for (const r of m.recipients ?? []) {
     console.log(`recipient  <${r.address}>  ${r.status}, ${r.attempts} attempt(s)`);
     for (const h of r.history ?? []) console.log(`    ${h.at}  ${h.outcome.padEnd(9)} ${h.mx ? `${h.mx}[${h.ip ?? ""}] ` : ""}${h.reply}`);

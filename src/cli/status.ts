@@ -67,7 +67,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const control = await new ControlFile(config.spoolDir).load();
   const q = { queued: 0, deferred: 0, held: 0, total: 0, dead: await countDead(spool) };
   if (existsSync(spool.queueDir)) {
-    for await (const m of scanStates(spool)) {
+    for await (const m of scanStates(spool, undefined, 64, { sync: true })) {
       q[messageState(m)]++;
       q.total++;
     }

@@ -3,7 +3,8 @@
 // Pause/resume and hold/release are checked by what reaches the sinks.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, readdirSync, readFileSync, writeFileSync, existsSync, renameSync } from "node:fs";
+import { createServer as netCreateServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
@@ -333,4 +334,131 @@ test("usage errors exit 2 and every command has --help", async () => {
   assert.equal((await q(cfg, "bounce", "--domain", "a.test")).code, 2);
   assert.equal((await q(cfg, "frobnicate")).code, 2);
   assert.equal((await mxd(["queue", "list", "--config", join(tmpdir(), "no-such-mxd.json")])).code, 2);
+});
+
+/** A free TCP port on host: bind 0, read it, release it. */
+function freePort(host: string): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = netCreateServer().listen(0, host, () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
+    s.on("error", rej);
+  });
+}
+
+test("the CLI reaches the daemon over admin.listen with admin.token when the socket is unusable; a wrong token is exit 1, never the spool", async () => {
+  const port = await freePort("127.0.0.185");
+  const token = "cli-over-tcp-token-0123";
+  const { dir, cfg, spool } = setup({ admin: { listen: `127.0.0.185:${port}`, token } });
+  const d = await daemon(cfg);
+  assert.equal((await q(cfg, "pause", "--domain", "nowhere.test")).code, 0);
+  const id = await submit(d.smtpPort, "s@sender.test", ["x@nowhere.test"]);
+  // The socket becomes unusable: gone (moved away), then a plain file in its place.
+  const sock = join(spool, "admin.sock");
+  renameSync(sock, sock + ".away");
+  try {
+    let r = await mxd(["status", "--config", cfg]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /mxd is running/);
+    r = await q(cfg, "hold", id);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`${id}: held`));
+    assert.doesNotMatch(r.stdout, /not running/, "it went through the daemon, not the spool");
+    writeFileSync(sock, "");
+    r = await q(cfg, "release", id);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /not running/);
+    r = await q(cfg, "pause");
+    assert.match(r.stdout, /^outbound delivery is PAUSED; paused domains: nowhere\.test$/m);
+    // The daemon has it: its /status says paused.
+    assert.match((await mxd(["status", "--config", cfg])).stdout, /delivery: +outbound delivery is PAUSED/);
+    // A wrong token: refused (exit 1), and the CLI does not fall back to editing the spool.
+    const bad = writeConfig(dir, { ...JSON.parse(readFileSync(cfg, "utf8")), admin: { listen: `127.0.0.185:${port}`, token: "wrong-token-wrong-token" } }, "bad-token.json");
+    const before = readFileSync(join(spool, "queue", `${id}.json`), "utf8");
+    r = await mxd(["queue", "hold", id, "--config", bad]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /admin API refused the token \(admin\.token\)/);
+    assert.equal(readFileSync(join(spool, "queue", `${id}.json`), "utf8"), before, "spool untouched");
+    r = await mxd(["status", "--config", bad]);
+    assert.equal(r.code, 1);
+    assert.equal((await mxd(["queue", "resume", "--config", bad])).code, 1);
+  } finally {
+    rmSync(sock, { force: true });
+    renameSync(sock + ".away", sock);
+  }
+  assert.equal((await q(cfg, "resume")).code, 0);
+  assert.equal(await d.stop(), 0);
+});
+
+test("exit codes 0, 1 and 2 for every queue command, with mxd running and stopped", async () => {
+  const { dir, cfg } = setup();
+  let d = await daemon(cfg);
+  assert.equal((await q(cfg, "pause", "--domain", "nowhere.test")).code, 0);
+  const ids = [
+    await submit(d.smtpPort, "s@sender.test", ["a@nowhere.test"]),
+    await submit(d.smtpPort, "s@sender.test", ["b@nowhere.test"]),
+    await submit(d.smtpPort, "s@sender.test", ["c@nowhere.test"]),
+    await submit(d.smtpPort, "s@sender.test", ["d@nowhere.test"]),
+  ];
+  const UNKNOWN = "01KB2X7Q9M4F8Z3H";
+  const missing = writeConfig(dir, { ...JSON.parse(readFileSync(cfg, "utf8")), spoolDir: join(dir, "no-spool-here") }, "missing.json");
+  const check = async (running: boolean, id: string, bounceId: string) => {
+    const where = running ? "running" : "stopped";
+    const cases: [string[], number][] = [
+      [["list"], 0],
+      [["list", "--state", "held"], 0],
+      [["list", "--state", "dead"], 0],
+      [["list", "--state", "stuck"], 2],
+      [["list", id], 2],
+      [["show", id], 0],
+      [["show", UNKNOWN], 1],
+      [["show"], 2],
+      [["show", id, UNKNOWN], 2],
+      [["flush", id], 0],
+      [["flush", "--domain", "nowhere.test"], 0],
+      [["flush", UNKNOWN], 1],
+      [["flush", id, "--domain", "x.test"], 2],
+      [["hold", id], 0],
+      [["hold", UNKNOWN], 1],
+      [["hold"], 2],
+      [["flush", id], 1], // held
+      [["release", id], 0],
+      [["release", id], 1], // not held
+      [["release", "bad-id"], 2],
+      [["bounce", bounceId], 0],
+      [["bounce", UNKNOWN], 1],
+      [["bounce", "--all"], 2],
+      [["delete", UNKNOWN], 1],
+      [["delete", "--all"], 2],
+      [["delete"], 2],
+      [["delete", "--domain", "elsewhere.test"], 0], // nothing there: not an error
+      [["pause", "--domain", "x.test"], 0],
+      [["resume", "--domain", "x.test"], 0],
+      [["pause", "x.test"], 2],
+      [["resume", "--state", "held"], 2],
+    ];
+    for (const [args, code] of cases) {
+      const r = await q(cfg, ...args);
+      assert.equal(r.code, code, `${where}: mxd queue ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+      if (code === 1) assert.ok(r.stderr.trim(), `${where}: ${args.join(" ")} says why on stderr`);
+      if (code === 2) assert.match(r.stderr, /usage: mxd queue|mxd queue \w+: /, `${where}: ${args.join(" ")} prints usage`);
+    }
+    // With no spool (a wrong spoolDir), reading and changing fail with 1, naming the path.
+    for (const args of [["list"], ["flush"], ["pause"], ["hold", id]]) {
+      const r = await mxd(["queue", ...args, "--config", missing]);
+      assert.equal(r.code, 1, `${where}: ${args.join(" ")} on a missing spool`);
+      assert.match(r.stderr, /no spool at .*no-spool-here/);
+    }
+  };
+  await check(true, ids[0]!, ids[1]!);
+  assert.equal((await mxd(["status", "--config", cfg])).code, 0);
+  assert.equal((await mxd(["status", "extra", "--config", cfg])).code, 2);
+  // The last case: delete by id, while running.
+  assert.equal((await q(cfg, "delete", ids[3]!)).code, 0);
+  assert.equal(await d.stop(), 0);
+  assert.equal((await mxd(["status", "--config", cfg])).code, 1);
+  await check(false, ids[0]!, ids[2]!);
+  d = await daemon(cfg);
+  assert.equal(await d.stop(), 0);
 });
