@@ -68,6 +68,11 @@ export class ReplyAssembler {
   get partial(): boolean {
     return this.pending.length > 0;
   }
+
+  /** Lines of the incomplete reply received so far (for bounding a hostile server). */
+  get pendingLines(): number {
+    return this.pending.length;
+  }
 }
 
 export class ReplyParseError extends Error {

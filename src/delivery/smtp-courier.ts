@@ -18,7 +18,7 @@ import type { Resolver } from "../io/resolver.js";
 import { ConnectError, TlsHandshakeError, type Connector } from "../io/connector.js";
 import type { Logger } from "../io/log.js";
 import { classifyReply, formatReply, statusOf, type SmtpReply } from "../core/smtp-reply.js";
-import { SessionError, SmtpClientSession, type ClientTimeouts } from "../smtp/client.js";
+import { SessionError, SmtpClientSession, type ClientTimeouts, type TlsInfo } from "../smtp/client.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
 import { Router, type Destination } from "./router.js";
 
@@ -125,7 +125,7 @@ export class SmtpCourier implements Courier {
     if (last.reply) {
       // Give the remote's own words (they end up in the DSN's Diagnostic-Code). A 5xx greeting
       // is still only a host problem here, so the status is downgraded to the transient class.
-      const status = last.status.replace(/^5\./, "4.");
+      const status = last.status.replace(/^[235]\./, "4.");
       return { recipient, outcome: "transient", reply: formatReply(last.reply), status, remote: true, ...where };
     }
     const hosts = tried > 1 ? `all ${tried} addresses of the mail hosts of ${domain}` : `the mail host of ${domain}`;
@@ -205,23 +205,32 @@ export class SmtpCourier implements Courier {
           ...(req.envid !== undefined ? { envid: req.envid } : {}),
         });
       } catch (e) {
-        if (!(e instanceof SessionError)) throw e;
         session.destroy();
+        if (!(e instanceof SessionError)) throw e;
         log.warn({ ...at, reused, phase: e.phase, error: e.message, tls }, "session broke");
-        if (e.dotSent) {
-          // RFC 5321 §6.1 spirit: the message may be delivered; retrying elsewhere now would duplicate it.
-          const reply = `451 4.4.2 connection to ${dest.host}[${dest.ip}] lost after end of data (${e.message})`;
-          return { final: this.all(pending, req, { outcome: "transient", reply, status: "4.4.2", remote: false, ...at, ...(tls ? { tls } : {}) }), stop: true };
-        }
-        if (e.kind === "local") {
-          const reply = `451 4.3.0 local error: ${e.message}`;
-          return { final: this.all(pending, req, { outcome: "transient", reply, status: "4.3.0", remote: false }), stop: true };
+        if (e.dotSent || e.kind === "local") {
+          // dotSent — RFC 5321 §6.1 spirit: the message may be delivered; retrying elsewhere now
+          // would duplicate it. local — our own fault (spool read), another host won't help.
+          // Recipients the server had already refused at RCPT keep that answer.
+          const reply = e.dotSent ? `451 4.4.2 connection to ${dest.host}[${dest.ip}] lost after end of data (${e.message})` : `451 4.3.0 local error: ${e.message}`;
+          const status = e.dotSent ? "4.4.2" : "4.3.0";
+          const final = this.all(pending, req, { outcome: "transient", reply, status, remote: false, ...at, ...(tls ? { tls } : {}) });
+          if (e.rcpt) {
+            const rc = e.rcpt;
+            pending.forEach((i, j) => {
+              if (rc.accepted[j]) return;
+              final.set(i, this.fromReply(req.recipients[i]!.address, rc.replies[j]!, rc.remote[j]!, at, tls));
+            });
+          }
+          return { final, stop: true };
         }
         if (reused) {
-          // A cached connection may have been closed by the server meanwhile: one fresh try.
+          // A cached connection may have been closed by the server meanwhile (or said 421 for
+          // its own idle/connection limits): one fresh try to the same address.
           allowReuse = false;
           continue;
         }
+        if (e.reply) return { final: new Map(), error: { dest, reply: e.reply, status: statusOf(e.reply) } };
         return { final: new Map(), error: { dest, detail: `${e.message}`, status: "4.4.2" } };
       }
 
@@ -229,15 +238,12 @@ export class SmtpCourier implements Courier {
       let error: LastError | undefined;
       tx.replies.forEach((reply, j) => {
         const i = pending[j]!;
-        const cls = classifyReply(reply.code);
-        const text = formatReply(reply);
         const remote = tx.remote[j]!;
-        if (tx.noneAccepted && cls === "transient" && remote) {
+        if (tx.noneAccepted && classifyReply(reply.code) === "transient" && remote) {
           error = { dest, reply, status: statusOf(reply) }; // try the next host for this one
           return;
         }
-        const outcome = cls === "positive" ? "delivered" : cls === "transient" ? "transient" : "permanent";
-        final.set(i, { recipient: req.recipients[i]!.address, outcome, reply: text, status: statusOf(reply), remote, ...at, ...(tls ? { tls } : {}) });
+        final.set(i, this.fromReply(req.recipients[i]!.address, reply, remote, at, tls));
       });
       log.info(
         {
@@ -254,6 +260,13 @@ export class SmtpCourier implements Courier {
       this.release(key, session);
       return error ? { final, error } : { final };
     }
+  }
+
+  /** The result a reply decides: 2xx delivered, 5xx permanent, anything else transient. */
+  private fromReply(recipient: string, reply: SmtpReply, remote: boolean, at: { mx: string; ip: string; port: number }, tls: TlsInfo | undefined): RecipientResult {
+    const cls = classifyReply(reply.code);
+    const outcome = cls === "positive" ? "delivered" : cls === "permanent" ? "permanent" : "transient";
+    return { recipient, outcome, reply: formatReply(reply), status: statusOf(reply), remote, ...at, ...(tls ? { tls } : {}) };
   }
 
   private all(pending: number[], req: DeliveryRequest, r: Omit<RecipientResult, "recipient">): Map<number, RecipientResult> {

@@ -6,7 +6,7 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Readable } from "node:stream";
-import { ReplyAssembler, ReplyParseError, classifyReply, makeReply, type SmtpReply } from "../core/smtp-reply.js";
+import { ReplyAssembler, ReplyParseError, classifyReply, formatReply, makeReply, type SmtpReply } from "../core/smtp-reply.js";
 
 /** Client timeouts in ms, RFC 5321 §4.5.3.2 (from delivery.timeouts). */
 export interface ClientTimeouts {
@@ -25,13 +25,26 @@ export type SessionPhase =
 
 export type SessionErrorKind = "timeout" | "closed" | "protocol" | "local";
 
-/** The conversation broke. `dotSent`: the final "." went out, so the message may have been delivered. */
+/** What the RCPT phase decided before a transaction broke (same order as the request). */
+export interface RcptOutcome {
+  replies: SmtpReply[];
+  remote: boolean[];
+  accepted: boolean[];
+}
+
+/**
+ * The conversation broke. `dotSent`: the final "." was handed to the socket, so the message may
+ * have been delivered. `reply`: the server's own reply that ended the session (a 421).
+ * `rcpt`: set when the break came after the RCPT replies were known.
+ */
 export class SessionError extends Error {
+  rcpt?: RcptOutcome;
   constructor(
     readonly kind: SessionErrorKind,
     readonly phase: SessionPhase,
     message: string,
     readonly dotSent = false,
+    readonly reply?: SmtpReply,
   ) {
     super(message);
     this.name = "SessionError";
@@ -130,6 +143,8 @@ export interface TransactionResult {
 }
 
 const MAX_REPLY_LINE = 64 * 1024;
+/** Lines in one multi-line reply; a server sending more is hostile or broken (bounded memory). */
+const MAX_REPLY_LINES = 1000;
 const QUIT_TIMEOUT_MS = 5_000;
 
 /**
@@ -179,10 +194,15 @@ class ReplyReader {
   }
 
   get hasQueued(): boolean {
-    return this.queue.length > 0 || this.buf.length > 0;
+    return this.queue.length > 0 || this.buf.length > 0 || this.asm.partial;
   }
 
-  next(timeoutMs: number, phase: SessionPhase): Promise<SmtpReply> {
+  /** A complete reply is waiting (e.g. an early reply while we are still sending data). */
+  get hasReply(): boolean {
+    return this.queue.length > 0;
+  }
+
+  next(timeoutMs: number, phase: SessionPhase, opts: { unref?: boolean } = {}): Promise<SmtpReply> {
     const q = this.queue.shift();
     if (q) return Promise.resolve(q);
     if (this.failure) return Promise.reject(new SessionError(this.failure.kind, phase, this.failure.message));
@@ -193,6 +213,7 @@ class ReplyReader {
         this.failure = e;
         reject(e);
       }, timeoutMs);
+      if (opts.unref) timer.unref();
       this.waiter = { resolve, reject, timer, phase };
     });
   }
@@ -213,6 +234,10 @@ class ReplyReader {
         return;
       }
       if (reply) this.deliver(reply);
+      else if (this.asm.pendingLines > MAX_REPLY_LINES) {
+        this.fail(new SessionError("protocol", this.waiter?.phase ?? "quit", `multi-line reply longer than ${MAX_REPLY_LINES} lines`));
+        return;
+      }
     }
     if (this.buf.length > MAX_REPLY_LINE) {
       this.fail(new SessionError("protocol", this.waiter?.phase ?? "quit", `reply line longer than ${MAX_REPLY_LINE} octets`));
@@ -311,14 +336,34 @@ export function xtext(s: string): string {
 
 function orcptParam(orcpt: string): string {
   const semi = orcpt.indexOf(";");
-  if (semi < 0) return `rfc822;${xtext(orcpt)}`;
+  // RFC 3461 §4.2: addr-type is an atom; anything else is taken as a whole rfc822 address, so
+  // that no octet of it reaches the command line unencoded.
+  if (semi < 0 || !/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(orcpt.slice(0, semi))) return `rfc822;${xtext(orcpt)}`;
   return `${orcpt.slice(0, semi)};${xtext(orcpt.slice(semi + 1))}`;
+}
+
+/** RFC 3461 §4.1: NEVER, or a list of SUCCESS, FAILURE, DELAY. Undefined = leave NOTIFY out. */
+function notifyParam(notify: readonly string[]): string | undefined {
+  const v = [...new Set(notify.map((n) => n.toUpperCase()))];
+  if (v.length === 0 || !v.every((n) => n === "NEVER" || n === "SUCCESS" || n === "FAILURE" || n === "DELAY")) return undefined;
+  if (v.includes("NEVER") && v.length > 1) return undefined;
+  return v.join(",");
 }
 
 /** No CR, LF or other controls in a path we put on a command line (command injection). */
 function safePath(addr: string): boolean {
   return !/[\x00-\x1f\x7f<>]/.test(addr) && addr.length <= 254;
 }
+
+/** Last line of defence: nothing we send as a command may carry CR, LF or NUL. */
+function assertCommand(line: string, phase: SessionPhase): void {
+  if (/[\r\n\0]/.test(line)) throw new SessionError("local", phase, `refusing to send a command containing CR, LF or NUL: ${JSON.stringify(line.slice(0, 80))}`);
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** Reply class as a digit: 2 positive, 3 intermediate, 4 transient, 5 permanent. */
+const cls = (r: SmtpReply): number => Math.floor(r.code / 100);
 
 export class SmtpClientSession {
   private socket: Socket;
@@ -328,6 +373,9 @@ export class SmtpClientSession {
   private ext: Extensions = parseExtensions(undefined);
   private tlsInfo: TlsInfo | undefined;
   private ended = false;
+  /** The server said 421: it is closing the channel; no further command may be sent. */
+  private closing = false;
+  private idle = false;
   greeting: SmtpReply | undefined;
   /** Completed transactions on this connection (for connection reuse limits). */
   transactions = 0;
@@ -365,13 +413,13 @@ export class SmtpClientSession {
 
   /** Still connected and in a clean state (nothing unsolicited pending). */
   get usable(): boolean {
-    return !this.ended && !this.reader.failed && !this.reader.hasQueued && !this.socket.destroyed;
+    return !this.ended && !this.closing && !this.reader.failed && !this.reader.hasQueued && !this.socket.destroyed;
   }
 
   private async handshake(): Promise<OpenResult> {
     const t = this.opts.timeouts;
     // RFC 5321 §3.1: a 554 (or any non-220) greeting means no service; we still say QUIT.
-    const greeting = await this.reader.next(t.greeting, "greeting");
+    const greeting = this.seen(await this.reader.next(t.greeting, "greeting"));
     this.greeting = greeting;
     if (greeting.code !== 220) {
       await this.quit();
@@ -428,15 +476,38 @@ export class SmtpClientSession {
     return this.socket.write(data);
   }
 
-  private async command(line: string, timeoutMs: number, phase: SessionPhase): Promise<SmtpReply> {
+  private async command(line: string, timeoutMs: number, phase: SessionPhase, opts: { unref?: boolean } = {}): Promise<SmtpReply> {
+    assertCommand(line, phase);
     if (this.reader.failed) throw new SessionError(this.reader.failed.kind, phase, this.reader.failed.message);
     this.write(line + "\r\n");
-    return this.reader.next(timeoutMs, phase);
+    return this.seen(await this.reader.next(timeoutMs, phase, opts));
+  }
+
+  /** Notes a 421 (RFC 5321 §3.8: the server is closing the channel). */
+  private seen(r: SmtpReply): SmtpReply {
+    if (r.code === 421) this.closing = true;
+    return r;
+  }
+
+  /**
+   * A 421 in the middle of a transaction ends the session: no further command is sent, the
+   * connection is dropped, and the 421 is what the caller reports.
+   */
+  private ended421(r: SmtpReply, phase: SessionPhase): SessionError {
+    this.destroy();
+    return new SessionError("closed", phase, `server closed the session: ${formatReply(r)}`, false, r);
+  }
+
+  /** A reply of a class that makes no sense at this point (e.g. 354 to MAIL, 250 to DATA). */
+  private unexpected(r: SmtpReply, phase: SessionPhase, dotSent = false): SessionError {
+    this.destroy();
+    return new SessionError("protocol", phase, `unexpected reply to ${phase.toUpperCase()}: ${formatReply(r)}`, dotSent);
   }
 
   /**
    * One mail transaction. Replies are data: a refused MAIL/RCPT/DATA is reported per recipient.
    * Local refusals (SIZE over the server's limit, SMTPUTF8 not offered) send nothing.
+   * Throws SessionError when the conversation breaks, including a 421 (the server closes).
    */
   async send(req: TransactionRequest): Promise<TransactionResult> {
     const n = req.recipients.length;
@@ -445,7 +516,9 @@ export class SmtpClientSession {
     const local = (r: SmtpReply): TransactionResult => ({ replies: Array(n).fill(r), remote: Array(n).fill(false), noneAccepted: true });
 
     // RFC 6531 §3.4: without SMTPUTF8 at the server the message cannot go (no downgrade here).
-    if (req.smtputf8 && !this.ext.smtputf8) {
+    // A non-ASCII address needs it whatever the request says: it must never go out raw.
+    const utf8 = req.smtputf8 || NON_ASCII.test(req.sender) || req.recipients.some((r) => NON_ASCII.test(r.address));
+    if (utf8 && !this.ext.smtputf8) {
       return local(makeReply(553, "5.6.7", `SMTPUTF8 is required, but was not offered by host ${host}`));
     }
     // RFC 1870 §6.1: don't send what the server said it will refuse.
@@ -459,8 +532,8 @@ export class SmtpClientSession {
     // RFC 6152 §3: declare 8-bit bodies when we may. When the server lacks 8BITMIME we send the
     // octets anyway, undeclared, as Postfix/Exim/Sendmail do in practice: nearly every server
     // passes 8-bit data, and a MIME downgrade would alter signed (DKIM) content.
-    if ((req.eightBit || req.smtputf8) && this.ext.eightBitMime) mailCmd += " BODY=8BITMIME";
-    if (req.smtputf8) mailCmd += " SMTPUTF8";
+    if ((req.eightBit || utf8) && this.ext.eightBitMime) mailCmd += " BODY=8BITMIME";
+    if (utf8) mailCmd += " SMTPUTF8";
     if (this.ext.dsn) {
       // RFC 3461 §4.3, §4.4: only to a server that offers DSN.
       if (req.ret) mailCmd += ` RET=${req.ret}`;
@@ -471,84 +544,137 @@ export class SmtpClientSession {
       if (!safePath(r.address) || r.address === "") return undefined;
       let c = `RCPT TO:<${r.address}>`;
       if (this.ext.dsn) {
-        if (r.notify && r.notify.length) c += ` NOTIFY=${r.notify.join(",")}`;
+        const notify = r.notify ? notifyParam(r.notify) : undefined;
+        if (notify) c += ` NOTIFY=${notify}`;
         if (r.orcpt) c += ` ORCPT=${orcptParam(r.orcpt)}`;
       }
       return c;
     });
     const badRcpt = makeReply(553, "5.1.3", "invalid recipient address");
+    assertCommand(mailCmd, "mail");
+    for (const c of rcptCmds) if (c !== undefined) assertCommand(c, "rcpt");
 
     const replies: SmtpReply[] = Array(n);
     const remote: boolean[] = Array(n).fill(true);
+    // A reply to MAIL or RCPT: 2xx accepted (RFC 5321 §4.2.5; any 2xx, as Postfix), 4xx/5xx
+    // refused, 421 ends the session, anything else (3xx) is a protocol error.
+    const check = (r: SmtpReply, phase: SessionPhase): SmtpReply => {
+      if (r.code === 421) throw this.ended421(r, phase);
+      if (cls(r) === 3) throw this.unexpected(r, phase);
+      return r;
+    };
     let mail: SmtpReply;
     if (this.ext.pipelining) {
       // RFC 2920 §3.1: MAIL and every RCPT in one write, then read every reply in order.
       const batch = [mailCmd, ...rcptCmds.filter((c): c is string => c !== undefined)].join("\r\n") + "\r\n";
+      if (this.reader.failed) throw new SessionError(this.reader.failed.kind, "mail", this.reader.failed.message);
       this.write(batch);
-      mail = await this.reader.next(t.mail, "mail");
+      mail = check(await this.reader.next(t.mail, "mail"), "mail");
       for (let i = 0; i < n; i++) {
         if (rcptCmds[i] === undefined) {
           replies[i] = badRcpt;
           remote[i] = false;
         } else {
-          replies[i] = await this.reader.next(t.rcpt, "rcpt");
+          replies[i] = check(await this.reader.next(t.rcpt, "rcpt"), "rcpt");
         }
       }
-      if (mail.code !== 250) for (let i = 0; i < n; i++) if (remote[i]) replies[i] = mail;
+      if (cls(mail) !== 2) for (let i = 0; i < n; i++) if (remote[i]) replies[i] = mail;
     } else {
-      mail = await this.command(mailCmd, t.mail, "mail");
+      mail = check(await this.command(mailCmd, t.mail, "mail"), "mail");
       for (let i = 0; i < n; i++) {
-        if (mail.code !== 250) replies[i] = mail;
+        if (cls(mail) !== 2) replies[i] = mail;
         else if (rcptCmds[i] === undefined) {
           replies[i] = badRcpt;
           remote[i] = false;
-        } else replies[i] = await this.command(rcptCmds[i]!, t.rcpt, "rcpt");
+        } else replies[i] = check(await this.command(rcptCmds[i]!, t.rcpt, "rcpt"), "rcpt");
       }
     }
 
-    const accepted = replies.map((r, i) => remote[i]! && mail.code === 250 && (r.code === 250 || r.code === 251));
+    const accepted = replies.map((r, i) => remote[i]! && cls(mail) === 2 && cls(r) === 2);
     if (!accepted.some(Boolean)) {
       await this.reset();
       return { replies, remote, noneAccepted: true, mail };
     }
 
-    const data = await this.command("DATA", t.data, "data");
-    if (data.code !== 354) {
-      for (let i = 0; i < n; i++) if (accepted[i]) replies[i] = data;
-      await this.reset();
-      return { replies, remote, noneAccepted: false, mail };
-    }
-    await this.sendBody(req.body());
-    let final: SmtpReply;
+    const rcpt: RcptOutcome = { replies: [...replies], remote, accepted };
     try {
-      final = await this.reader.next(t.dataEnd, "dataEnd");
+      const data = await this.command("DATA", t.data, "data");
+      if (data.code === 421) throw this.ended421(data, "data");
+      if (cls(data) === 2) throw this.unexpected(data, "data");
+      if (cls(data) !== 3) {
+        for (let i = 0; i < n; i++) if (accepted[i]) replies[i] = data;
+        await this.reset();
+        return { replies, remote, noneAccepted: false, mail };
+      }
+      const early = await this.sendBody(req.body);
+      if (early) {
+        // The server answered before our final dot (RFC 5321 §4.1.1.4 does not allow it, but a
+        // refusal is a refusal): its verdict applies; the connection is unusable now.
+        this.destroy();
+        if (cls(early) === 2 || cls(early) === 3) throw this.unexpected(early, "body");
+        for (let i = 0; i < n; i++) if (accepted[i]) replies[i] = early;
+        return { replies, remote, noneAccepted: false, mail, final: early };
+      }
+      let final: SmtpReply;
+      try {
+        final = this.seen(await this.reader.next(t.dataEnd, "dataEnd"));
+      } catch (e) {
+        const se = e as SessionError;
+        throw new SessionError(se.kind, "dataEnd", se.message, true);
+      }
+      if (cls(final) === 3) throw this.unexpected(final, "dataEnd", true);
+      this.transactions++;
+      for (let i = 0; i < n; i++) if (accepted[i]) replies[i] = final;
+      return { replies, remote, noneAccepted: false, mail, final };
     } catch (e) {
-      const se = e as SessionError;
-      throw new SessionError(se.kind, "dataEnd", se.message, true);
+      if (e instanceof SessionError) e.rcpt = rcpt;
+      throw e;
     }
-    this.transactions++;
-    for (let i = 0; i < n; i++) if (accepted[i]) replies[i] = final;
-    return { replies, remote, noneAccepted: false, mail, final };
   }
 
-  /** Stream the body, honouring back-pressure; each blocked write waits at most dataBlock ms. */
-  private async sendBody(body: Readable): Promise<void> {
+  /**
+   * Stream the body, honouring back-pressure; each blocked write waits at most dataBlock ms.
+   * Returns a reply the server sent before the end of data (then no final dot was sent).
+   * Any failure once the final dot was handed to the socket is reported with dotSent.
+   */
+  private async sendBody(open: () => Readable): Promise<SmtpReply | undefined> {
     const stuffer = new DotStuffer();
+    let body: Readable | undefined;
     try {
+      body = open();
       for await (const chunk of body) {
         const buf = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : (chunk as Uint8Array);
+        if (this.reader.hasReply) return this.earlyReply(body);
         if (this.reader.failed) throw new SessionError(this.reader.failed.kind, "body", this.reader.failed.message);
         if (!this.write(stuffer.push(buf))) await this.drain();
       }
     } catch (e) {
       // Never finish the DATA with a dot after a read error: that would deliver a truncated
       // message. Drop the connection instead; the server discards the transaction.
+      if (this.reader.hasReply) return this.earlyReply(body);
       this.destroy();
-      body.destroy();
+      body?.destroy();
       if (e instanceof SessionError) throw e;
       throw new SessionError("local", "body", `reading the message failed: ${(e as Error).message}`);
     }
-    if (!this.write(stuffer.end())) await this.drain();
+    if (this.reader.hasReply) return this.earlyReply(body);
+    if (this.reader.failed || this.socket.destroyed) {
+      this.destroy();
+      throw new SessionError(this.reader.failed?.kind ?? "closed", "body", this.reader.failed?.message ?? "connection closed while sending data");
+    }
+    // From here on the server may get the whole message: any failure is "after the dot".
+    try {
+      if (!this.write(stuffer.end())) await this.drain();
+    } catch (e) {
+      const se = e as SessionError;
+      throw new SessionError(se.kind, "dataEnd", se.message, true);
+    }
+    return undefined;
+  }
+
+  private earlyReply(body: Readable | undefined): Promise<SmtpReply> {
+    body?.destroy();
+    return this.reader.next(0, "body");
   }
 
   private drain(): Promise<void> {
@@ -594,7 +720,8 @@ export class SmtpClientSession {
   async quit(): Promise<void> {
     if (this.usableForCommand()) {
       try {
-        await this.command("QUIT", Math.min(this.opts.timeouts.ehlo, QUIT_TIMEOUT_MS), "quit");
+        // An idle pooled connection being retired must not hold the process for the QUIT reply.
+        await this.command("QUIT", Math.min(this.opts.timeouts.ehlo, QUIT_TIMEOUT_MS), "quit", { unref: this.idle });
       } catch {
         // the server may close first; nothing to do
       }
@@ -606,6 +733,7 @@ export class SmtpClientSession {
 
   /** An idle pooled connection must not keep the process alive; an active one must. */
   setIdle(idle: boolean): void {
+    this.idle = idle;
     for (const s of new Set([this.socket, this.raw])) {
       if (idle) s.unref();
       else s.ref();
@@ -619,6 +747,6 @@ export class SmtpClientSession {
   }
 
   private usableForCommand(): boolean {
-    return !this.ended && !this.reader.failed && !this.socket.destroyed;
+    return !this.ended && !this.closing && !this.reader.failed && !this.socket.destroyed;
   }
 }
