@@ -10,8 +10,11 @@
 //    to the next address (a 4xx there is about this host, not the recipient); 5xx are final;
 //  - once a RCPT is accepted the transaction's replies are final for this attempt: RCPT 4xx/5xx
 //    per recipient, the DATA / end-of-data reply for every accepted recipient;
-//  - the connection lost after the final "." → transient, and no other host is tried in this
-//    attempt: the message may have been delivered (avoid duplicates, RFC 5321 §6.1 / Haraka #2325).
+//  - a 421 (the server is closing) before the end of data → next address, its reply kept as the
+//    last error; on a reused connection, first one fresh connection to the same address;
+//  - the connection lost after the final "." was handed to the socket → transient, and no other
+//    host is tried in this attempt: the message may have been delivered (avoid duplicates,
+//    RFC 5321 §6.1 / Haraka #2325); recipients refused at RCPT keep their own answer.
 // When every MX failed temporarily, delivery.fallbackRelays are tried the same way.
 import type { Config } from "../config.js";
 import type { Resolver } from "../io/resolver.js";
