@@ -12,6 +12,7 @@ import { createCourier } from "./delivery/factory.js";
 import { LocalDropCourier, RoutingCourier } from "./delivery/local-drop.js";
 import { AdminServer } from "./admin/server.js";
 import { ControlFile } from "./admin/control-file.js";
+import { acquirePidLock, type PidLock } from "./io/pid-lock.js";
 import { MxdMetrics } from "./admin/mxd-metrics.js";
 import { countDead } from "./admin/queue-view.js";
 
@@ -33,18 +34,26 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
   const metrics = new MxdMetrics();
   const admin = new AdminServer({ logger, token: config.admin.token });
   // First, before touching the spool: a second daemon on the same spool would deliver twice.
-  await admin.listen(config.spoolDir, config.admin.listen);
+  // The pid lock answers even when someone deleted the admin socket.
+  const lock = await acquirePidLock(config.spoolDir);
   try {
-    return await wire(config, { logger, clock, spool, admin, metrics, startedAtMs });
+    await admin.listen(config.spoolDir, config.admin.listen);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+  try {
+    return await wire(config, { logger, clock, spool, admin, metrics, startedAtMs, lock });
   } catch (e) {
     await admin.close();
+    await lock.release();
     throw e;
   }
 }
 
 async function wire(
   config: Config,
-  { logger, clock, spool, admin, metrics, startedAtMs }: { logger: Logger; clock: Clock; spool: FsSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number },
+  { logger, clock, spool, admin, metrics, startedAtMs, lock }: { logger: Logger; clock: Clock; spool: FsSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock },
 ): Promise<Daemon> {
   const { cleaned } = await spool.init();
   if (cleaned) logger.info({ cleaned }, "removed leftovers of interrupted spool writes");
@@ -106,6 +115,7 @@ async function wire(
         await q.stop(config.shutdownTimeout);
         await courier.close();
         await admin.close();
+        await lock.release();
         logger.info("stopped");
       })();
       return stopping;

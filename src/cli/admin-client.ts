@@ -4,6 +4,7 @@
 import http from "node:http";
 import type { Config } from "../config.js";
 import { adminSocketPath } from "../admin/server.js";
+import { lockHolder, PID_FILE } from "../io/pid-lock.js";
 
 export class AdminError extends Error {
   constructor(readonly status: number, message: string) {
@@ -86,5 +87,11 @@ export async function connectDaemon(config: Config): Promise<AdminClient | undef
     if (r !== "down") problem = r;
   }
   if (problem) throw Object.assign(new Error(`cannot use the running daemon's admin API: ${problem.message}`), { code: "EADMIN" });
+  // No admin endpoint answers, yet the spool's pid lock names a live daemon (its socket was
+  // removed?): editing the spool behind its back would be wrong.
+  const holder = lockHolder(config.spoolDir);
+  if (holder !== undefined && holder !== process.pid) {
+    throw Object.assign(new Error(`mxd seems to run (pid ${holder}, ${config.spoolDir}/${PID_FILE}) but its admin API does not answer; restart it or set admin.listen`), { code: "EADMIN" });
+  }
   return undefined;
 }

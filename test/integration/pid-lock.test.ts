@@ -1,0 +1,55 @@
+// One daemon per spool even when the admin socket is gone: the pid lock refuses a second
+// daemon, and the CLI refuses to edit the spool behind a running daemon it cannot reach.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync, readdirSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawn, spawnSync } from "node:child_process";
+import { acquirePidLock, lockHolder } from "../../src/io/pid-lock.js";
+import { CLI_JS, REPO_ROOT, startDaemon, cleanup, session, sendMessage, queuedId } from "../helpers/inbound.js";
+
+after(cleanup);
+
+test("pid lock: a stale lock (dead pid) is taken over; a live holder is refused; release removes it", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mxd-lock-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // A pid that is certainly dead: a child that already exited.
+  const dead = spawnSync(process.execPath, ["-e", "0"]).pid!;
+  writeFileSync(join(dir, "mxd.pid"), `${dead}\n`);
+  assert.equal(lockHolder(dir), undefined);
+  const lock = await acquirePidLock(dir);
+  assert.equal(lockHolder(dir), process.pid);
+  // A live node process holding the lock is refused.
+  const other = spawn(process.execPath, ["-e", "setTimeout(() => {}, 20000)"], { stdio: "ignore" });
+  t.after(() => other.kill("SIGKILL"));
+  writeFileSync(join(dir, "mxd.pid"), `${other.pid}\n`);
+  await assert.rejects(acquirePidLock(dir), /another mxd is already running on spool .*pid \d+/);
+  writeFileSync(join(dir, "mxd.pid"), `${process.pid}\n`);
+  await lock.release();
+  assert.equal(existsSync(join(dir, "mxd.pid")), false);
+});
+
+test("admin socket deleted while mxd runs: a second daemon is refused and the CLI does not edit the spool", { timeout: 30_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mxd-lock-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const spoolDir = join(dir, "spool");
+  const cfg = join(dir, "mxd.json");
+  writeFileSync(cfg, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir, delivery: { enabled: false } }));
+  const d = await startDaemon(cfg);
+  const c = await session(d.port);
+  const id = queuedId(await sendMessage(c, "a@example.org", ["b@example.net"], "Subject: x\r\n\r\nx\r\n"));
+  rmSync(join(spoolDir, "admin.sock"), { force: true });
+  const second = spawnSync(process.execPath, [CLI_JS, "serve", "--config", cfg], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
+  assert.equal(second.status, 1, second.stderr);
+  assert.match(second.stderr, /another mxd is already running on spool/);
+  const hold = spawnSync(process.execPath, [CLI_JS, "queue", "hold", id, "--config", cfg], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
+  assert.equal(hold.status, 1, hold.stdout + hold.stderr);
+  assert.match(hold.stderr, /seems to run \(pid \d+/);
+  const meta = JSON.parse(spawnSync("cat", [join(spoolDir, "queue", `${id}.json`)], { encoding: "utf8" }).stdout);
+  assert.notEqual(meta.held, true, "the spool was not edited behind the daemon");
+  assert.ok(readdirSync(join(spoolDir, "queue")).includes(`${id}.json`));
+  d.child.kill("SIGTERM");
+  assert.equal((await d.exited).code, 0);
+  assert.equal(existsSync(join(spoolDir, "mxd.pid")), false, "the lock is released at a clean stop");
+});
