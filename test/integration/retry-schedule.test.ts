@@ -69,14 +69,14 @@ function rescheduled(clock: FakeClock, spool: FsSpool, id: string, n: number): (
   };
 }
 
-async function setup(t: { after: (fn: () => unknown) => void }, answer: (req: DeliveryRequest, n: number) => RecipientResult["outcome"]) {
+async function setup(t: { after: (fn: () => unknown) => void }, answer: (req: DeliveryRequest, n: number) => RecipientResult["outcome"], delivery: Record<string, unknown> = {}) {
   const dir = mkdtempSync(join(tmpdir(), "mxd-vt-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const clock = new FakeClock(Date.UTC(2026, 10, 25, 12, 0, 0));
   const config = parseConfig({
     hostname: "mxd.test",
     spoolDir: dir,
-    delivery: { retry: { minDelay: "5m", maxDelay: "1h", jitter: 0 }, maxQueueTime: "6h" },
+    delivery: { retry: { minDelay: "5m", maxDelay: "1h", jitter: 0 }, maxQueueTime: "6h", ...delivery },
   });
   const spool = new FsSpool({ dir, now: () => clock.now(), noSync: true });
   await spool.init();
@@ -206,4 +206,37 @@ test("a dead destination with a large backlog never stalls delivery to another d
   assert.equal(slowMaxInFlight, 2, "per-domain concurrency respected");
   release();
   await settle(() => qm.size === 0, "the slow backlog drained once released");
+});
+
+test("delayWarningAfter: one 'delayed' DSN at the first attempt past it, then the final bounce", async (t) => {
+  const { clock, courier, qm, spool, meta } = await setup(t, (req) => (req.domain === "remote.test" ? "transient" : "delivered"), { delayWarningAfter: "30m" });
+  const t0 = clock.now();
+  await qm.start();
+  const remote = () => courier.calls.filter((c) => c.req.domain === "remote.test");
+  const dsns = () => courier.calls.filter((c) => c.req.domain === "origin.test");
+  await settle(() => remote().length === 1, "first attempt");
+  await settle(rescheduled(clock, spool, meta.id, 1), "attempt 1 recorded");
+  for (const [minute, n] of [[5, 2], [15, 3]] as const) {
+    clock.advance(t0 + minute * MIN - clock.now());
+    await settle(() => remote().length === n, `attempt ${n}`);
+    await settle(rescheduled(clock, spool, meta.id, n), `attempt ${n} recorded`);
+  }
+  assert.equal(dsns().length, 0, "no warning before 30 minutes");
+  clock.advance(t0 + 35 * MIN - clock.now());
+  await settle(() => remote().length === 4 && dsns().length === 1, "attempt 4 (minute 35) and the delay warning");
+  const warn = dsns()[0]!;
+  assert.equal(warn.req.sender, "");
+  assert.match(warn.body, /Action: delayed/);
+  assert.match(warn.body, /Will-Retry-Until: /);
+  assert.match(warn.body, /Diagnostic-Code: smtp; ?451 4\.7\.1 greylisted, try later/);
+  await settle(rescheduled(clock, spool, meta.id, 4), "attempt 4 recorded");
+  assert.equal((await spool.load(meta.id)).delayWarned, true);
+  // Only one warning, and the final bounce at expiry.
+  clock.advance(t0 + 360 * MIN - clock.now());
+  for (let i = 0; i < 20 && !dsns().some((c) => /Action: failed/.test(c.body)); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    clock.advance(0);
+  }
+  await settle(() => dsns().some((c) => /Action: failed/.test(c.body)), "the final bounce");
+  assert.equal(dsns().filter((c) => /Action: delayed/.test(c.body)).length, 1);
 });
