@@ -7,6 +7,7 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Readable } from "node:stream";
 import { ReplyAssembler, ReplyParseError, classifyReply, formatReply, makeReply, type SmtpReply } from "../core/smtp-reply.js";
+import { encodeXtext } from "../core/address.js";
 
 /** Client timeouts in ms, RFC 5321 §4.5.3.2 (from delivery.timeouts). */
 export interface ClientTimeouts {
@@ -322,17 +323,10 @@ export class DotStuffer {
   }
 }
 
-// RFC 3461 §4: xtext = ( xchar except "+" and "=" | "+" 2HEXDIGIT )*
-const XTEXT_RE = /^(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*$/;
-
-export function xtext(s: string): string {
-  if (XTEXT_RE.test(s)) return s; // already encoded (as received at our own MAIL/RCPT)
-  let out = "";
-  for (const byte of Buffer.from(s, "utf8")) {
-    out += byte > 0x20 && byte < 0x7f && byte !== 0x2b && byte !== 0x3d ? String.fromCharCode(byte) : "+" + byte.toString(16).toUpperCase().padStart(2, "0");
-  }
-  return out;
-}
+// RFC 3461 §4: ENVID and ORCPT go out as xtext. The queue stores them decoded (the server
+// decodes what clients send), so they are always encoded here: a stored "a+41" must reach the
+// next hop as "a+2B41", not be mistaken for already-encoded xtext.
+export const xtext = encodeXtext;
 
 function orcptParam(orcpt: string): string {
   const semi = orcpt.indexOf(";");

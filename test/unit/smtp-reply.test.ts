@@ -123,6 +123,8 @@ test("DotStuffer: transparency and line ends, across chunk boundaries", () => {
 test("xtext (RFC 3461 §4)", () => {
   assert.equal(xtext("abc123"), "abc123");
   assert.equal(xtext("a=b c"), "a+3Db+20c");
-  assert.equal(xtext("a+2Bb"), "a+2Bb"); // already valid xtext: passed through
+  // The queue stores decoded values: a literal "+" is always encoded, never taken as xtext.
+  assert.equal(xtext("a+2Bb"), "a+2B2Bb");
+  assert.equal(xtext("a+41"), "a+2B41");
   assert.equal(xtext("é"), "+C3+A9");
 });
