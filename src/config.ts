@@ -164,7 +164,7 @@ export const configSchema = z
     shutdownTimeout: duration.default("30s"),
     admin: z
       .object({
-        listen: hostPort.nullable().default(null).describe('TCP address of the admin HTTP API, e.g. "127.0.0.1:8025"; null = only the spoolDir/admin.sock socket'),
+        listen: hostPort.nullable().default("127.0.0.1:8025").describe('TCP address of the admin HTTP API (loopback by default); null = only the spoolDir/admin.sock socket'),
         token: z.string().min(16, "expected a token of at least 16 characters").optional(),
       })
       .strict()

@@ -1,5 +1,6 @@
 // Composition root: builds the real I/O, wires the modules, owns signals. Nothing else in
 // mxd touches process-wide state.
+import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import type { Config } from "./config.js";
 import { systemClock, type Clock } from "./io/clock.js";
@@ -89,7 +90,7 @@ async function wire(
       uptimeSeconds: Math.round((Date.now() - startedAtMs) / 1000),
       listen: server.addresses,
       admin: admin.addresses,
-      spoolDir: config.spoolDir,
+      spoolDir: resolve(config.spoolDir),
       delivery: { enabled: config.delivery.enabled, outbound: courier.remoteActive },
       queue: { ...q.counts(), dead: await countDead(spool) },
       paused: q.pauseState.paused,

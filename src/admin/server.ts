@@ -96,9 +96,16 @@ export class AdminServer {
       const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(tcp) ?? /^([^:]+)(?::(\d+))?$/.exec(tcp);
       const host = m?.[1] ?? "127.0.0.1";
       const port = m?.[2] !== undefined ? Number(m[2]) : 8025;
-      const srv = await this.start({ host, port }, false);
-      const a = srv.address() as net.AddressInfo;
-      this.addresses.push(a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+      try {
+        const srv = await this.start({ host, port }, false);
+        const a = srv.address() as net.AddressInfo;
+        this.addresses.push(a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+      } catch (e) {
+        // Another mxd on this host (another spool) has the port: the API stays available on
+        // this daemon's socket; `mxd status` and the log say which addresses are served.
+        if ((e as NodeJS.ErrnoException).code !== "EADDRINUSE") throw e;
+        this.opts.logger.warn({ admin: tcp }, "admin TCP address in use (another mxd?); admin API on the spool socket only");
+      }
     }
   }
 

@@ -5,6 +5,8 @@ import http from "node:http";
 import type { Config } from "../config.js";
 import { adminSocketPath } from "../admin/server.js";
 import { lockHolder, PID_FILE } from "../io/pid-lock.js";
+import { realpathSync } from "node:fs";
+import { resolve } from "node:path";
 
 export class AdminError extends Error {
   constructor(readonly status: number, message: string) {
@@ -83,8 +85,12 @@ export async function connectDaemon(config: Config): Promise<AdminClient | undef
     const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(config.admin.listen) ?? /^([^:]+)(?::(\d+))?$/.exec(config.admin.listen);
     const t: Target = { host: m?.[1] ?? "127.0.0.1", port: m?.[2] !== undefined ? Number(m[2]) : 8025, token: config.admin.token };
     const r = await probe(t);
-    if (r === "up") return client(t, config.admin.listen);
-    if (r !== "down") problem = r;
+    if (r === "up") {
+      // The TCP address may belong to another mxd on this host (another spool): act only on ours.
+      const c = client(t, config.admin.listen);
+      const st = await c.get<{ spoolDir?: string }>("/status").catch(() => ({}) as { spoolDir?: string });
+      if (st.spoolDir !== undefined && sameDir(st.spoolDir, config.spoolDir)) return c;
+    } else if (r !== "down") problem = r;
   }
   if (problem) throw Object.assign(new Error(`cannot use the running daemon's admin API: ${problem.message}`), { code: "EADMIN" });
   // No admin endpoint answers, yet the spool's pid lock names a live daemon (its socket was
@@ -94,4 +100,15 @@ export async function connectDaemon(config: Config): Promise<AdminClient | undef
     throw Object.assign(new Error(`mxd seems to run (pid ${holder}, ${config.spoolDir}/${PID_FILE}) but its admin API does not answer; restart it or set admin.listen`), { code: "EADMIN" });
   }
   return undefined;
+}
+
+function sameDir(a: string, b: string): boolean {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  return real(a) === real(b);
 }

@@ -35,7 +35,7 @@ test("admin socket deleted while mxd runs: a second daemon is refused and the CL
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const spoolDir = join(dir, "spool");
   const cfg = join(dir, "mxd.json");
-  writeFileSync(cfg, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir, delivery: { enabled: false } }));
+  writeFileSync(cfg, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir, delivery: { enabled: false }, admin: { listen: null } }));
   const d = await startDaemon(cfg);
   const c = await session(d.port);
   const id = queuedId(await sendMessage(c, "a@example.org", ["b@example.net"], "Subject: x\r\n\r\nx\r\n"));
@@ -52,4 +52,25 @@ test("admin socket deleted while mxd runs: a second daemon is refused and the CL
   d.child.kill("SIGTERM");
   assert.equal((await d.exited).code, 0);
   assert.equal(existsSync(join(spoolDir, "mxd.pid")), false, "the lock is released at a clean stop");
+});
+
+test("the CLI never takes another spool's daemon for its own (shared admin TCP address)", { timeout: 30_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mxd-lock-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const admin = { listen: `127.0.0.1:${port}` };
+  const cfgA = join(dir, "a.json");
+  const cfgB = join(dir, "b.json");
+  writeFileSync(cfgA, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir: join(dir, "spool-a"), delivery: { enabled: false }, admin }));
+  writeFileSync(cfgB, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir: join(dir, "spool-b"), delivery: { enabled: false }, admin }));
+  const a = await startDaemon(cfgA);
+  // B's daemon is not running; A answers on the shared TCP address. B's CLI must see "stopped".
+  const st = spawnSync(process.execPath, [CLI_JS, "status", "--config", cfgB], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
+  assert.equal(st.status, 1, st.stdout + st.stderr);
+  assert.doesNotMatch(st.stdout, new RegExp(`pid ${a.child.pid}`));
+  const stA = spawnSync(process.execPath, [CLI_JS, "status", "--config", cfgA], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
+  assert.equal(stA.status, 0, stA.stdout + stA.stderr);
+  assert.match(stA.stdout, new RegExp(`pid ${a.child.pid}`));
+  a.child.kill("SIGTERM");
+  await a.exited;
 });
