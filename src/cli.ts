@@ -22,7 +22,7 @@ exit codes: 0 success, 1 operation failed, 2 usage or configuration error`;
 async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: "string", short: "c" }, "log-level": { type: "string" }, help: { type: "boolean", short: "h" } } });
   if (values.help) {
-    console.log("usage: mxd serve [--config FILE] [--log-level fatal|error|warn|info|debug|trace]");
+    console.log("usage: mxd serve [--config FILE] [--log-level fatal|error|warn|info|debug|trace|silent]");
     return 0;
   }
   const config = resolveConfig(values.config, { logLevel: values["log-level"] });
@@ -38,7 +38,10 @@ async function serve(argv: string[]): Promise<number> {
     process.on("SIGINT", onSignal);
   });
   await daemon.stop();
-  return 0;
+  // Deliveries still in flight after shutdownTimeout are cut here: their recipients stay
+  // pending in the spool and are attempted again at the next start (the lock is already
+  // released, so the process must not linger and write the spool behind a new daemon).
+  process.exit(0);
 }
 
 function checkConfig(argv: string[]): number {

@@ -112,8 +112,10 @@ async function wire(
     stop() {
       stopping ??= (async () => {
         logger.info("shutting down");
+        // One deadline for both: inbound transactions and deliveries run meanwhile.
+        const deadline = Date.now() + config.shutdownTimeout;
         await server.close(config.shutdownTimeout);
-        await q.stop(config.shutdownTimeout);
+        await q.stop(Math.max(0, deadline - Date.now()));
         await courier.close();
         await admin.close();
         await lock.release();

@@ -203,6 +203,8 @@ export class AdminServer {
       if (path === "/pause" || path === "/resume") {
         this.need(method, "POST");
         const body = await readJson(req);
+        // A typo ({"domian": …}) must not pause everything.
+        for (const k of Object.keys(body)) if (k !== "domain") throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
         const domain = optDomain(body);
         const q = this.deps.queue;
         const state = path === "/pause" ? await q.pause(domain) : await q.resume(domain);
