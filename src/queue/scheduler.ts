@@ -18,6 +18,8 @@ export class Scheduler {
   private timerAt = Infinity;
   private gen = 0;
   private stopped = false;
+  /** While held, entries are indexed but no timer fires (spool recovery at start). */
+  private held = false;
 
   constructor(private readonly clock: Clock, private readonly onDue: (id: string) => void) {}
 
@@ -47,6 +49,20 @@ export class Scheduler {
     this.dueOf.delete(id);
   }
 
+  /** Index without firing: used while the spool is being recovered. */
+  hold(): void {
+    this.held = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  /** Resume firing; everything already due runs now. */
+  release(): void {
+    this.held = false;
+    this.runDue();
+  }
+
   stop(): void {
     this.stopped = true;
     this.timer?.cancel();
@@ -55,7 +71,7 @@ export class Scheduler {
 
   /** Fire everything due now (also called by the timer). */
   runDue(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.held) return;
     const now = this.clock.now();
     while (this.heap.length) {
       const top = this.heap[0]!;
@@ -76,7 +92,7 @@ export class Scheduler {
   }
 
   private arm(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.held) return;
     while (this.heap.length && this.gens.get(this.heap[0]!.id) !== this.heap[0]!.gen) this.pop();
     const top = this.heap[0];
     if (!top) return;

@@ -136,6 +136,9 @@ export class QueueManager {
     if (this.deps.control) this.control = await this.deps.control.load();
     if (this.deps.offline) return;
     let n = 0;
+    // Index the whole spool before the first attempt: deliveries (and their retries) running
+    // during the scan would compete with it and delay start-up without bound.
+    this.scheduler.hold();
     for await (const meta of spool.scan((p) => void this.buryBroken(p.id, p.reason))) {
       if (!pendingRecipients(meta).length) {
         // Finished but not yet removed when we stopped.
@@ -149,7 +152,7 @@ export class QueueManager {
     }
     const { paused, pausedDomains } = this.control;
     logger.info({ recovered: n, held: this.counts().held, paused, pausedDomains }, "queue recovered");
-    if (this.deps.config.delivery.enabled) this.scheduler.runDue();
+    if (this.deps.config.delivery.enabled) this.scheduler.release();
   }
 
   private async buryBroken(id: string, reason: string): Promise<void> {
