@@ -177,8 +177,9 @@ export class AdminServer {
       if (path === "/healthz") return this.need(method, "GET", () => json(res, 200, { status: "ok" }));
       if (path === "/metrics") {
         this.need(method, "GET");
+        const text = this.deps.metrics(); // 503 while starting, before any header is sent
         res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
-        res.end(this.deps.metrics());
+        res.end(text);
         return;
       }
       if (path === "/status") {

@@ -123,6 +123,8 @@ test("404 and 405 (with Allow); 503 while the daemon is not attached; unknown pa
   assert.deepEqual(JSON.parse(r.text), { error: "mxd is starting" });
   r = await req(port, "GET", "/queue", auth);
   assert.equal(r.status, 503, "no 200 header before the daemon is ready");
+  r = await req(port, "GET", "/metrics", auth);
+  assert.equal(r.status, 503, "/metrics answers 503 while starting (not an empty reply)");
   r = await req(port, "GET", "/queue?stat=held", auth);
   assert.equal(r.status, 400);
   r = await req(port, "GET", "/queue?domain=a%2F..", auth);
