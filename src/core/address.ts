@@ -143,11 +143,6 @@ export function parsePath(arg: string, allowUtf8: boolean, allowNull: boolean): 
   return { mailbox: mb, rest: rest.trim() };
 }
 
-/** Domain for grouping: lower-cased (address literals kept as written, lower-cased). */
-export function domainKey(domain: string): string {
-  return domain.toLowerCase();
-}
-
 /** RFC 3461 §4: xtext decoding ("+XX" hex escapes). Returns undefined when malformed. */
 export function decodeXtext(s: string): string | undefined {
   let out = "";

@@ -90,3 +90,32 @@ export function groupByDomain(rcpts: readonly RecipientState[]): Map<string, Rec
   }
   return out;
 }
+
+/** A recipient just accepted: pending, never tried, grouped by its lower-cased domain. */
+export function newRecipient(address: string): RecipientState {
+  return { address, domain: address.slice(address.lastIndexOf("@") + 1).toLowerCase(), status: "pending", attempts: 0, history: [] };
+}
+
+/** The state of a message about to be queued (the spool adds id and size): due at once. */
+export function newMessage(o: {
+  sender: string;
+  recipients: RecipientState[];
+  nowMs: number;
+  client: ClientInfo;
+  params?: EsmtpParams;
+  eightBit?: boolean;
+  kind?: MessageMeta["kind"];
+}): Omit<MessageMeta, "id" | "size"> {
+  const iso = new Date(o.nowMs).toISOString();
+  return {
+    version: 1,
+    sender: o.sender,
+    recipients: o.recipients,
+    receivedAt: iso,
+    client: o.client,
+    params: o.params ?? {},
+    eightBit: o.eightBit ?? false,
+    nextAttemptAt: iso,
+    kind: o.kind ?? "message",
+  };
+}

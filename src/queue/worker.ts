@@ -10,7 +10,7 @@
 // and nothing is ever delivered or scheduled.
 import PQueue from "p-queue";
 import type { Config } from "../config.js";
-import { groupByDomain, pendingRecipients, type AttemptRecord, type MessageMeta, type RecipientState } from "../core/envelope.js";
+import { groupByDomain, newMessage, newRecipient, pendingRecipients, type AttemptRecord, type MessageMeta, type RecipientState } from "../core/envelope.js";
 import type { Clock } from "../io/clock.js";
 import type { Logger } from "../io/log.js";
 import type { Spool } from "../spool/spool.js";
@@ -673,24 +673,21 @@ export class QueueManager {
       messageIdDomain: config.hostname,
       willRetryUntil: action === "delayed" ? new Date(expiresAt(Date.parse(meta.receivedAt), config.delivery.maxQueueTime)) : undefined,
     });
-    const nowIso = new Date(clock.now()).toISOString();
     const to = [meta.sender];
     // bounce.copyTo: the postmaster gets the same report as another envelope recipient (IIS:
     // "send copy of non-delivery report to"); not for delay warnings, which are not bounces.
     const copyTo = config.bounce.copyTo;
     if (action === "failed" && copyTo && copyTo.toLowerCase() !== meta.sender.toLowerCase()) to.push(copyTo);
     const bounce = await spool.put(
-      {
-        version: 1,
+      newMessage({
         sender: "",
-        recipients: to.map((a) => ({ address: a, domain: a.slice(a.lastIndexOf("@") + 1).toLowerCase(), status: "pending" as const, attempts: 0, history: [] })),
-        receivedAt: nowIso,
+        recipients: to.map(newRecipient),
+        nowMs: clock.now(),
         client: { ip: "127.0.0.1", helo: "mxd-dsn" },
         params: dsn.smtputf8 ? { smtputf8: true } : {},
         eightBit: dsn.eightBit,
-        nextAttemptAt: nowIso,
         kind: "bounce",
-      },
+      }),
       dsn.body,
     );
     log.info({ dsn: bounce.id, action, to, rcpts: who.map((r) => r.address) }, action === "failed" ? "bounce queued" : "delay warning queued");

@@ -2,8 +2,8 @@
 // SMTPUTF8, DSN, ENHANCEDSTATUSCODES, STARTTLS). Takes command lines, returns replies and an
 // action for the socket layer; no sockets, no files here.
 import type { Config } from "../config.js";
-import type { EsmtpParams, RecipientState } from "../core/envelope.js";
-import { decodeXtext, domainKey, parsePath, type Mailbox } from "../core/address.js";
+import { newRecipient, type EsmtpParams, type RecipientState } from "../core/envelope.js";
+import { decodeXtext, parsePath, type Mailbox } from "../core/address.js";
 import { isLocalDomain, localMailbox } from "../delivery/local-drop.js";
 import { rfc5322Date } from "../core/date.js";
 
@@ -256,7 +256,7 @@ export class ServerSession {
     }
     const lower = mb.address.toLowerCase();
     if (!this.tx.recipients.some((x) => x.address.toLowerCase() === lower)) {
-      const st: RecipientState = { address: mb.address, domain: domainKey(mb.domain), status: "pending", attempts: 0, history: [] };
+      const st = newRecipient(mb.address);
       if (notify) st.notify = notify;
       if (orcpt) st.orcpt = orcpt;
       this.tx.recipients.push(st);

@@ -3,7 +3,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { Config } from "../config.js";
-import type { MessageMeta } from "../core/envelope.js";
+import { newMessage, type MessageMeta } from "../core/envelope.js";
 import { ipInNetworks, parseCidr, type Cidr } from "../core/cidr.js";
 import type { Clock } from "../io/clock.js";
 import type { Logger } from "../io/log.js";
@@ -386,20 +386,17 @@ class Connection {
       this.log.error({ err: d.diskError?.message }, "spool write failed");
       return this.reply(["451 4.3.0 Error: queue file write error, try again later"]);
     }
-    const now = this.server.deps.clock.now();
-    const iso = new Date(now).toISOString();
     try {
-      const meta = await d.writer.commit({
-        version: 1,
-        sender: tx.sender?.address ?? "",
-        recipients: tx.recipients,
-        receivedAt: iso,
-        client: { ip: this.ip, port: this.socket.remotePort, helo: this.session.helo, tls: this.session.secure },
-        params: tx.params,
-        eightBit: d.reader.eightBit,
-        nextAttemptAt: iso,
-        kind: "message",
-      });
+      const meta = await d.writer.commit(
+        newMessage({
+          sender: tx.sender?.address ?? "",
+          recipients: tx.recipients,
+          nowMs: this.server.deps.clock.now(),
+          client: { ip: this.ip, port: this.socket.remotePort, helo: this.session.helo, tls: this.session.secure },
+          params: tx.params,
+          eightBit: d.reader.eightBit,
+        }),
+      );
       this.session.messages++;
       this.log.info(
         { qid: meta.id, from: meta.sender, nrcpt: meta.recipients.length, size: meta.size, tls: this.session.secure },

@@ -4,7 +4,7 @@ import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FsSpool } from "../../src/spool/fs-spool.js";
 import { newQueueId } from "../../src/spool/format.js";
-import type { MessageMeta } from "../../src/core/envelope.js";
+import { newMessage, newRecipient, type MessageMeta } from "../../src/core/envelope.js";
 
 export interface FillOptions {
   /** Recipient domain of message i (default "remote.test"). */
@@ -22,17 +22,7 @@ export async function fillSpool(spoolDir: string, n: number, opts: FillOptions =
   const iso = new Date(now).toISOString();
   const domain = opts.domain ?? (() => "remote.test");
   const template = await spool.put(
-    {
-      version: 1,
-      sender: "alice@origin.test",
-      recipients: [{ address: "bob@remote.test", domain: "remote.test", status: "pending", attempts: 0, history: [] }],
-      receivedAt: iso,
-      client: { ip: "127.0.0.1", helo: "fill.test" },
-      params: {},
-      eightBit: false,
-      nextAttemptAt: new Date(now + 3_600_000).toISOString(),
-      kind: "message",
-    },
+    { ...newMessage({ sender: "alice@origin.test", recipients: [newRecipient("bob@remote.test")], nowMs: now, client: { ip: "127.0.0.1", helo: "fill.test" } }), nextAttemptAt: new Date(now + 3_600_000).toISOString() },
     Buffer.from("Subject: filler\r\nFrom: alice@origin.test\r\n\r\nfiller body\r\n"),
   );
   const base = JSON.parse(readFileSync(spool.metaPath(template.id), "utf8")) as MessageMeta;

@@ -13,6 +13,7 @@ import { silentLogger } from "../../src/io/log.js";
 import { FsSpool } from "../../src/spool/fs-spool.js";
 import { QueueManager } from "../../src/queue/worker.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
+import { newMessage, newRecipient } from "../../src/core/envelope.js";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -46,19 +47,8 @@ async function setup(t: { after: (fn: () => unknown) => void }, answer: (req: De
   t.after(() => qm.stop(1000));
   await qm.start();
   const put = async (rcpts: string[]) => {
-    const iso = new Date(clock.now()).toISOString();
     const meta = await spool.put(
-      {
-        version: 1,
-        sender: "alice@origin.test",
-        recipients: rcpts.map((a) => ({ address: a, domain: a.split("@")[1]!, status: "pending" as const, attempts: 0, history: [] })),
-        receivedAt: iso,
-        client: { ip: "127.0.0.1", helo: "client.test" },
-        params: {},
-        eightBit: false,
-        nextAttemptAt: iso,
-        kind: "message",
-      },
+      newMessage({ sender: "alice@origin.test", recipients: rcpts.map(newRecipient), nowMs: clock.now(), client: { ip: "127.0.0.1", helo: "client.test" } }),
       Buffer.from("Subject: paused\r\n\r\nhello\r\n"),
     );
     qm.enqueue(meta);

@@ -13,7 +13,7 @@ import { silentLogger } from "../../src/io/log.js";
 import { FsSpool } from "../../src/spool/fs-spool.js";
 import { QueueManager } from "../../src/queue/worker.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
-import type { MessageMeta } from "../../src/core/envelope.js";
+import { newMessage, newRecipient, type MessageMeta } from "../../src/core/envelope.js";
 
 const MIN = 60_000;
 
@@ -83,19 +83,8 @@ async function setup(t: { after: (fn: () => unknown) => void }, answer: (req: De
   const courier = scriptedCourier(clock, answer);
   const qm = new QueueManager({ config, spool, courier, clock, logger: silentLogger(), random: () => 0.5 });
   t.after(() => qm.stop(1000));
-  const iso = new Date(clock.now()).toISOString();
   const meta: MessageMeta = await spool.put(
-    {
-      version: 1,
-      sender: "alice@origin.test",
-      recipients: [{ address: "bob@remote.test", domain: "remote.test", status: "pending", attempts: 0, history: [] }],
-      receivedAt: iso,
-      client: { ip: "127.0.0.1", helo: "client.test" },
-      params: {},
-      eightBit: false,
-      nextAttemptAt: iso,
-      kind: "message",
-    },
+    newMessage({ sender: "alice@origin.test", recipients: [newRecipient("bob@remote.test")], nowMs: clock.now(), client: { ip: "127.0.0.1", helo: "client.test" } }),
     Buffer.from("Subject: virtual time\r\nMessage-ID: <vt@origin.test>\r\n\r\nhello\r\n"),
   );
   return { clock, spool, courier, qm, meta, dir };
@@ -192,9 +181,8 @@ test("a dead destination with a large backlog never stalls delivery to another d
   });
   await qm.start();
   const put = async (domain: string) => {
-    const iso = new Date(clock.now()).toISOString();
     const m = await spool.put(
-      { version: 1, sender: "a@origin.test", recipients: [{ address: `x@${domain}`, domain, status: "pending", attempts: 0, history: [] }], receivedAt: iso, client: { ip: "127.0.0.1" }, params: {}, eightBit: false, nextAttemptAt: iso, kind: "message" },
+      newMessage({ sender: "a@origin.test", recipients: [newRecipient(`x@${domain}`)], nowMs: clock.now(), client: { ip: "127.0.0.1" } }),
       Buffer.from("Subject: x\r\n\r\nx\r\n"),
     );
     qm.enqueue(m);
