@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // mxd command line: `mxd serve`, `mxd check-config`, `mxd queue ...`.
-import { parseArgs } from "node:util";
-import { ConfigError } from "./config.js";
-import { resolveConfig } from "./cli/resolve-config.js";
+import { readFileSync } from "node:fs";
+import { ConfigError, displayConfig } from "./config.js";
+import { loadResolvedConfig } from "./cli/resolve-config.js";
+import { parseOptions, UsageError } from "./cli/args.js";
 import { startDaemon } from "./main.js";
 import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
@@ -15,18 +16,26 @@ commands:
   queue list|show|flush|delete|bounce|hold|release|pause|resume [...]
                                                inspect and manage the queue (mxd queue --help)
   status [--json]                              is mxd running, listeners, queue counts, pauses, last errors
+  --version                                    print the version
 
---config FILE defaults to ./mxd.json when it exists, else the embedded default config.
+--config FILE defaults to ./mxd.json when it exists, else $MXD_CONFIG, else /etc/mxd/mxd.json
+when it exists, else the embedded default config.
 exit codes: 0 success, 1 operation failed, 2 usage or configuration error`;
 
 async function serve(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: "string", short: "c" }, "log-level": { type: "string" }, help: { type: "boolean", short: "h" } } });
+  const { values } = parseOptions("mxd serve", argv, { config: { type: "string", short: "c" }, "log-level": { type: "string" }, help: { type: "boolean", short: "h" } }, false);
   if (values.help) {
     console.log("usage: mxd serve [--config FILE] [--log-level fatal|error|warn|info|debug|trace|silent]");
     return 0;
   }
-  const config = resolveConfig(values.config, { logLevel: values["log-level"] });
-  const daemon = await startDaemon(config);
+  const { config } = loadResolvedConfig(values.config, { logLevel: values["log-level"] });
+  const daemon = await startDaemon(config).catch((e: unknown) => {
+    // Nothing may keep a half-started daemon alive (a listener bound before the failure):
+    // report, and exit with the status the error deserves.
+    process.exitCode = exitCodeFor(e);
+    report(e);
+    process.exit();
+  });
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {
       daemon.logger.info({ signal: sig }, "signal received");
@@ -45,13 +54,15 @@ async function serve(argv: string[]): Promise<number> {
 }
 
 function checkConfig(argv: string[]): number {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } } });
+  const { values, positionals } = parseOptions("mxd check-config", argv, { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } });
   if (values.help) {
-    console.log("usage: mxd check-config [FILE]   (exit 0 valid, 2 invalid)");
+    console.log("usage: mxd check-config [FILE]   (exit 0 valid, 2 invalid)\n  Prints the effective config (durations and sizes as written) on stdout, the file it read and OK on stderr.");
     return 0;
   }
-  const cfg = resolveConfig(positionals[0] ?? values.config);
-  console.log(JSON.stringify(cfg, null, 2));
+  if (positionals.length > 1) throw new UsageError(`mxd check-config: one file expected, got ${positionals.length}`);
+  const { config, input, source } = loadResolvedConfig(positionals[0] ?? values.config);
+  console.log(JSON.stringify(displayConfig(input, config), null, 2));
+  console.error(`mxd check-config: ${source ?? "no config file found (./mxd.json, $MXD_CONFIG, /etc/mxd/mxd.json): embedded defaults"}: OK`);
   return 0;
 }
 
@@ -67,6 +78,11 @@ async function main(argv: string[]): Promise<number> {
         return await queueCommand(rest);
       case "status":
         return await statusCommand(rest);
+      case "--version":
+      case "-V":
+      case "version":
+        console.log(`mxd ${version()}`);
+        return 0;
       case undefined:
       case "help":
       case "--help":
@@ -78,18 +94,32 @@ async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(`mxd: ${e.message}`);
-      return 2;
-    }
-    if (e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) {
-      console.error(`mxd: ${e.message}`);
-      return 2;
-    }
-    // System errors (EADDRINUSE, EACCES, ENOSPC...) are operator problems: say what, not where.
-    const err = e as NodeJS.ErrnoException;
-    console.error(`mxd: ${err.code ? err.message : (err.stack ?? String(e))}`);
-    return 1;
+    report(e);
+    return exitCodeFor(e);
+  }
+}
+
+/** 2 for what the operator must fix in the command or the config, 1 for everything else. */
+function exitCodeFor(e: unknown): number {
+  if (e instanceof ConfigError || e instanceof UsageError) return 2;
+  // Node's own argument checks (a port out of range that got past the schema): a config problem.
+  const code = (e as NodeJS.ErrnoException)?.code ?? "";
+  if (code === "ERR_SOCKET_BAD_PORT" || code.startsWith("ERR_PARSE_ARGS")) return 2;
+  return 1;
+}
+
+function report(e: unknown): void {
+  if (e instanceof ConfigError || e instanceof UsageError) return void console.error(`mxd: ${e.message}`);
+  // System errors (EADDRINUSE, EACCES, ENOSPC...) are operator problems: say what, not where.
+  const err = e as NodeJS.ErrnoException;
+  console.error(`mxd: ${err?.code ? err.message : (err?.stack ?? String(e))}`);
+}
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
   }
 }
 

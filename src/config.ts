@@ -6,6 +6,8 @@ import { z } from "zod";
 import { hostname as osHostname } from "node:os";
 import { readFileSync } from "node:fs";
 import { parseCidr } from "./core/cidr.js";
+import { hostKind, isHostName, parseHostPort } from "./core/host-port.js";
+import { describeIssue, displayConfig as displayAsWritten } from "./config-describe.js";
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -51,9 +53,21 @@ const size = z
 
 const port = z.number().int().min(0).max(65535);
 
-const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+)(:\d{1,5})?$/, 'expected "host" or "host:port" (IPv6 as "[::1]:25")');
+/** "host[:port]" checked by core/host-port (port range, IP literals, host names); kept as written. */
+function hostPortOf(opts: { defaultPort?: number; minPort?: number; ipOnly?: boolean }) {
+  return z.string().superRefine((s, ctx) => {
+    const r = parseHostPort(s, opts);
+    if (!r.ok) return void ctx.addIssue({ code: z.ZodIssueCode.custom, message: r.error });
+    if (opts.ipOnly && r.value.kind === "name") ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected an IP address, got ${JSON.stringify(s)}` });
+  });
+}
+/** A host we connect to: routes, fallback relays (the port defaults to delivery.port). */
+const destination = hostPortOf({ defaultPort: 25, minPort: 1 });
+const ipAddress = z.string().refine((s) => hostKind(s) === "ipv4" || hostKind(s) === "ipv6", (s) => ({ message: `expected an IP address, got ${JSON.stringify(s)}` }));
+const hostName = z.string().refine((s) => isHostName(s), (s) => ({ message: `expected a host name like "mx.example.org", got ${JSON.stringify(s)}` }));
+const listenHost = z.string().refine((s) => hostKind(s) !== undefined, (s) => ({ message: `expected an IP address or host name, got ${JSON.stringify(s)}` }));
 
-const cidr = z.string().refine((s) => parseCidr(s) !== undefined, { message: 'expected a CIDR such as "127.0.0.0/8", "::1/128" or a single address' });
+const cidr = z.string().refine((s) => parseCidr(s) !== undefined, (s) => ({ message: `expected a CIDR such as "127.0.0.0/8", "::1/128" or a single address, got ${JSON.stringify(s)}` }));
 
 const domainName = z
   .string()
@@ -83,7 +97,7 @@ export function isLoopbackHost(hostPort: string): boolean {
 
 const listenSchema = z
   .object({
-    host: z.string().default("127.0.0.1"),
+    host: listenHost.default("127.0.0.1"),
     port: port.default(2525),
     tls: z.boolean().default(false).describe("implicit TLS (SMTPS) on this listener; needs tls.cert and tls.key"),
   })
@@ -91,7 +105,7 @@ const listenSchema = z
 
 export const configSchema = z
   .object({
-    hostname: z.string().min(1).default(() => osHostname() || "localhost"),
+    hostname: hostName.default(() => (isHostName(osHostname()) ? osHostname() : "localhost")),
     listen: z.array(listenSchema).min(1).default([{ host: "127.0.0.1", port: 2525, tls: false }]),
     spoolDir: z.string().min(1).default("./spool"),
     tls: z
@@ -104,8 +118,11 @@ export const configSchema = z
       .default({}),
     limits: z
       .object({
-        messageSize: size.default(26_214_400),
-        recipientsPerMessage: z.number().int().min(1).default(100),
+        messageSize: size.default("25MB"),
+        // Postfix smtpd_recipient_limit: RFC 5321 §4.5.3.1.8 asks for at least 100; clients such as
+        // smtplib and nodemailer report recipients past the limit as refused instead of sending a
+        // second transaction, so the limit is set well above what applications send.
+        recipientsPerMessage: z.number().int().min(1).default(1000),
         connections: z.number().int().min(1).default(100),
         connectionsPerClient: z.number().int().min(1).default(20),
         commandTimeout: duration.default("5m"),
@@ -116,7 +133,7 @@ export const configSchema = z
       .default({}),
     dns: z
       .object({
-        servers: z.array(hostPort).default([]),
+        servers: z.array(hostPortOf({ defaultPort: 53, minPort: 1, ipOnly: true })).default([]),
         timeout: duration.default("5s"),
         tries: z.number().int().min(1).default(2),
       })
@@ -131,14 +148,14 @@ export const configSchema = z
         maxAddressesPerAttempt: z.number().int().min(1).default(5),
         addressPreference: z.enum(["any", "ipv4", "ipv6"]).default("any"),
         maxMessagesPerConnection: z.number().int().min(1).default(10),
-        sourceAddress: z.string().optional(),
+        sourceAddress: ipAddress.optional(),
         retry: z
           .object({ minDelay: duration.default("5m"), maxDelay: duration.default("1h"), jitter: z.number().min(0).max(1).default(0.1) })
           .strict()
           .default({}),
         maxQueueTime: duration.default("5d"),
         delayWarningAfter: duration.nullable().default(null),
-        fallbackRelays: z.array(hostPort).default([]),
+        fallbackRelays: z.array(destination).default([]),
         timeouts: z
           .object({
             connect: duration.default("30s"),
@@ -156,7 +173,7 @@ export const configSchema = z
       })
       .strict()
       .default({}),
-    routes: z.record(domainName, z.array(hostPort).min(1)).default({}),
+    routes: z.record(domainName, z.array(destination).min(1)).default({}),
     log: z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
       .strict()
@@ -164,7 +181,7 @@ export const configSchema = z
     shutdownTimeout: duration.default("30s"),
     admin: z
       .object({
-        listen: hostPort.nullable().default("127.0.0.1:8025").describe('TCP address of the admin HTTP API (loopback by default); null = only the spoolDir/admin.sock socket'),
+        listen: hostPortOf({ defaultPort: 8025, minPort: 0 }).nullable().default("127.0.0.1:8025").describe('TCP address of the admin HTTP API (loopback by default); null = only the spoolDir/admin.sock socket'),
         token: z.string().min(16, "expected a token of at least 16 characters").optional(),
       })
       .strict()
@@ -206,31 +223,27 @@ export class ConfigError extends Error {
   }
 }
 
-function describeIssue(issue: z.ZodIssue): string {
-  const path = issue.path.length ? issue.path.join(".") : "(top level)";
-  if (issue.code === z.ZodIssueCode.unrecognized_keys) {
-    return `${path === "(top level)" ? "" : path + ": "}unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`;
-  }
-  if (issue.code === z.ZodIssueCode.invalid_type) {
-    return `${path}: expected ${issue.expected}, got ${issue.received}`;
-  }
-  if (issue.code === z.ZodIssueCode.invalid_enum_value) {
-    return `${path}: expected one of ${issue.options.map((o) => JSON.stringify(o)).join(", ")}, got ${JSON.stringify(issue.received)}`;
-  }
-  return `${path}: ${issue.message}`;
-}
-
 /** Validate a parsed JSON value; throws ConfigError naming every bad key. */
 export function parseConfig(input: unknown): Config {
   const r = configSchema.safeParse(input ?? {});
   if (!r.success) {
-    const problems = r.error.issues.map(describeIssue);
+    const problems = r.error.issues.map((i) => describeIssue(i, input ?? {}, configSchema));
     throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`, problems);
   }
   return deepFreeze(r.data);
 }
 
+/** The effective config as `mxd check-config` prints it: durations and sizes as written. */
+export function displayConfig(input: unknown, config: Config): unknown {
+  return displayAsWritten(configSchema, input ?? {}, config, new Set<z.ZodTypeAny>([duration, size]));
+}
+
 export function loadConfigFile(file: string): Config {
+  return readConfigFile(file).config;
+}
+
+/** The parsed file (for display) and the validated config. */
+export function readConfigFile(file: string): { input: unknown; config: Config } {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -243,7 +256,7 @@ export function loadConfigFile(file: string): Config {
   } catch (e) {
     throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`, [(e as Error).message]);
   }
-  return parseConfig(json);
+  return { input: json, config: parseConfig(json) };
 }
 
 function deepFreeze<T>(o: T): T {

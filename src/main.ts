@@ -40,6 +40,8 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
   try {
     await admin.listen(config.spoolDir, config.admin.listen);
   } catch (e) {
+    // The spool socket may already be bound: a failed start must not leave it serving.
+    await admin.close();
     await lock.release();
     throw e;
   }

@@ -2,7 +2,7 @@
 // the spool files, which is safe while the daemon runs. Changing goes through the daemon's
 // admin API when it runs — so the delivery side knows at once — and straight to the spool when
 // it does not (the same QueueManager code, in offline mode, never delivering).
-import { parseArgs } from "node:util";
+import { parseOptions } from "./args.js";
 import { createReadStream, existsSync, promises as fsp } from "node:fs";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -74,10 +74,7 @@ export async function queueCommand(argv: string[]): Promise<number> {
     console.error(`mxd queue: unknown command ${JSON.stringify(sub)}\n\n${USAGE}`);
     return 2;
   }
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: {
+  const { values, positionals } = parseOptions(`mxd queue ${sub}`, rest, {
       config: { type: "string", short: "c" },
       domain: { type: "string", short: "d" },
       state: { type: "string" },
@@ -86,7 +83,6 @@ export async function queueCommand(argv: string[]): Promise<number> {
       all: { type: "boolean" },
       yes: { type: "boolean", short: "y" },
       help: { type: "boolean", short: "h" },
-    },
   });
   if (values.help) {
     console.log(HELP[sub]);

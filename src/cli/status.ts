@@ -1,7 +1,7 @@
 // `mxd status`: is the daemon up, where does it listen, how big is the queue, what is paused,
 // what failed last. Exit 0 when the daemon answers, 1 when it does not (the queue counts are
 // then read from the spool, so the operator still sees what is waiting).
-import { parseArgs } from "node:util";
+import { parseOptions } from "./args.js";
 import { existsSync } from "node:fs";
 import { FsSpool } from "../spool/fs-spool.js";
 import { messageState } from "../queue/state.js";
@@ -34,7 +34,7 @@ interface Status {
 }
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: "string", short: "c" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+  const { values, positionals } = parseOptions("mxd status", argv, { config: { type: "string", short: "c" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } });
   if (values.help) {
     console.log(USAGE);
     return 0;

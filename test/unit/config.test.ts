@@ -19,7 +19,9 @@ test("config: defaults", () => {
   assert.ok(c.hostname.length > 0);
   assert.deepEqual(c.relay.allowedNetworks, ["127.0.0.0/8", "::1/128"], "never an open relay by default");
   assert.equal(c.limits.messageSize, 26_214_400);
-  assert.equal(c.limits.recipientsPerMessage, 100, "RFC 5321 §4.5.3.1.8: at least 100");
+  // Issue 13, bug 6: 100 (the RFC minimum) cut an application's 150-recipient message; Postfix's
+  // smtpd_recipient_limit is 1000.
+  assert.equal(c.limits.recipientsPerMessage, 1000, "Postfix smtpd_recipient_limit (RFC 5321 §4.5.3.1.8: at least 100)");
   assert.equal(c.limits.connections, 100);
   assert.equal(c.limits.connectionsPerClient, 20);
   assert.equal(c.limits.commandTimeout, 5 * 60_000, "RFC 5321 §4.5.3.2.7: 5 minutes");
@@ -89,24 +91,32 @@ test("config: sizes", () => {
 test("config: an unknown key is refused and named", () => {
   const top = problems({ spooldir: "/x" });
   assert.equal(top.length, 1);
-  assert.match(top[0]!, /unknown key\(s\) "spooldir"/);
+  assert.equal(top[0]!, 'unknown key "spooldir" (did you mean "spoolDir"?)');
   const nested = problems({ limits: { maxMessageSize: 10 } });
-  assert.match(nested[0]!, /^limits: unknown key\(s\) "maxMessageSize"/);
+  assert.equal(nested[0]!, 'unknown key "limits.maxMessageSize" (did you mean "limits.messageSize"?)');
   const deep = problems({ delivery: { retry: { minDelay: "1m", backoff: 2 } } });
-  assert.match(deep[0]!, /^delivery\.retry: unknown key\(s\) "backoff"/);
+  assert.equal(deep[0]!, 'unknown key "delivery.retry.backoff"', "nothing near: no suggestion");
   const inList = problems({ listen: [{ host: "127.0.0.1", port: 25, starttls: true }] });
-  assert.match(inList[0]!, /^listen\.0: unknown key\(s\) "starttls"/);
+  assert.match(inList[0]!, /^unknown key "listen\.0\.starttls"/);
+  // Issue 13: a typo'd key suggests the nearest valid one.
+  const table: [object, string][] = [
+    [{ limts: {} }, '"limits"'],
+    [{ limits: { recipientsPerMesage: 5 } }, '"limits.recipientsPerMessage"'],
+    [{ delivery: { fallbackRelay: [] } }, '"delivery.fallbackRelays"'],
+    [{ admin: { tokn: "x" } }, '"admin.token"'],
+  ];
+  for (const [input, want] of table) assert.ok(problems(input)[0]!.includes(`did you mean ${want}?`), `${JSON.stringify(input)}: ${problems(input)[0]}`);
 });
 
 test("config: a wrong type names the key path and what was expected", () => {
   const a = problems({ limits: { connections: "many" } });
-  assert.deepEqual(a, ["limits.connections: expected number, got string"]);
+  assert.deepEqual(a, ['limits.connections: expected number, got "many"']);
   const b = problems({ listen: [{ port: "25" }] });
-  assert.deepEqual(b, ["listen.0.port: expected number, got string"]);
+  assert.deepEqual(b, ['listen.0.port: expected number, got "25"']);
   const c = problems({ delivery: { enabled: "no" } });
-  assert.deepEqual(c, ["delivery.enabled: expected boolean, got string"]);
+  assert.deepEqual(c, ['delivery.enabled: expected boolean, got "no"']);
   const d = problems({ relay: { allowedNetworks: "127.0.0.1/32" } });
-  assert.deepEqual(d, ["relay.allowedNetworks: expected array, got string"]);
+  assert.deepEqual(d, ['relay.allowedNetworks: expected array, got "127.0.0.1/32"']);
   const e = problems({ log: { level: "loud" } });
   assert.match(e[0]!, /^log\.level: expected one of .*"info".*got "loud"/);
   // Every problem is reported, not only the first.
@@ -119,7 +129,7 @@ test("config: a wrong type names the key path and what was expected", () => {
 test("config: value constraints", () => {
   assert.match(problems({ listen: [{ port: 70000 }] })[0]!, /^listen\.0\.port: /);
   assert.match(problems({ limits: { recipientsPerMessage: 0 } })[0]!, /^limits\.recipientsPerMessage: /);
-  assert.match(problems({ relay: { allowedNetworks: ["not-a-cidr"] } })[0]!, /^relay\.allowedNetworks\.0: .*CIDR/);
+  assert.match(problems({ relay: { allowedNetworks: ["not-a-cidr"] } })[0]!, /^relay\.allowedNetworks\.0: .*CIDR.*got "not-a-cidr"$/);
   assert.match(problems({ listen: [{ port: 465, tls: true }] })[0]!, /^tls: .*tls\.cert and tls\.key/);
   assert.match(problems({ delivery: { retry: { minDelay: "2h", maxDelay: "1h" } } })[0]!, /^delivery\.retry\.minDelay: /);
   assert.match(problems({ listen: [] })[0]!, /^listen: /);
@@ -132,4 +142,50 @@ test("config: overrides are applied, siblings keep their defaults", () => {
   assert.equal(c.limits.dataTimeout, 600_000);
   assert.equal(c.limits.maxErrors, 10);
   assert.deepEqual(c.relay.allowedNetworks, ["10.0.0.0/8"]);
+});
+
+// Issue 13, bugs 1 and 2: addresses are checked where they are configured, so a config that
+// cannot run is refused by check-config and serve (exit 2) instead of failing inside Node.
+test("config: every address is validated (port range, IP literals, host names), errors name key and value", () => {
+  const bad: [object, RegExp][] = [
+    [{ admin: { listen: "127.0.0.7:86000" } }, /^admin\.listen: port 86000 in "127\.0\.0\.7:86000" is out of range/],
+    [{ admin: { listen: "127.0.0.7:" } }, /^admin\.listen: port "" in "127\.0\.0\.7:" is not a number/],
+    [{ admin: { listen: "127.0.0.300:8025" } }, /^admin\.listen: "127\.0\.0\.300" in .* is not an IPv4 address/],
+    [{ delivery: { fallbackRelays: ["relay.example:99999"] } }, /^delivery\.fallbackRelays\.0: port 99999 in "relay\.example:99999" is out of range/],
+    [{ delivery: { fallbackRelays: ["relay.example:0"] } }, /^delivery\.fallbackRelays\.0: port 0 .* out of range \(1–65535\)/],
+    [{ routes: { "a.test": ["relay.example:99999"] } }, /^routes\.a\.test\.0: port 99999/],
+    [{ routes: { "a.test": ["bad_host!:25"] } }, /^routes\.a\.test\.0: "bad_host!" in "bad_host!:25" is not a host name/],
+    [{ routes: { "a.test": ["::1:25"] } }, /^routes\.a\.test\.0: write an IPv6 address in brackets/],
+    [{ routes: { "a.test": ["[::g]:25"] } }, /^routes\.a\.test\.0: "::g" in "\[::g\]:25" is not an IPv6 address/],
+    [{ dns: { servers: ["dns.example"] } }, /^dns\.servers\.0: expected an IP address, got "dns\.example"/],
+    [{ dns: { servers: ["127.0.0.1:65536"] } }, /^dns\.servers\.0: port 65536/],
+    [{ delivery: { sourceAddress: "10.0.0.300" } }, /^delivery\.sourceAddress: expected an IP address, got "10\.0\.0\.300"/],
+    [{ listen: [{ host: "not a host" }] }, /^listen\.0\.host: expected an IP address or host name, got "not a host"/],
+    [{ hostname: "mx example" }, /^hostname: expected a host name .*got "mx example"/],
+  ];
+  for (const [input, re] of bad) {
+    const p = problems(input);
+    assert.equal(p.length, 1, `${JSON.stringify(input)}: ${p.join(" | ")}`);
+    assert.match(p[0]!, re, JSON.stringify(input));
+  }
+  const good = parseConfig({
+    admin: { listen: "[::1]:0" },
+    delivery: { fallbackRelays: ["relay.example", "192.0.2.1:2525", "[2001:db8::1]:587"], sourceAddress: "::1" },
+    routes: { ".example.com": ["smtp.example.net:65535"] },
+    dns: { servers: ["127.0.0.1", "[::1]:5353"] },
+    listen: [{ host: "localhost", port: 0 }],
+  });
+  assert.equal(good.delivery.fallbackRelays.length, 3, "addresses are kept as written");
+});
+
+test("config: check-config shows durations and sizes as written", async () => {
+  const { displayConfig } = await import("../../src/config.js");
+  const input = { limits: { commandTimeout: "90s", messageSize: "10MB" }, delivery: { retry: { minDelay: 60000 } } };
+  const shown = displayConfig(input, parseConfig(input)) as { limits: Record<string, unknown>; delivery: { maxQueueTime: unknown; retry: Record<string, unknown> }; shutdownTimeout: unknown };
+  assert.equal(shown.limits.commandTimeout, "90s");
+  assert.equal(shown.limits.messageSize, "10MB");
+  assert.equal(shown.limits.dataTimeout, "10m", "a default is shown as the default is written");
+  assert.equal(shown.delivery.maxQueueTime, "5d");
+  assert.equal(shown.delivery.retry.minDelay, 60000, "a number of ms stays a number");
+  assert.equal(shown.limits.recipientsPerMessage, 1000, "plain numbers unchanged");
 });
