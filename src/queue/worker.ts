@@ -16,6 +16,7 @@ import type { Logger } from "../io/log.js";
 import type { Spool } from "../spool/spool.js";
 import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
+import { faultResults } from "./delivery-fault.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
@@ -516,6 +517,9 @@ export class QueueManager {
               smtputf8: !!meta.params.smtputf8,
               ret: meta.params.ret,
               envid: meta.params.envid,
+            }).catch((e: unknown) => {
+              log.error({ domain, err: (e as Error)?.stack ?? String(e) }, "delivery agent failed; recipients deferred");
+              return faultResults(rcpts, e);
             }),
           ),
         )
