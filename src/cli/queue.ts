@@ -313,7 +313,7 @@ async function show(spool: FsSpool, config: Config, id: string, json: boolean, b
     console.log(JSON.stringify(out, null, 2));
     return 0;
   }
-  const m = meta as { sender?: string; receivedAt?: string; client?: { ip?: string; helo?: string }; size?: number; nextAttemptAt?: string; held?: boolean; kind?: string; recipients?: { address: string; status: string; attempts: number; history: { at: string; outcome: string; mx?: string; ip?: string; reply: string }[] }[] };
+  const m = meta as { sender?: string; receivedAt?: string; client?: { ip?: string; helo?: string }; size?: number; nextAttemptAt?: string; held?: boolean; kind?: string; recipients?: { address: string; status: string; attempts: number; history: { at: string; outcome: string; mx?: string; ip?: string; reply: string; hosts?: { host: string; ip: string; port: number; kind: string; reply: string }[] }[] }[] };
   console.log(`id:        ${id}${reason ? "  (DEAD LETTER)" : ""}`);
   if (reason) console.log(`dead:      ${reason}`);
   if (m.receivedAt) console.log(`received:  ${m.receivedAt} from ${m.client?.ip ?? "?"} (${m.client?.helo ?? "?"})`);
@@ -327,7 +327,11 @@ async function show(spool: FsSpool, config: Config, id: string, json: boolean, b
   }
   for (const r of m.recipients ?? []) {
     console.log(`recipient  <${r.address}>  ${r.status}, ${r.attempts} attempt(s)`);
-    for (const h of r.history ?? []) console.log(`    ${h.at}  ${h.outcome.padEnd(9)} ${h.mx ? `${h.mx}[${h.ip ?? ""}] ` : ""}${h.reply}`);
+    for (const h of r.history ?? []) {
+      console.log(`    ${h.at}  ${h.outcome.padEnd(9)} ${h.mx ? `${h.mx}[${h.ip ?? ""}] ` : ""}${h.reply}`);
+      // Every host of that attempt (MX, then fallback relays), the reported one first.
+      for (const x of h.hosts ?? []) console.log(`        ${x.kind === "fallback" ? "fallback " : ""}${x.host}[${x.ip}]:${x.port}: ${x.reply}`);
+    }
   }
   if (body) {
     console.log("");

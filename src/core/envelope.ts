@@ -17,6 +17,8 @@ export interface AttemptRecord {
   ip?: string;
   /** True when the reply came from a remote SMTP server (then it goes into Diagnostic-Code). */
   remote?: boolean;
+  /** Every host of this attempt that failed temporarily, most informative first (MX before fallback relay). */
+  hosts?: { host: string; ip: string; port: number; kind: string; reply: string }[];
 }
 
 export interface RecipientState {

@@ -2,6 +2,7 @@
 // happened. Outcomes are data, not exceptions (design.md).
 import type { Readable } from "node:stream";
 import type { Outcome } from "../core/envelope.js";
+import type { HostReply } from "./host-report.js";
 
 export interface DeliveryRecipient {
   address: string;
@@ -47,6 +48,8 @@ export interface RecipientResult {
   ip?: string;
   port?: number;
   tls?: TlsInfo;
+  /** Every host tried for this recipient that failed temporarily, in the order tried (host-report.ts). */
+  hosts?: HostReply[];
 }
 
 export interface Courier {

@@ -24,6 +24,7 @@ import { classifyReply, formatReply, statusOf, type SmtpReply } from "../core/sm
 import { SessionError, SmtpClientSession, type ClientTimeouts, type TlsInfo } from "../smtp/client.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
 import { Router, type Destination } from "./router.js";
+import { mostInformative, type HostReply } from "./host-report.js";
 
 export interface SmtpCourierDeps {
   config: Config;
@@ -98,7 +99,9 @@ export class SmtpCourier implements Courier {
     }
 
     const results = new Map<number, RecipientResult>();
-    let last: LastError | undefined;
+    // Every host's failure is kept (host-report.ts): the MX's own reply must not be lost when a
+    // fallback relay is tried after it.
+    const errors: LastError[] = [];
     let stopped = false;
     const run = async (dests: readonly Destination[]) => {
       for (const dest of dests) {
@@ -106,7 +109,7 @@ export class SmtpCourier implements Courier {
         if (pending.length === 0 || stopped) return;
         const r = await this.attempt(dest, req, pending, log);
         for (const [i, res] of r.final) results.set(i, res);
-        if (r.error) last = r.error;
+        if (r.error) errors.push(r.error);
         if (r.stop) stopped = true;
       }
     };
@@ -118,12 +121,27 @@ export class SmtpCourier implements Courier {
       await run(fallbacks);
     }
 
-    return req.recipients.map((r, i) => results.get(i) ?? this.exhausted(r.address, req.domain, plan.destinations.length, last));
+    return req.recipients.map((r, i) => results.get(i) ?? this.exhausted(r.address, req.domain, plan.destinations.length, errors));
   }
 
   /** The result for a recipient still pending after every destination failed. */
-  private exhausted(recipient: string, domain: string, tried: number, last: LastError | undefined): RecipientResult {
+  private exhausted(recipient: string, domain: string, tried: number, errors: readonly LastError[]): RecipientResult {
+    const hosts: HostReply[] = errors.map((e) => ({
+      host: e.dest.host,
+      ip: e.dest.ip,
+      port: e.dest.port,
+      kind: e.dest.kind,
+      reply: e.reply ? formatReply(e.reply) : (e.detail ?? ""),
+      status: e.status,
+      remote: !!e.reply,
+    }));
+    const best = mostInformative(hosts);
+    const last = best ? errors[hosts.indexOf(best)] : undefined;
     if (!last) return { recipient, outcome: "transient", reply: `451 4.4.1 no mail host of ${domain} could be tried`, status: "4.4.1", remote: false };
+    return { ...this.reported(recipient, domain, tried, last), ...(hosts.length > 1 ? { hosts } : {}) };
+  }
+
+  private reported(recipient: string, domain: string, tried: number, last: LastError): RecipientResult {
     const where = { mx: last.dest.host, ip: last.dest.ip, port: last.dest.port };
     if (last.reply) {
       // Give the remote's own words (they end up in the DSN's Diagnostic-Code). A 5xx greeting
@@ -255,7 +273,11 @@ export class SmtpCourier implements Courier {
           tls,
           mail: tx.mail ? formatReply(tx.mail) : undefined,
           reply: tx.final ? formatReply(tx.final) : undefined,
-          results: [...final.values()].map((r) => ({ rcpt: r.recipient, outcome: r.outcome, reply: r.reply })),
+          results: [
+            ...[...final.values()].map((r) => ({ rcpt: r.recipient, outcome: r.outcome, reply: r.reply })),
+            // Refused here with 4xx and tried at the next host: this host's reply is kept too.
+            ...(error?.reply ? pending.filter((i) => !final.has(i)).map((i) => ({ rcpt: req.recipients[i]!.address, outcome: "next-host", reply: formatReply(error!.reply!) })) : []),
+          ],
           deferredToNextHost: error ? pending.length - final.size : 0,
         },
         "delivery attempt",

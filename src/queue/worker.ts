@@ -17,6 +17,7 @@ import type { Spool } from "../spool/spool.js";
 import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
 import { faultResults } from "./delivery-fault.js";
+import { orderedHosts } from "../delivery/host-report.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
@@ -622,6 +623,7 @@ export class QueueManager {
       const rec: AttemptRecord = { at: nowIso, outcome: res.outcome, reply: res.reply, status: res.status, remote: res.remote };
       if (res.mx) rec.mx = res.mx;
       if (res.ip) rec.ip = res.ip;
+      if (res.hosts) rec.hosts = orderedHosts(res.hosts);
       r.attempts++;
       r.history.push(rec);
       // Bound the history so a long-deferred message's state file stays small.

@@ -61,6 +61,9 @@ const zone: Zone = {
   // IPv6 on ::1 (the only IPv6 loopback address): a dual-stack MX host.
   "v6.test": { mx: [{ exchange: "mx.v6.test", priority: 10 }] },
   "mx.v6.test": { aaaa: ["::1"], a: ["127.0.0.35"] },
+  "grey.test": { mx: [{ exchange: "mx.grey.test", priority: 10 }] },
+  "mx.grey.test": { a: ["127.0.0.36"] },
+  "relay.down.test": { a: ["127.0.0.37"] },
 };
 
 let dns: DnsServerHandle;
@@ -411,6 +414,26 @@ test("fallback relay used when every MX is down", async (t) => {
   assert.equal(r2.ip, "127.0.0.26");
   assert.equal(mx.messages.length, 1);
   assert.equal(relay.messages.length, 1);
+});
+
+// Issue 13, bug 3: the MX greylists, the fallback relay is down. The MX's words lead (they are
+// what the sender and the postmaster need), and every host's reply is kept.
+test("MX 451 greylisted + fallback relay down: the MX's reply is reported first, every host's reply kept", async (t) => {
+  const grey = await sink(t, { host: "127.0.0.36", rcpt: () => ({ code: 451, message: "4.7.1 Greylisted, try again later" }) });
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: "info" }, new Writable({ write(c: Buffer, _e, cb) { for (const l of c.toString().split("\n")) if (l) lines.push(JSON.parse(l) as Record<string, unknown>); cb(); } }));
+  const c = makeCourier(t, { delivery: { fallbackRelays: ["relay.down.test"] } }, { logger });
+  const r = only(await c.deliver(request("grey.test", ["u"], MSG)));
+  assert.equal(grey.messages.length, 0);
+  assert.equal(r.outcome, "transient");
+  assert.equal(r.reply, "451 4.7.1 Greylisted, try again later", "the MX's own reply, not the relay's connection refused");
+  assert.equal(r.status, "4.7.1");
+  assert.equal(r.remote, true);
+  assert.equal(r.mx, "mx.grey.test");
+  assert.deepEqual(r.hosts?.map((h) => [h.host, h.kind, h.remote]), [["mx.grey.test", "mx", true], ["relay.down.test", "fallback", false]]);
+  assert.equal(r.hosts?.[1]!.reply, "connection refused");
+  const attempt = lines.find((l) => l.msg === "delivery attempt" && l.mx === "mx.grey.test");
+  assert.deepEqual(attempt?.results, [{ rcpt: "u@grey.test", outcome: "next-host", reply: "451 4.7.1 Greylisted, try again later" }], "the log keeps the MX's reply");
 });
 
 test("every MX down and no relay → transient 4.4.1 with the last error", async (t) => {
