@@ -160,6 +160,24 @@ export async function listDead(spool: FsSpool): Promise<DeadEntry[]> {
   return out;
 }
 
+/** One dead letter as `GET /queue/ID` and `mxd queue show --json` give it: state file (when readable), reason, headers. */
+export async function readDead(spool: FsSpool, id: string): Promise<Record<string, unknown>> {
+  const text = (await fsp.readFile(join(spool.deadDir, id + ".reason"), "utf8").catch(() => "")).trim();
+  const m = /^(\d{4}-\d\d-\d\dT[\d:.]+Z) ([\s\S]*)$/.exec(text);
+  let meta: Record<string, unknown> = { id };
+  const raw = await fsp.readFile(join(spool.deadDir, id + ".json"), "utf8").catch(() => undefined);
+  if (raw !== undefined) {
+    try {
+      meta = JSON.parse(raw) as Record<string, unknown>;
+    } catch {
+      meta = { id, unreadable: raw.slice(0, 2000) };
+    }
+  }
+  const head = await fsp.readFile(join(spool.deadDir, id + ".eml")).then((b) => b.subarray(0, 64 * 1024).toString("utf8"), () => "");
+  const end = head.indexOf("\r\n\r\n");
+  return { ...meta, state: "dead", deadReason: m ? m[2]! : text, ...(m ? { buriedAt: m[1]! } : {}), headers: end >= 0 ? head.slice(0, end + 2) : head };
+}
+
 export async function countDead(spool: FsSpool): Promise<number> {
   try {
     return (await fsp.readdir(spool.deadDir)).filter((n) => n.endsWith(".reason")).length;

@@ -12,7 +12,10 @@ import type { Logger } from "../io/log.js";
 import type { FsSpool } from "../spool/fs-spool.js";
 import type { OpResult, QueueManager } from "../queue/worker.js";
 import { isQueueId } from "../spool/format.js";
-import { LIST_STATES, listDead, matches, scanStates, toListEntry, type ListState } from "./queue-view.js";
+import { listDead, scanStates, toListEntry, readDead } from "./queue-view.js";
+import { matchesDead, matchesMessage, parseFilter, type QueueFilter } from "../queue/filter.js";
+import { parseDuration } from "../config.js";
+import { ACTIONS, isDeadLetter, runAction, selectTargets, type Action } from "./queue-actions.js";
 
 /** Longest Unix socket path that binds everywhere (sun_path: 108 bytes on Linux, 104 on macOS/BSD, with the NUL). */
 export const MAX_SOCKET_PATH = 103;
@@ -57,8 +60,8 @@ class HttpError extends Error {
 export const MAX_BODY = 1024 * 1024;
 /** A response the client does not read for this long is abandoned (GET /queue over a big queue). */
 const WRITE_STALL_MS = 60_000;
-const OPS = ["flush", "delete", "bounce", "hold", "release"] as const;
-type Op = (typeof OPS)[number];
+const OPS = ACTIONS;
+type Op = Action;
 
 export class AdminServer {
   private readonly servers: http.Server[] = [];
@@ -192,10 +195,11 @@ export class AdminServer {
       }
       const show = /^\/queue\/([^/]+)$/.exec(path);
       if (show && !(OPS as readonly string[]).includes(show[1]!)) {
-        this.need(method, "GET");
+        if (method === "DELETE") return json(res, 200, await this.deleteOne(show[1]!));
+        if (method !== "GET") throw new HttpError(405, "use GET or DELETE", "GET, DELETE");
         return await this.show(show[1]!, res);
       }
-      const op = /^\/queue\/(flush|delete|bounce|hold|release)$/.exec(path);
+      const op = /^\/queue\/(flush|delete|bounce|hold|release|retry|requeue)$/.exec(path);
       if (op) {
         this.need(method, "POST");
         const body = await readJson(req);
@@ -235,10 +239,13 @@ export class AdminServer {
   }
 
   private async list(url: URL, res: http.ServerResponse): Promise<void> {
-    const state = (url.searchParams.get("state") ?? "all") as ListState;
-    if (!LIST_STATES.includes(state)) throw new HttpError(400, `state must be one of ${LIST_STATES.join(", ")}`);
-    const domain = optDomain({ domain: url.searchParams.get("domain") ?? undefined });
-    for (const k of url.searchParams.keys()) if (k !== "state" && k !== "domain") throw new HttpError(400, `unknown parameter ${JSON.stringify(k)}`);
+    let filter: QueueFilter;
+    try {
+      filter = parseFilter(Object.fromEntries(url.searchParams), parseDuration);
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message.replace("filter field", "parameter"));
+    }
+    const state = filter.state ?? "all";
     const deps = this.deps; // 503 before the 200 header, while starting
     // Respect back-pressure: a slow client must not make us buffer the whole queue, and one
     // that stops reading (or goes away) must not keep the scan open forever.
@@ -264,8 +271,9 @@ export class AdminServer {
     };
     res.writeHead(200, { "Content-Type": "application/x-ndjson; charset=utf-8" });
     if (state === "dead") {
+      const now = (deps.now ?? Date.now)();
       for (const d of await listDead(deps.spool)) {
-        if (domain && !(d.recipients ?? []).some((r) => r.toLowerCase().endsWith("@" + domain))) continue;
+        if (!matchesDead(d, filter, now)) continue;
         if (!(await write(JSON.stringify(d) + "\n"))) return;
       }
       res.end();
@@ -274,7 +282,7 @@ export class AdminServer {
     const control = deps.queue.pauseState;
     const now = (deps.now ?? Date.now)();
     for await (const m of scanStates(deps.spool)) {
-      if (!matches(m, { domain, state })) continue;
+      if (!matchesMessage(m, filter, now)) continue;
       if (!(await write(JSON.stringify(toListEntry(m, now, control)) + "\n"))) return;
     }
     res.end();
@@ -282,6 +290,7 @@ export class AdminServer {
 
   private async show(id: string, res: http.ServerResponse): Promise<void> {
     if (!isQueueId(id)) throw new HttpError(400, `not a queue id: ${id}`);
+    if (isDeadLetter(this.deps.spool, id)) return json(res, 200, await readDead(this.deps.spool, id));
     try {
       const meta = await this.deps.spool.load(id);
       const head = await this.deps.spool.readHead(id, 64 * 1024);
@@ -294,40 +303,46 @@ export class AdminServer {
     }
   }
 
-  /** {ids:[…]} or {domain} (or {all:true} for delete and flush). */
+  /** DELETE /queue/ID: a queued message or a dead letter, without a bounce. */
+  private async deleteOne(id: string): Promise<OpResult> {
+    if (!isQueueId(id)) throw new HttpError(400, `not a queue id: ${id}`);
+    const r = await runAction(this.deps.queue, this.deps.spool, "delete", { id, dead: isDeadLetter(this.deps.spool, id) });
+    if (!r.ok && r.status === "no such message") throw new HttpError(404, `no such message: ${id}`);
+    return r;
+  }
+
+  /** {ids:[…]}, {domain}, {filter:{…}} (or {all:true} for delete and flush). */
   private async op(op: Op, body: Record<string, unknown>): Promise<OpResult[]> {
     const q = this.deps.queue;
     const ids = body.ids;
     const domain = optDomain(body);
     const all = body.all === true;
-    const known = new Set(["ids", "domain", "all"]);
+    const known = new Set(["ids", "domain", "all", "filter"]);
     for (const k of Object.keys(body)) if (!known.has(k)) throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
-    if ([ids !== undefined, domain !== undefined, all].filter(Boolean).length !== 1) throw new HttpError(400, "give exactly one of ids, domain, all");
-    let list: string[];
+    let filter: QueueFilter | undefined;
+    if (body.filter !== undefined) {
+      if (!body.filter || typeof body.filter !== "object" || Array.isArray(body.filter)) throw new HttpError(400, "filter must be an object");
+      try {
+        filter = parseFilter(body.filter as Record<string, unknown>, parseDuration);
+      } catch (e) {
+        throw new HttpError(400, (e as Error).message);
+      }
+    }
+    if ([ids !== undefined, domain !== undefined, all, filter !== undefined].filter(Boolean).length !== 1) throw new HttpError(400, "give exactly one of ids, domain, all, filter");
+    let sel: { ids?: string[]; filter?: QueueFilter };
     if (ids !== undefined) {
       if (!Array.isArray(ids) || !ids.length || !ids.every((x) => typeof x === "string")) throw new HttpError(400, "ids must be a non-empty list of queue ids");
       const bad = ids.filter((x) => !isQueueId(x as string));
       if (bad.length) throw new HttpError(400, `not a queue id: ${bad.join(", ")}`);
-      list = ids as string[];
+      sel = { ids: ids as string[] };
     } else {
-      if ((op === "bounce" || op === "hold" || op === "release") && all) throw new HttpError(400, `${op} takes ids or a domain`);
-      // A bulk flush leaves held messages alone (they wait for release), without failing.
-      list = await q.select(domain, { skipHeld: op === "flush" });
+      if ((op === "bounce" || op === "hold" || op === "release") && all) throw new HttpError(400, `${op} takes ids, a domain or a filter`);
+      sel = { filter: filter ?? (domain !== undefined ? { domain } : {}) };
     }
-    const run = (id: string): Promise<OpResult> => {
-      switch (op) {
-        case "flush":
-          return q.flush(id);
-        case "delete":
-          return domain !== undefined ? q.deleteRecipients(id, domain) : q.delete(id);
-        case "bounce":
-          return q.bounce(id);
-        case "hold":
-          return q.hold(id);
-        case "release":
-          return q.release(id);
-      }
-    };
+    const targets = await selectTargets(this.deps.spool, q, op, sel, (this.deps.now ?? Date.now)());
+    const list = targets.map((t) => t.id);
+    const narrow = filter?.domain ?? domain;
+    const run = (i: number): Promise<OpResult> => runAction(q, this.deps.spool, op, targets[i]!, op === "delete" ? narrow : undefined);
     const wait = this.deps.actionWaitMs ?? 10_000;
     const out: OpResult[] = new Array(list.length);
     let next = 0;
@@ -335,7 +350,7 @@ export class AdminServer {
     const worker = async () => {
       while (next < list.length) {
         const i = next++;
-        out[i] = await withDeadline(run(list[i]!), wait, { id: list[i]!, ok: true, status: "pending: a delivery is in progress; applied when it ends" });
+        out[i] = await withDeadline(run(i), wait, { id: list[i]!, ok: true, status: "pending: a delivery is in progress; applied when it ends" });
       }
     };
     await Promise.all(Array.from({ length: Math.min(16, list.length) }, worker));

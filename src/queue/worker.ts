@@ -106,6 +106,11 @@ export class QueueManager {
     this.perDomainBacklog = deps.config.delivery.perDomainConcurrency * 2;
   }
 
+  /** Working on the spool for the CLI while the daemon is down (never delivering). */
+  get isOffline(): boolean {
+    return !!this.deps.offline;
+  }
+
   /** Messages in the queue (held ones included). */
   get size(): number {
     return this.index.size;

@@ -184,6 +184,38 @@ export class FsSpool implements Spool {
     await this.syncDir(this.queueDir);
   }
 
+  /** Remove a dead letter (all its files, the reason last). False when there is none. */
+  async removeDead(id: string): Promise<boolean> {
+    if (!isQueueId(id)) throw new SpoolError(`not a queue id: ${id}`);
+    const reason = join(this.deadDir, id + ".reason");
+    if (!(await exists(reason))) return false;
+    for (const ext of [META_EXT, BODY_EXT]) await fsp.rm(join(this.deadDir, id + ext), { force: true });
+    await fsp.rm(reason, { force: true });
+    await this.syncDir(this.deadDir);
+    return true;
+  }
+
+  /**
+   * Move a dead letter back into the queue with the state `prepare` gives it (queue/requeue.ts):
+   * the state is written to queue/ first under a tmp name, then the body and state renamed in
+   * the commit order, then the reason removed — a crash leaves it queued or still dead.
+   */
+  async unbury(id: string, prepare: (meta: MessageMeta) => MessageMeta): Promise<MessageMeta> {
+    if (!isQueueId(id)) throw new SpoolError(`not a queue id: ${id}`);
+    const deadMeta = join(this.deadDir, id + META_EXT);
+    const meta = prepare(decodeMeta(await fsp.readFile(deadMeta), id));
+    await fsp.access(join(this.deadDir, id + BODY_EXT));
+    const tmpMeta = join(this.tmpDir, id + META_EXT);
+    await this.writeFileSynced(tmpMeta, encodeMeta(meta));
+    await fsp.rename(join(this.deadDir, id + BODY_EXT), this.bodyPath(id));
+    await fsp.rename(tmpMeta, this.metaPath(id));
+    await this.syncDir(this.queueDir);
+    await fsp.rm(deadMeta, { force: true });
+    await fsp.rm(join(this.deadDir, id + ".reason"), { force: true });
+    await this.syncDir(this.deadDir);
+    return meta;
+  }
+
   async listIds(): Promise<string[]> {
     const ids: string[] = [];
     for (const f of await fsp.readdir(this.queueDir)) {

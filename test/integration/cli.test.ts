@@ -218,7 +218,7 @@ test("deferred mail: show, flush, bounce (with the postmaster copy), delete; sta
   assert.match(r.stderr, /01KB2X7Q9M4F8Z3H: no such message/);
   assert.equal(existsSync(join(spool, "queue", `${id3}.json`)), false);
   r = await q(cfg, "flush");
-  assert.match(r.stdout, /flush: 0 message\(s\)/);
+  assert.match(r.stdout, /^flushed 0 messages$/m);
   await new Promise((res) => setTimeout(res, 300));
   assert.equal(sinks.sender!.messages.length, 1, "delete sends no bounce");
 
@@ -257,6 +257,8 @@ test("with mxd stopped: list, show, hold, release, flush, delete, pause on the s
   assert.equal(r.code, 1);
   assert.match(r.stderr, /not held/);
   r = await q(cfg, "delete", "--domain", "slow.test");
+  assert.equal(r.code, 2, "a bulk delete needs --yes");
+  r = await q(cfg, "delete", "--domain", "slow.test", "--yes");
   assert.equal(r.code, 0, r.stderr);
   // id1 had only slow.test: gone; id2 keeps its b.test recipient.
   r = await q(cfg, "list", "--json");
@@ -294,7 +296,7 @@ test("with mxd stopped: list, show, hold, release, flush, delete, pause on the s
   assert.equal(r.code, 2, "--all needs --yes");
   r = await q(cfg, "delete", "--all", "--yes");
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /delete: 0 message\(s\)$/m);
+  assert.match(r.stdout, /^deleted 0 messages$/m);
 });
 
 test("delete and hold during a delivery in progress wait for it, and the delivery cannot undo them", async () => {
@@ -315,7 +317,7 @@ test("delete and hold during a delivery in progress wait for it, and the deliver
   assert.equal(held.recipients[0].attempts, 1, "the attempt in progress was recorded, then the hold applied");
   const r = await q(cfg, "flush");
   assert.equal(r.code, 0, "a bulk flush skips held messages without failing");
-  assert.match(r.stdout, /flush: 0 message\(s\)/, "the held message is not flushed");
+  assert.match(r.stdout, /^flushed 0 messages$/m, "the held message is not flushed");
   await new Promise((res) => setTimeout(res, 300));
   assert.equal(sinks.busy!.rcptSeen.length, 2, "no further attempt");
 });
@@ -432,7 +434,8 @@ test("exit codes 0, 1 and 2 for every queue command, with mxd running and stoppe
       [["delete", UNKNOWN], 1],
       [["delete", "--all"], 2],
       [["delete"], 2],
-      [["delete", "--domain", "elsewhere.test"], 0], // nothing there: not an error
+      [["delete", "--domain", "elsewhere.test"], 2], // a bulk delete needs --yes
+      [["delete", "--domain", "elsewhere.test", "--yes"], 0], // nothing there: not an error
       [["pause", "--domain", "x.test"], 0],
       [["resume", "--domain", "x.test"], 0],
       [["pause", "x.test"], 2],
