@@ -45,6 +45,11 @@ async function serve(argv: string[]): Promise<number> {
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+    // logrotate: the file was renamed; write to a new one at the configured path.
+    process.on("SIGUSR1", () => {
+      daemon.reopenLog();
+      daemon.logger.info({ file: config.log.file }, "log reopened");
+    });
   });
   await daemon.stop();
   // Deliveries still in flight after shutdownTimeout are cut here: their recipients stay

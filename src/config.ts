@@ -175,7 +175,11 @@ export const configSchema = z
       .default({}),
     routes: z.record(domainName, z.array(destination).min(1)).default({}),
     log: z
-      .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+      .object({
+        level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+        format: z.enum(["json", "text"]).default("json").describe('"json": one JSON object per line; "text": the same fields as key=value'),
+        file: z.string().min(1).nullable().default(null).describe("log to this file instead of stdout; reopened on SIGUSR1 (logrotate)"),
+      })
       .strict()
       .default({}),
     shutdownTimeout: duration.default("30s"),

@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import type { Config } from "./config.js";
 import { systemClock, type Clock } from "./io/clock.js";
-import { createLogger, type Logger } from "./io/log.js";
+import { createLogOutput, type Logger } from "./io/log.js";
 import { createNodeResolver } from "./io/resolver.js";
 import { FsSpool } from "./spool/fs-spool.js";
 import { SmtpServer } from "./smtp/server.js";
@@ -24,11 +24,14 @@ export interface Daemon {
   admin: AdminServer;
   metrics: MxdMetrics;
   logger: Logger;
+  /** Reopen log.file (SIGUSR1, after logrotate). */
+  reopenLog(): void;
   stop(): Promise<void>;
 }
 
 export async function startDaemon(config: Config, opts: { logger?: Logger; clock?: Clock } = {}): Promise<Daemon> {
-  const logger = opts.logger ?? createLogger(config.log.level);
+  const output = opts.logger ? { logger: opts.logger, reopen: () => undefined, flush: () => undefined } : createLogOutput(config.log);
+  const logger = output.logger;
   const clock = opts.clock ?? systemClock;
   const spool = new FsSpool({ dir: config.spoolDir, now: () => clock.now() });
   const startedAtMs = Date.now();
@@ -46,7 +49,7 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
     throw e;
   }
   try {
-    return await wire(config, { logger, clock, spool, admin, metrics, startedAtMs, lock });
+    return { ...(await wire(config, { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog: output.flush })), reopenLog: output.reopen };
   } catch (e) {
     await admin.close();
     await lock.release();
@@ -56,8 +59,8 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
 
 async function wire(
   config: Config,
-  { logger, clock, spool, admin, metrics, startedAtMs, lock }: { logger: Logger; clock: Clock; spool: FsSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock },
-): Promise<Daemon> {
+  { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog }: { logger: Logger; clock: Clock; spool: FsSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock; flushLog: () => void },
+): Promise<Omit<Daemon, "reopenLog">> {
   const { cleaned } = await spool.init();
   if (cleaned) logger.info({ cleaned }, "removed leftovers of interrupted spool writes");
 
@@ -122,6 +125,7 @@ async function wire(
         await admin.close();
         await lock.release();
         logger.info("stopped");
+        flushLog();
       })();
       return stopping;
     },

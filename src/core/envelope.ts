@@ -76,6 +76,8 @@ export interface MessageMeta {
   held?: boolean;
   /** A delay warning DSN was already sent. */
   delayWarned?: boolean;
+  /** The Message-ID header (read at the first attempt, for the delivery log); "" = none. */
+  messageId?: string;
 }
 
 export function pendingRecipients(m: MessageMeta): RecipientState[] {

@@ -36,6 +36,49 @@ export function prettyLine(json: string, colour = false): string {
   return [time, lvl, String(o.msg ?? ""), ...fields].filter(Boolean).join(" ");
 }
 
+/**
+ * `log.format: "text"`: the same event as one `key=value` line, every field included, in the
+ * JSON's order ("time=… level=info msg=delivered qid=… to=…"); values with spaces or quotes are
+ * JSON strings, objects are JSON.
+ */
+export function textLine(json: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json.replace(/\n$/, "");
+  }
+  return Object.entries(o)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? (/^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)) : JSON.stringify(v)}`)
+    .join(" ");
+}
+
+export interface LogOutput {
+  logger: Logger;
+  /** Reopen log.file (after logrotate moved it; SIGUSR1). No-op on stdout. */
+  reopen(): void;
+  /** Flush what is buffered (before exit). */
+  flush(): void;
+}
+
+/** The daemon's logger from `log` in the config: JSON (default) or text, on stdout or log.file. */
+export function createLogOutput(o: { level: string; format?: "json" | "text"; file?: string | null }): LogOutput {
+  if (!o.file) {
+    if (o.format === "text") {
+      const logger = createLogger(o.level, { write: (line: string) => void process.stdout.write(textLine(line) + "\n") });
+      return { logger, reopen: () => undefined, flush: () => undefined };
+    }
+    const logger = createLogger(o.level);
+    return { logger, reopen: () => undefined, flush: () => undefined };
+  }
+  // Asynchronous (buffered) writes to the file; reopen() opens the path again, so logrotate can
+  // rename the file and signal mxd (no copytruncate needed).
+  const file = pino.destination({ dest: o.file, sync: false, mkdir: true });
+  const dest: pino.DestinationStream = o.format === "text" ? { write: (line: string) => void file.write(textLine(line) + "\n") } : file;
+  const logger = createLogger(o.level, dest);
+  return { logger, reopen: () => file.reopen(), flush: () => file.flushSync() };
+}
+
 function prettyStream(out: NodeJS.WriteStream): pino.DestinationStream {
   return { write: (line: string) => void out.write(prettyLine(line, true) + "\n") };
 }

@@ -18,6 +18,7 @@ import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
 import { faultResults } from "./delivery-fault.js";
 import { orderedHosts } from "../delivery/host-report.js";
+import { deliveryLogFields, messageIdOf, type LogStatus } from "./delivery-log.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
@@ -389,6 +390,7 @@ export class QueueManager {
       this.forget(id);
       this.rerun.delete(id);
       this.deps.logger.info({ qid: id }, "message deleted by the operator");
+      this.deps.logger.info({ qid: id, event: "removed", reason: "deleted by the operator" }, "removed");
       return { id, ok: true, status: "deleted" };
     });
   }
@@ -507,12 +509,14 @@ export class QueueManager {
     // message), so a crash never re-sends to recipients that were already delivered.
     let chain = Promise.resolve();
     const failedNow: RecipientState[] = [];
+    const startedAt = new Map<string, number>();
+    if (meta.messageId === undefined) meta.messageId = messageIdOf(await spool.readHead(id, 16 * 1024).catch(() => Buffer.alloc(0))) ?? "";
     const jobs = [...groups].map(([domain, rcpts]) =>
       this.domainQueue(domain)
         .add(() =>
           this.global.add(() =>
             // Paused while this job waited for a slot: leave its recipients untouched.
-            this.isPaused(domain) ? Promise.resolve(undefined) : courier.deliver({
+            this.isPaused(domain) ? Promise.resolve(undefined) : (startedAt.set(domain, clock.now()), courier).deliver({
               id,
               sender: meta.sender,
               domain,
@@ -532,7 +536,7 @@ export class QueueManager {
         .then((results) => {
           if (!results) return chain;
           chain = chain.then(async () => {
-            this.apply(meta, rcpts, results, failedNow, log);
+            this.apply(meta, rcpts, results, failedNow, log, startedAt.get(domain));
             if (pendingRecipients(meta).length) await spool.update(meta);
           });
           return chain;
@@ -565,6 +569,8 @@ export class QueueManager {
           failedNow.push(r);
           this.stats.bounced++;
           this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - receivedAt });
+          const rec = r.history[r.history.length - 1]!;
+          log.info(deliveryLogFields({ config, meta, rcpt: r, result: { reply: rec.reply, status: rec.status, mx: rec.mx, ip: rec.ip }, status: "expired", attemptStartMs: now, nowMs: now }), "bounced");
         }
         log.info({ rcpts: pending.map((r) => r.address) }, "message expired");
       } else {
@@ -612,10 +618,10 @@ export class QueueManager {
       return;
     }
     await this.deps.spool.remove(meta.id);
-    log.info({ delivered: meta.recipients.filter((r) => r.status === "delivered").length, failed: failed.length }, "message done, removed from queue");
+    log.info({ event: "removed", delivered: meta.recipients.filter((r) => r.status === "delivered").length, failed: failed.length }, "removed");
   }
 
-  private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], failedNow: RecipientState[], log: Logger): void {
+  private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], failedNow: RecipientState[], log: Logger, attemptStartMs = this.deps.clock.now()): void {
     const nowIso = new Date(this.deps.clock.now()).toISOString();
     for (const r of rcpts) {
       const res = results.find((x) => x.recipient === r.address) ?? {
@@ -634,14 +640,14 @@ export class QueueManager {
       // Bound the history so a long-deferred message's state file stays small.
       if (r.history.length > 50) r.history.splice(0, r.history.length - 50);
       this.stats.attempts++;
-      const fields = { rcpt: r.address, mx: res.mx, ip: res.ip, reply: res.reply, status: res.status, tls: res.tls };
+      const fields = (status: LogStatus) => deliveryLogFields({ config: this.deps.config, meta, rcpt: r, result: res, status, attemptStartMs, nowMs: this.deps.clock.now() });
       const sinceReceivedMs = this.deps.clock.now() - Date.parse(meta.receivedAt);
       if (res.outcome === "delivered") {
         r.status = "delivered";
         r.finalAt = nowIso;
         this.stats.delivered++;
         this.deps.events?.result?.({ outcome: "delivered", domain: r.domain, sinceReceivedMs });
-        log.info(fields, "delivered");
+        log.info(fields("sent"), "delivered");
         continue;
       }
       this.errors.push({ at: nowIso, qid: meta.id, rcpt: r.address, reply: res.reply });
@@ -652,10 +658,10 @@ export class QueueManager {
         failedNow.push(r);
         this.stats.bounced++;
         this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs });
-        log.info(fields, "bounced");
+        log.info(fields("bounced"), "bounced");
       } else {
         this.deps.events?.result?.({ outcome: "deferred", domain: r.domain, sinceReceivedMs });
-        log.info(fields, "deferred");
+        log.info(fields("deferred"), "deferred");
       }
     }
   }

@@ -6,6 +6,7 @@ import type { Config } from "../config.js";
 import { newMessage, type MessageMeta } from "../core/envelope.js";
 import { ipInNetworks, parseCidr, type Cidr } from "../core/cidr.js";
 import type { Clock } from "../io/clock.js";
+import { rejectFields } from "./reject-log.js";
 import type { Logger } from "../io/log.js";
 import type { Spool, SpoolWriter } from "../spool/spool.js";
 import { CommandReader, DataReader } from "./protocol.js";
@@ -285,6 +286,8 @@ class Connection {
 
   private async command(line: string): Promise<void> {
     const res = this.session.handle(line);
+    const refused = rejectFields(line, res.replies, { helo: this.session.helo, sender: this.session.tx ? (this.session.tx.sender?.address ?? "") : undefined });
+    if (refused) this.log.info(refused, "NOQUEUE: reject");
     this.reply(res.replies);
     switch (res.action) {
       case "close":
