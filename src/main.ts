@@ -16,6 +16,9 @@ import { ControlFile } from "./admin/control-file.js";
 import { acquirePidLock, type PidLock } from "./io/pid-lock.js";
 import { MxdMetrics } from "./admin/mxd-metrics.js";
 import { countDead } from "./admin/queue-view.js";
+import { LiveStats } from "./admin/live-stats.js";
+import { buildSnapshot, type LiveSnapshot } from "./admin/status-page.js";
+import type { QueueEvents } from "./queue/worker.js";
 
 export interface Daemon {
   smtp: SmtpServer;
@@ -70,7 +73,9 @@ async function wire(
   }
   const resolver = createNodeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, tries: config.dns.tries });
   const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger }));
-  const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events: metrics.queueEvents });
+  const live = new LiveStats(() => clock.now());
+  const events: QueueEvents = { ...metrics.queueEvents, delivery: (qid, f) => live.delivery(qid, f) };
+  const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events });
   await q.start();
   const server = new SmtpServer({
     config,
@@ -80,11 +85,26 @@ async function wire(
     tlsCredentials,
     onQueued: (m) => {
       metrics.accepted.inc();
+      live.accepted();
       q.enqueue(m);
     },
   });
   metrics.bind({ queue: q, inbound: () => server.connectionCount, outbound: () => courier.remoteActive, startedAtMs });
+  // The status page's snapshot, built once a second for every open page (dead/ counted every 10 s).
+  let snapshot: LiveSnapshot | undefined;
+  let dead = await countDead(spool);
+  let tickN = 0;
+  const tick = async () => {
+    if (++tickN % 10 === 0) dead = await countDead(spool);
+    const counts = q.counts();
+    live.tick(counts);
+    snapshot = buildSnapshot({ nowMs: clock.now(), hostname: config.hostname, startedAtMs, live, counts, dead, oldestId: q.oldestId(), paused: q.pauseState.paused, destinations: q.destinations() });
+  };
+  await tick();
+  const ticker = setInterval(() => void tick().catch((e: Error) => logger.warn({ err: e.message }, "status snapshot failed")), 1000);
+  ticker.unref();
   admin.attach({
+    live: () => snapshot,
     queue: q,
     spool,
     metrics: () => metrics.registry.render(),
@@ -117,6 +137,7 @@ async function wire(
     stop() {
       stopping ??= (async () => {
         logger.info("shutting down");
+        clearInterval(ticker);
         // One deadline for both: inbound transactions and deliveries run meanwhile.
         const deadline = Date.now() + config.shutdownTimeout;
         await server.close(config.shutdownTimeout);

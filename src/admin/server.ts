@@ -15,6 +15,7 @@ import { isQueueId } from "../spool/format.js";
 import { listDead, scanStates, toListEntry, readDead } from "./queue-view.js";
 import { matchesDead, matchesMessage, parseFilter, type QueueFilter } from "../queue/filter.js";
 import { parseDuration } from "../config.js";
+import { STATUS_PAGE_HTML } from "./status-page-html.js";
 import { ACTIONS, isDeadLetter, runAction, selectTargets, type Action } from "./queue-actions.js";
 
 /** Longest Unix socket path that binds everywhere (sun_path: 108 bytes on Linux, 104 on macOS/BSD, with the NUL). */
@@ -48,6 +49,8 @@ export interface AdminTarget {
   spool: FsSpool;
   metrics: () => string;
   status: () => Promise<object>;
+  /** The live status page's latest snapshot (admin/status-page.ts). */
+  live?: () => object | undefined;
   now?: () => number;
 }
 
@@ -58,6 +61,8 @@ class HttpError extends Error {
 }
 
 export const MAX_BODY = 1024 * 1024;
+/** The status page and its data: a browser may be asked for Basic credentials there. */
+const STATUS_PAGE_PATHS = ["/", "/live", "/events"];
 /** A response the client does not read for this long is abandoned (GET /queue over a big queue). */
 const WRITE_STALL_MS = 60_000;
 const OPS = ACTIONS;
@@ -68,6 +73,8 @@ export class AdminServer {
   readonly addresses: string[] = [];
   private socketPath: string | undefined;
   private target: AdminTarget | undefined;
+  /** Open status page event streams (ended at close). */
+  private readonly streams = new Set<http.ServerResponse>();
 
   constructor(private readonly opts: AdminOptions) {}
 
@@ -137,6 +144,7 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
+    for (const r of this.streams) r.destroy();
     await Promise.all(
       this.servers.map(
         (s) =>
@@ -154,9 +162,13 @@ export class AdminServer {
     if (local || !token) return true;
     // The scheme is case-insensitive (RFC 7235 §2.1); the token is compared in constant time
     // (digests of equal length, so neither content nor length leaks through timing).
-    const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "");
-    if (!m) return false;
-    const a = createHash("sha256").update(m[1]!).digest();
+    // Bearer for tools; Basic (any user name, the token as password) for the status page in a
+    // browser, which can prompt for it and sends it along with its EventSource requests.
+    const h = req.headers.authorization ?? "";
+    const basic = /^Basic +([A-Za-z0-9+/=]+) *$/i.exec(h);
+    const given = basic ? Buffer.from(basic[1]!, "base64").toString("utf8").replace(/^[^:]*:/, "") : /^Bearer +(\S+) *$/i.exec(h)?.[1];
+    if (given === undefined) return false;
+    const a = createHash("sha256").update(given).digest();
     const b = createHash("sha256").update(token).digest();
     return timingSafeEqual(a, b);
   }
@@ -173,11 +185,33 @@ export class AdminServer {
       }
       path = url.pathname.replace(/\/+$/, "") || "/";
       if (!this.authorized(req, local)) {
-        res.setHeader("WWW-Authenticate", 'Bearer realm="mxd"');
+        res.setHeader("WWW-Authenticate", STATUS_PAGE_PATHS.includes(path) ? 'Basic realm="mxd", Bearer realm="mxd"' : 'Bearer realm="mxd"');
         throw new HttpError(401, "missing or wrong bearer token");
       }
       const method = req.method ?? "GET";
       if (path === "/healthz") return this.need(method, "GET", () => json(res, 200, { status: "ok" }));
+      if (path === "/") {
+        this.need(method, "GET");
+        // Self-contained and read-only; nothing on it may be framed or load anything else.
+        res.writeHead(200, {
+          "Content-Type": "text/html; charset=utf-8",
+          "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+          "X-Content-Type-Options": "nosniff",
+          "Cache-Control": "no-store",
+        });
+        res.end(STATUS_PAGE_HTML);
+        return;
+      }
+      if (path === "/live") {
+        this.need(method, "GET");
+        const snap = this.deps.live?.();
+        if (!snap) throw new HttpError(503, "mxd is starting");
+        return json(res, 200, snap);
+      }
+      if (path === "/events") {
+        this.need(method, "GET");
+        return this.events(res);
+      }
       if (path === "/metrics") {
         this.need(method, "GET");
         const text = this.deps.metrics(); // 503 while starting, before any header is sent
@@ -231,6 +265,28 @@ export class AdminServer {
       if (!res.headersSent) json(res, 500, { error: (e as Error).message });
       else res.destroy();
     }
+  }
+
+  /** Server-Sent Events: the latest snapshot once a second until the page goes away. */
+  private events(res: http.ServerResponse): void {
+    const live = this.deps.live;
+    if (!live) throw new HttpError(503, "mxd is starting");
+    res.writeHead(200, { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store", "X-Accel-Buffering": "no" });
+    res.socket?.setTimeout(0);
+    const send = () => {
+      // A page that does not read gets no backlog: frames are skipped while the socket is full.
+      if (res.writableNeedDrain) return;
+      const snap = live();
+      if (snap) res.write(`data: ${JSON.stringify(snap)}\n\n`);
+    };
+    res.write("retry: 2000\n\n");
+    send();
+    const t = setInterval(send, 1000);
+    this.streams.add(res);
+    res.once("close", () => {
+      clearInterval(t);
+      this.streams.delete(res);
+    });
   }
 
   private need(method: string, want: string, then?: () => void): void {

@@ -18,7 +18,7 @@ import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
 import { faultResults } from "./delivery-fault.js";
 import { orderedHosts } from "../delivery/host-report.js";
-import { deliveryLogFields, messageIdOf, type LogStatus } from "./delivery-log.js";
+import { deliveryLogFields, messageIdOf, type DeliveryLogFields, type LogStatus } from "./delivery-log.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
@@ -29,6 +29,21 @@ export interface QueueEvents {
   result?(e: { outcome: "delivered" | "deferred" | "bounced"; domain: string; sinceReceivedMs: number }): void;
   /** An entry was moved to dead/. */
   dead?(id: string, reason: string): void;
+  /** The log line of one recipient's attempt (the live status page is fed from it). */
+  delivery?(qid: string, f: DeliveryLogFields): void;
+}
+
+/** One destination as the live status page shows it. */
+export interface DestinationView {
+  domain: string;
+  /** Queued messages with a pending recipient there (held ones included). */
+  messages: number;
+  held: number;
+  /** Deliveries to it in progress or waiting for a slot. */
+  inFlight: number;
+  /** The earliest scheduled attempt (ms), if any. */
+  nextAttemptMs?: number;
+  paused: boolean;
 }
 
 export interface LastError {
@@ -570,7 +585,7 @@ export class QueueManager {
           this.stats.bounced++;
           this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - receivedAt });
           const rec = r.history[r.history.length - 1]!;
-          log.info(deliveryLogFields({ config, meta, rcpt: r, result: { reply: rec.reply, status: rec.status, mx: rec.mx, ip: rec.ip }, status: "expired", attemptStartMs: now, nowMs: now }), "bounced");
+          log.info(this.logged(id, deliveryLogFields({ config, meta, rcpt: r, result: { reply: rec.reply, status: rec.status, mx: rec.mx, ip: rec.ip }, status: "expired", attemptStartMs: now, nowMs: now })), "bounced");
         }
         log.info({ rcpts: pending.map((r) => r.address) }, "message expired");
       } else {
@@ -640,7 +655,7 @@ export class QueueManager {
       // Bound the history so a long-deferred message's state file stays small.
       if (r.history.length > 50) r.history.splice(0, r.history.length - 50);
       this.stats.attempts++;
-      const fields = (status: LogStatus) => deliveryLogFields({ config: this.deps.config, meta, rcpt: r, result: res, status, attemptStartMs, nowMs: this.deps.clock.now() });
+      const fields = (status: LogStatus) => this.logged(meta.id, deliveryLogFields({ config: this.deps.config, meta, rcpt: r, result: res, status, attemptStartMs, nowMs: this.deps.clock.now() }));
       const sinceReceivedMs = this.deps.clock.now() - Date.parse(meta.receivedAt);
       if (res.outcome === "delivered") {
         r.status = "delivered";
@@ -664,6 +679,39 @@ export class QueueManager {
         log.info(fields("deferred"), "deferred");
       }
     }
+  }
+
+  private logged(qid: string, f: DeliveryLogFields): DeliveryLogFields {
+    this.deps.events?.delivery?.(qid, f);
+    return f;
+  }
+
+  /** Destinations of the queued mail, most messages first (the live status page). */
+  destinations(limit = 50): DestinationView[] {
+    const by = new Map<string, DestinationView>();
+    for (const [id, e] of this.index) {
+      const due = this.scheduler.dueAt(id);
+      for (const d of e.domains) {
+        let v = by.get(d);
+        if (!v) by.set(d, (v = { domain: d, messages: 0, held: 0, inFlight: 0, paused: this.isPaused(d) }));
+        v.messages++;
+        if (e.state === "held") v.held++;
+        if (due !== undefined && (v.nextAttemptMs === undefined || due < v.nextAttemptMs)) v.nextAttemptMs = due;
+      }
+    }
+    for (const [d, q] of this.perDomain) {
+      let v = by.get(d);
+      if (!v) by.set(d, (v = { domain: d, messages: 0, held: 0, inFlight: 0, paused: this.isPaused(d) }));
+      v.inFlight = q.pending + q.size;
+    }
+    return [...by.values()].sort((a, b) => b.messages - a.messages || b.inFlight - a.inFlight || a.domain.localeCompare(b.domain)).slice(0, limit);
+  }
+
+  /** The oldest queued message's id (ids sort by arrival), if any. */
+  oldestId(): string | undefined {
+    let min: string | undefined;
+    for (const id of this.index.keys()) if (min === undefined || id < min) min = id;
+    return min;
   }
 
   /** Queue an RFC 3464 report to the sender (never for <> or our own bounces). */
