@@ -29,6 +29,20 @@ async function serve(argv: string[]): Promise<number> {
     return 0;
   }
   const { config } = loadResolvedConfig(values.config, { logLevel: values["log-level"] });
+  // Handlers first: a SIGTERM that arrives while mxd starts (right after "ready", say) must
+  // stop it gracefully, not kill it with Node's default action.
+  let reopen: (() => void) | undefined;
+  const stopSignal = new Promise<string>((resolve) => {
+    const onSignal = (sig: string) => {
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+      resolve(sig);
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+  // logrotate: the file was renamed; write to a new one at the configured path.
+  process.on("SIGUSR1", () => reopen?.());
   const daemon = await startDaemon(config).catch((e: unknown) => {
     // Nothing may keep a half-started daemon alive (a listener bound before the failure):
     // report, and exit with the status the error deserves.
@@ -36,21 +50,11 @@ async function serve(argv: string[]): Promise<number> {
     report(e);
     process.exit();
   });
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      daemon.logger.info({ signal: sig }, "signal received");
-      process.off("SIGTERM", onSignal);
-      process.off("SIGINT", onSignal);
-      resolve();
-    };
-    process.on("SIGTERM", onSignal);
-    process.on("SIGINT", onSignal);
-    // logrotate: the file was renamed; write to a new one at the configured path.
-    process.on("SIGUSR1", () => {
-      daemon.reopenLog();
-      daemon.logger.info({ file: config.log.file }, "log reopened");
-    });
-  });
+  reopen = () => {
+    daemon.reopenLog();
+    daemon.logger.info({ file: config.log.file }, "log reopened");
+  };
+  daemon.logger.info({ signal: await stopSignal }, "signal received");
   await daemon.stop();
   // Deliveries still in flight after shutdownTimeout are cut here: their recipients stay
   // pending in the spool and are attempted again at the next start (the lock is already
