@@ -90,21 +90,26 @@ async function wire(
     },
   });
   metrics.bind({ queue: q, inbound: () => server.connectionCount, outbound: () => courier.remoteActive, startedAtMs });
-  // The status page's snapshot, built once a second for every open page (dead/ counted every 10 s).
-  let snapshot: LiveSnapshot | undefined;
+  // The status page: a ring sample every 10 s (queue counts walk the index, so not more often),
+  // and a snapshot built on demand — at most once a second, only while someone looks.
   let dead = await countDead(spool);
-  let tickN = 0;
-  const tick = async () => {
-    if (++tickN % 10 === 0) dead = await countDead(spool);
-    const counts = q.counts();
-    live.tick(counts);
-    snapshot = buildSnapshot({ nowMs: clock.now(), hostname: config.hostname, startedAtMs, live, counts, dead, oldestId: q.oldestId(), paused: q.pauseState.paused, destinations: q.destinations() });
-  };
-  await tick();
-  const ticker = setInterval(() => void tick().catch((e: Error) => logger.warn({ err: e.message }, "status snapshot failed")), 1000);
+  let snapshot: { at: number; value: LiveSnapshot } | undefined;
+  const ticker = setInterval(() => {
+    if (!live.sampleDue()) return;
+    live.tick(q.counts());
+    void countDead(spool).then((n) => (dead = n), () => undefined);
+  }, 1000);
   ticker.unref();
+  live.tick(q.counts());
+  const currentSnapshot = (): LiveSnapshot => {
+    const now = clock.now();
+    if (!snapshot || now - snapshot.at >= 1000) {
+      snapshot = { at: now, value: buildSnapshot({ nowMs: now, hostname: config.hostname, startedAtMs, live, counts: q.counts(), dead, oldestId: q.oldestId(), paused: q.pauseState.paused, destinations: q.destinations() }) };
+    }
+    return snapshot.value;
+  };
   admin.attach({
-    live: () => snapshot,
+    live: currentSnapshot,
     queue: q,
     spool,
     metrics: () => metrics.registry.render(),

@@ -91,10 +91,15 @@ export class LiveStats {
     return n;
   }
 
-  /** Call about once a second: adds a ring sample every SAMPLE_MS. */
+  /** Is a ring sample due (SAMPLE_MS since the last)? */
+  sampleDue(): boolean {
+    return this.now() - this.lastSampleAt >= SAMPLE_MS;
+  }
+
+  /** Adds a ring sample when one is due (call about once a second). */
   tick(counts: { queued: number; deferred: number; held: number }): void {
     const t = this.now();
-    if (t - this.lastSampleAt < SAMPLE_MS) return;
+    if (!this.sampleDue()) return;
     this.lastSampleAt = t;
     this.ring.push({ t, ...counts, accepted: this.sum("accepted", 10) / 10, delivered: this.sum("delivered", 10) / 10 });
     if (this.ring.length > RING) this.ring.shift();
