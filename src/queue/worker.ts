@@ -427,6 +427,7 @@ export class QueueManager {
         this.forget(id);
         this.rerun.delete(id);
         this.deps.logger.info({ qid: id, domain: d }, "message deleted by the operator");
+        this.deps.logger.info({ qid: id, event: "removed", reason: "deleted by the operator" }, "removed");
         return { id, ok: true, status: "deleted" };
       }
       const iso = new Date(this.deps.clock.now()).toISOString();
@@ -627,6 +628,7 @@ export class QueueManager {
         await this.deps.spool.bury(meta.id, reason);
         this.deps.events?.dead?.(meta.id, reason);
         log.warn({ reason }, "undeliverable bounce moved to dead/");
+        log.info({ event: "removed", reason: "moved to dead/" }, "removed");
       } catch (e) {
         log.error({ err: (e as Error).message }, "cannot move to dead/");
       }
