@@ -26,17 +26,21 @@ async function serve(argv: string[]): Promise<number> {
     return 0;
   }
   const config = resolveConfig(values.config, { logLevel: values["log-level"] });
+  // Handlers first: a SIGTERM that arrives while mxd starts (or just after "ready") must stop
+  // it cleanly, never kill it with the pid lock and the admin socket left behind.
+  let signalled: string | undefined;
+  let wake: (() => void) | undefined;
+  const onSignal = (sig: string) => {
+    signalled ??= sig;
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+    wake?.();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
   const daemon = await startDaemon(config);
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      daemon.logger.info({ signal: sig }, "signal received");
-      process.off("SIGTERM", onSignal);
-      process.off("SIGINT", onSignal);
-      resolve();
-    };
-    process.on("SIGTERM", onSignal);
-    process.on("SIGINT", onSignal);
-  });
+  if (!signalled) await new Promise<void>((resolve) => (wake = resolve));
+  daemon.logger.info({ signal: signalled }, "signal received");
   await daemon.stop();
   // Deliveries still in flight after shutdownTimeout are cut here: their recipients stay
   // pending in the spool and are attempted again at the next start (the lock is already

@@ -94,6 +94,17 @@ export const configSchema = z
     hostname: z.string().min(1).default(() => osHostname() || "localhost"),
     listen: z.array(listenSchema).min(1).default([{ host: "127.0.0.1", port: 2525, tls: false }]),
     spoolDir: z.string().min(1).default("./spool"),
+    spool: z
+      .object({
+        // Postfix queue_minfree: below this much free space new mail gets 452 4.3.1, so that
+        // state changes, bounces and a restart still have room.
+        minFree: z.union([z.literal(0), size]).default("100MB"),
+        segmentSize: size.default("64MB"),
+        inlineMax: size.default("256KB"),
+        compactAfterSegments: z.number().int().min(1).default(4),
+      })
+      .strict()
+      .default({}),
     tls: z
       .object({ cert: z.string().optional(), key: z.string().optional() })
       .strict()

@@ -6,7 +6,8 @@ import type { Config } from "./config.js";
 import { systemClock, type Clock } from "./io/clock.js";
 import { createLogger, type Logger } from "./io/log.js";
 import { createNodeResolver } from "./io/resolver.js";
-import { FsSpool } from "./spool/fs-spool.js";
+import { openSpool } from "./spool/open-spool.js";
+import type { JournalSpool } from "./spool/journal-spool.js";
 import { SmtpServer } from "./smtp/server.js";
 import { QueueManager } from "./queue/worker.js";
 import { createCourier } from "./delivery/factory.js";
@@ -20,7 +21,7 @@ import { countDead } from "./admin/queue-view.js";
 export interface Daemon {
   smtp: SmtpServer;
   queue: QueueManager;
-  spool: FsSpool;
+  spool: JournalSpool;
   admin: AdminServer;
   metrics: MxdMetrics;
   logger: Logger;
@@ -30,7 +31,7 @@ export interface Daemon {
 export async function startDaemon(config: Config, opts: { logger?: Logger; clock?: Clock } = {}): Promise<Daemon> {
   const logger = opts.logger ?? createLogger(config.log.level);
   const clock = opts.clock ?? systemClock;
-  const spool = new FsSpool({ dir: config.spoolDir, now: () => clock.now() });
+  const spool = openSpool(config, { now: () => clock.now() });
   const startedAtMs = Date.now();
   const metrics = new MxdMetrics();
   const admin = new AdminServer({ logger, token: config.admin.token });
@@ -54,7 +55,7 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
 
 async function wire(
   config: Config,
-  { logger, clock, spool, admin, metrics, startedAtMs, lock }: { logger: Logger; clock: Clock; spool: FsSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock },
+  { logger, clock, spool, admin, metrics, startedAtMs, lock }: { logger: Logger; clock: Clock; spool: JournalSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock },
 ): Promise<Daemon> {
   const { cleaned } = await spool.init();
   if (cleaned) logger.info({ cleaned }, "removed leftovers of interrupted spool writes");
@@ -66,7 +67,9 @@ async function wire(
   const resolver = createNodeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, tries: config.dns.tries });
   const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger }));
   const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events: metrics.queueEvents });
-  await q.start();
+  // The control state (pause) is loaded before the first message can be accepted; the journal
+  // is replayed after the listeners are open (below), so a large queue never delays them.
+  await q.loadControl();
   const server = new SmtpServer({
     config,
     spool,
@@ -99,7 +102,8 @@ async function wire(
     }),
   });
   await server.listen();
-  logger.info({ listen: server.addresses, admin: admin.addresses, hostname: config.hostname, spoolDir: config.spoolDir, queued: q.size, paused: q.pauseState }, "ready");
+  logger.info({ listen: server.addresses, admin: admin.addresses, hostname: config.hostname, spoolDir: config.spoolDir, paused: q.pauseState }, "ready");
+  const recovering = q.start().catch((e) => logger.fatal({ err: e }, "queue recovery failed"));
 
   let stopping: Promise<void> | undefined;
   return {
@@ -115,8 +119,10 @@ async function wire(
         // One deadline for both: inbound transactions and deliveries run meanwhile.
         const deadline = Date.now() + config.shutdownTimeout;
         await server.close(config.shutdownTimeout);
+        await Promise.race([recovering, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
         await q.stop(Math.max(0, deadline - Date.now()));
         await courier.close();
+        await spool.close();
         await admin.close();
         await lock.release();
         logger.info("stopped");

@@ -7,7 +7,9 @@ import { createReadStream, existsSync, promises as fsp } from "node:fs";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Config } from "../config.js";
-import { FsSpool } from "../spool/fs-spool.js";
+import { openSpool } from "../spool/open-spool.js";
+import type { JournalSpool } from "../spool/journal-spool.js";
+import { isMxdError } from "../core/errors.js";
 import { isQueueId } from "../spool/format.js";
 import { QueueManager, type OpResult } from "../queue/worker.js";
 import { isPausedFor, type ControlState } from "../queue/state.js";
@@ -99,7 +101,8 @@ export async function queueCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const config: Config = resolveConfig(values.config);
-  const spool = new FsSpool({ dir: config.spoolDir });
+  // list and show only read (also while the daemon runs); the rest may edit the spool offline.
+  const spool = openSpool(config, { readOnly: sub === "list" || sub === "show" });
   switch (sub) {
     case "list":
       return list(spool, config, values.domain, (values.state ?? "all") as ListState, !!values.json);
@@ -145,10 +148,12 @@ function checkUsage(sub: string, v: Record<string, unknown>, ids: string[]): voi
 }
 
 /** The running daemon, or a QueueManager working on the spool directly. */
-async function backend(config: Config, spool: FsSpool): Promise<{ daemon: AdminClient } | { offline: QueueManager }> {
+async function backend(config: Config, spool: JournalSpool): Promise<{ daemon: AdminClient } | { offline: QueueManager }> {
   const daemon = await connectDaemon(config);
   if (daemon) return { daemon };
-  if (!existsSync(spool.queueDir)) throw Object.assign(new Error(`no spool at ${spool.dir} (is spoolDir right? relative paths are resolved from the current directory)`), { code: "ENOSPOOL" });
+  if (!spool.exists()) throw Object.assign(new Error(`no spool at ${spool.dir} (is spoolDir right? relative paths are resolved from the current directory)`), { code: "ENOSPOOL" });
+  await spool.init();
+  await spool.recover();
   const offline = new QueueManager({
     config,
     spool,
@@ -165,7 +170,7 @@ async function backend(config: Config, spool: FsSpool): Promise<{ daemon: AdminC
   return { offline };
 }
 
-async function act(config: Config, spool: FsSpool, op: Op, sel: { ids: string[]; domain?: string; all: boolean }): Promise<number> {
+async function act(config: Config, spool: JournalSpool, op: Op, sel: { ids: string[]; domain?: string; all: boolean }): Promise<number> {
   const b = await backend(config, spool);
   let results: OpResult[];
   if ("daemon" in b) {
@@ -187,7 +192,7 @@ async function act(config: Config, spool: FsSpool, op: Op, sel: { ids: string[];
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
-async function pauseResume(config: Config, spool: FsSpool, op: "pause" | "resume", domain: string | undefined): Promise<number> {
+async function pauseResume(config: Config, spool: JournalSpool, op: "pause" | "resume", domain: string | undefined): Promise<number> {
   const b = await backend(config, spool);
   const st: ControlState = "daemon" in b ? await b.daemon.post<ControlState>(`/${op}`, domain ? { domain } : {}) : await b.offline[op](domain);
   console.log(describePause(st) + ("daemon" in b ? "" : " (mxd is not running: saved for its next start)"));
@@ -200,8 +205,8 @@ export function describePause(st: Pick<ControlState, "paused" | "pausedDomains">
   return parts.join("; ");
 }
 
-async function list(spool: FsSpool, config: Config, domain: string | undefined, state: ListState, json: boolean): Promise<number> {
-  if (!existsSync(spool.queueDir)) {
+async function list(spool: JournalSpool, config: Config, domain: string | undefined, state: ListState, json: boolean): Promise<number> {
+  if (!spool.exists()) {
     // Most likely a wrong (or relative) spoolDir: saying "empty" would mislead.
     console.error(`mxd queue list: no spool at ${spool.dir} (is spoolDir right? relative paths are resolved from the current directory)`);
     return 1;
@@ -221,7 +226,7 @@ async function list(spool: FsSpool, config: Config, domain: string | undefined, 
   const counts = { queued: 0, deferred: 0, held: 0 };
   let n = 0;
   const out = new BufferedStdout();
-  for await (const m of scanStates(spool, (id, reason) => console.error(`${id}: unreadable (${reason}); mxd moves it to dead/ at start`), 64, { sync: true })) {
+  for await (const m of scanStates(spool, (id, reason) => console.error(`${id}: unreadable (${reason}); mxd moves it to dead/ at start`))) {
     if (!matches(m, { domain, state })) continue;
     const e = toListEntry(m, now, control);
     n++;
@@ -281,14 +286,21 @@ class BufferedStdout {
   }
 }
 
-async function show(spool: FsSpool, config: Config, id: string, json: boolean, body: boolean): Promise<number> {
-  let text: string;
-  let dir = spool.queueDir;
+async function show(spool: JournalSpool, config: Config, id: string, json: boolean, body: boolean): Promise<number> {
+  let text = "";
   let reason: string | undefined;
+  let queued = false;
   try {
-    text = await fsp.readFile(spool.metaPath(id), "utf8");
+    await spool.recover();
+    text = (await spool.load(id).then((m) => JSON.stringify(m)));
+    queued = true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    if (isMxdError(e, "MXD_SPOOL_INVALID")) {
+      text = "";
+      queued = true;
+    } else if (!isMxdError(e, "MXD_SPOOL_NOT_FOUND")) throw e;
+  }
+  if (!queued) {
     try {
       text = await fsp.readFile(join(spool.deadDir, id + ".json"), "utf8");
     } catch {
@@ -299,7 +311,6 @@ async function show(spool: FsSpool, config: Config, id: string, json: boolean, b
       console.error(`mxd queue show: ${id}: no such message`);
       return 1;
     }
-    dir = spool.deadDir;
   }
   let meta: Record<string, unknown>;
   try {
@@ -307,13 +318,14 @@ async function show(spool: FsSpool, config: Config, id: string, json: boolean, b
   } catch {
     meta = { id, unreadable: text.slice(0, 2000) };
   }
-  const emlPath = join(dir, id + ".eml");
-  const head = await readHead(emlPath, 64 * 1024);
+  const emlPath = join(spool.deadDir, id + ".eml");
+  const head = queued ? (await spool.readHead(id, 64 * 1024).catch(() => Buffer.alloc(0))).toString("utf8") : await readHead(emlPath, 64 * 1024);
+  const bodyStream = () => (queued ? spool.openBody(id) : createReadStream(emlPath));
   const headerEnd = head.indexOf("\r\n\r\n");
   const headers = headerEnd >= 0 ? head.slice(0, headerEnd + 2) : head;
   if (json) {
     const out: Record<string, unknown> = { ...meta, ...(reason ? { state: "dead", deadReason: reason } : {}), headers };
-    if (body) out.message = await fsp.readFile(emlPath, "utf8").catch(() => null);
+    if (body) out.message = await streamToString(bodyStream()).catch(() => null);
     console.log(JSON.stringify(out, null, 2));
     return 0;
   }
@@ -335,7 +347,7 @@ async function show(spool: FsSpool, config: Config, id: string, json: boolean, b
   }
   if (body) {
     console.log("");
-    await pipeline(createReadStream(emlPath), process.stdout, { end: false });
+    await pipeline(bodyStream(), process.stdout, { end: false });
   } else console.log(`\n${headers}`);
   return 0;
 }
@@ -350,4 +362,10 @@ async function readHead(path: string, max: number): Promise<string> {
   } finally {
     await fh.close();
   }
+}
+
+async function streamToString(r: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
 }

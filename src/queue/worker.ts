@@ -64,6 +64,11 @@ export interface QueueManagerDeps {
   maxActive?: number;
 }
 
+function isNotFound(e: unknown): boolean {
+  const code = (e as { code?: string } | null)?.code;
+  return code === "ENOENT" || code === "MXD_SPOOL_NOT_FOUND";
+}
+
 /** Largest original message returned whole in a RET=FULL bounce; bigger ones get headers only. */
 const RET_FULL_MAX = 1024 * 1024;
 
@@ -130,16 +135,25 @@ export class QueueManager {
     return c;
   }
 
+  private controlLoaded = false;
+
+  /** Load the persisted pause state (before any message is accepted). */
+  async loadControl(): Promise<void> {
+    if (this.deps.control) this.control = await this.deps.control.load();
+    this.controlLoaded = true;
+  }
+
   /** Recover the whole spool: every queued message is scheduled at its saved due time. */
   async start(): Promise<void> {
     const { spool, logger } = this.deps;
-    if (this.deps.control) this.control = await this.deps.control.load();
+    if (!this.controlLoaded) await this.loadControl();
     if (this.deps.offline) return;
     let n = 0;
     // Index the whole spool before the first attempt: deliveries (and their retries) running
     // during the scan would compete with it and delay start-up without bound.
     this.scheduler.hold();
     for await (const meta of spool.scan((p) => void this.buryBroken(p.id, p.reason))) {
+      if (this.stopped) return;
       if (!pendingRecipients(meta).length) {
         // Finished but not yet removed when we stopped.
         await spool.remove(meta.id);
@@ -313,7 +327,7 @@ export class QueueManager {
   }
 
   private loadForOp(id: string): Promise<MessageMeta | OpResult> {
-    return this.deps.spool.load(id).catch((e: NodeJS.ErrnoException) => ({ id, ok: false, status: e.code === "ENOENT" ? "no such message" : `unreadable: ${e.message}` }));
+    return this.deps.spool.load(id).catch((e: NodeJS.ErrnoException) => ({ id, ok: false, status: isNotFound(e) ? "no such message" : `unreadable: ${e.message}` }));
   }
 
   /** Attempt now. A held message is not attempted; a paused destination stays paused. */
@@ -479,7 +493,7 @@ export class QueueManager {
     try {
       meta = await spool.load(id);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+      if (isNotFound(e)) {
         this.forget(id); // removed (delivered or deleted)
         return;
       }

@@ -9,6 +9,7 @@ import type { Clock } from "../io/clock.js";
 import type { Logger } from "../io/log.js";
 import type { Spool, SpoolWriter } from "../spool/spool.js";
 import { CommandReader, DataReader } from "./protocol.js";
+import { smtpReplyFor } from "../core/errors.js";
 import { ServerSession } from "./server-session.js";
 
 export interface SmtpServerDeps {
@@ -306,7 +307,7 @@ class Connection {
         } catch (e) {
           this.log.error({ err: (e as Error).message }, "spool unavailable");
           this.out.pop(); // withdraw the 354
-          this.reply(["451 4.3.0 Error: queue file write error"]);
+          this.reply([smtpReplyFor(e)]);
           this.session.resetTransaction();
           return;
         }
@@ -407,7 +408,7 @@ class Connection {
       this.server.deps.onQueued?.(meta);
     } catch (e) {
       this.log.error({ err: (e as Error).message }, "spool commit failed");
-      this.reply(["451 4.3.0 Error: queue file write error, try again later"]);
+      this.reply([smtpReplyFor(e)]);
     }
   }
 

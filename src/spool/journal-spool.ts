@@ -19,7 +19,7 @@
 // message would pin its segment — and so every newer one — forever: when the journal holds
 // more than `compactAfterSegments` sealed segments, the live messages of the oldest are
 // copied to the head (a new MSG record with the current state) and the segment is deleted.
-import { promises as fsp, createReadStream, constants as FS } from "node:fs";
+import { promises as fsp, createReadStream, existsSync, constants as FS } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { MessageMeta } from "../core/envelope.js";
@@ -53,16 +53,17 @@ export interface JournalSpoolOptions {
 }
 
 interface Entry {
-  /** Segment and offset of the MSG record holding the body (seg -1: body in bodies/). */
-  bodySeg: number;
+  /** Segment of the MSG record; the body follows its state there unless `external` (bodies/). */
+  msgSeg: number;
+  external: boolean;
   bodyOff: number;
   bodyLen: number;
   /** Segment, offset and length of the current state JSON. */
   stSeg: number;
   stOff: number;
   stLen: number;
-  /** Bytes this entry keeps live in bodySeg (MSG header + body) and in stSeg (state). */
-  bodyCost: number;
+  /** Bytes this entry keeps live in msgSeg (MSG header + inline body) and in stSeg (state). */
+  msgCost: number;
   stCost: number;
 }
 
@@ -194,16 +195,7 @@ export class JournalSpool implements Spool {
         if (head.type === RecordType.Msg) {
           this.drop(head.id);
           const external = (head.flags & FLAG_EXTERNAL_BODY) !== 0;
-          this.setEntry(head.id, {
-            bodySeg: external ? -1 : n,
-            bodyOff: stOff + head.stateLen,
-            bodyLen: head.bodyLen,
-            stSeg: n,
-            stOff,
-            stLen: head.stateLen,
-            bodyCost: HEADER_SIZE + head.bodyLen,
-            stCost: head.stateLen,
-          });
+          this.setEntry(head.id, msgEntry(n, r.off, head.stateLen, head.bodyLen, external));
           return;
         }
         // STATE of a message whose MSG record is gone (removed, then its segment deleted): ignore.
@@ -223,8 +215,7 @@ export class JournalSpool implements Spool {
 
   private setEntry(id: string, e: Entry): void {
     this.index.set(id, e);
-    if (e.bodySeg >= 0) this.charge(e.bodySeg, e.bodyCost);
-    else this.charge(e.stSeg, HEADER_SIZE); // an external body's MSG header stays with its first state
+    this.charge(e.msgSeg, e.msgCost);
     this.charge(e.stSeg, e.stCost);
   }
 
@@ -232,7 +223,7 @@ export class JournalSpool implements Spool {
     const e = this.index.get(id);
     if (!e) return undefined;
     this.index.delete(id);
-    if (e.bodySeg >= 0) this.charge(e.bodySeg, -e.bodyCost);
+    this.charge(e.msgSeg, -e.msgCost);
     this.charge(e.stSeg, -e.stCost);
     return e;
   }
@@ -284,17 +275,7 @@ export class JournalSpool implements Spool {
     const state = encodeMeta(meta);
     const rec = encodeRecord(RecordType.Msg, id, state, inline, inline ? 0 : FLAG_EXTERNAL_BODY);
     const [p] = await log.append([rec]);
-    const stOff = p!.off + HEADER_SIZE;
-    this.setEntry(id, {
-      bodySeg: inline ? p!.seg : -1,
-      bodyOff: stOff + state.length,
-      bodyLen: inline ? inline.length : 0,
-      stSeg: p!.seg,
-      stOff,
-      stLen: state.length,
-      bodyCost: HEADER_SIZE + (inline?.length ?? 0),
-      stCost: state.length,
-    });
+    this.setEntry(id, msgEntry(p!.seg, p!.off, state.length, inline?.length ?? 0, !inline));
   }
 
   async put(meta: Omit<MessageMeta, "id" | "size">, body: Buffer): Promise<MessageMeta> {
@@ -370,7 +351,7 @@ export class JournalSpool implements Spool {
       if (!this.index.has(id)) return;
       await log.append([encodeRecord(RecordType.Done, id, null, null)]);
       const e = this.drop(id);
-      if (e && e.bodySeg < 0) await fsp.rm(this.externalPath(id), { force: true }).catch(() => undefined);
+      if (e?.external) await fsp.rm(this.externalPath(id), { force: true }).catch(() => undefined);
       this.maybeCollect();
     });
   }
@@ -383,12 +364,12 @@ export class JournalSpool implements Spool {
       const stamp = new Date(this.now()).toISOString();
       const state = await this.readAt(e.stSeg, e.stOff, e.stLen);
       await writeFileSynced(join(this.deadDir, id + ".json"), state, this.sync);
-      if (e.bodySeg < 0) {
+      if (e.external) {
         await fsp.rename(this.externalPath(id), join(this.deadDir, id + ".eml")).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== "ENOENT") throw err;
         });
       } else {
-        await writeFileSynced(join(this.deadDir, id + ".eml"), await this.readAt(e.bodySeg, e.bodyOff, e.bodyLen), this.sync);
+        await writeFileSynced(join(this.deadDir, id + ".eml"), await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen), this.sync);
       }
       await writeFileSynced(join(this.deadDir, id + ".reason"), Buffer.from(`${stamp} ${reason}\n`), this.sync);
       if (this.sync) await syncDir(this.deadDir);
@@ -456,11 +437,11 @@ export class JournalSpool implements Spool {
       process.nextTick(() => r.destroy(notFound(id)));
       return r;
     }
-    if (e.bodySeg < 0) return createReadStream(this.externalPath(id), { highWaterMark: 64 * 1024 });
+    if (e.external) return createReadStream(this.externalPath(id), { highWaterMark: 64 * 1024 });
     if (e.bodyLen === 0) return Readable.from([]);
-    const s = this.segs.get(e.bodySeg);
+    const s = this.segs.get(e.msgSeg);
     if (s) s.readers++;
-    const stream = createReadStream(join(this.journalDir, segmentName(e.bodySeg)), { start: e.bodyOff, end: e.bodyOff + e.bodyLen - 1, highWaterMark: 64 * 1024 });
+    const stream = createReadStream(join(this.journalDir, segmentName(e.msgSeg)), { start: e.bodyOff, end: e.bodyOff + e.bodyLen - 1, highWaterMark: 64 * 1024 });
     let released = false;
     const release = () => {
       if (released) return;
@@ -475,13 +456,13 @@ export class JournalSpool implements Spool {
 
   bodyPath(id: string): string {
     const e = this.index.get(id);
-    return e && e.bodySeg >= 0 ? `${join(this.journalDir, segmentName(e.bodySeg))}@${e.bodyOff}+${e.bodyLen}` : this.externalPath(id);
+    return e && !e.external ? `${join(this.journalDir, segmentName(e.msgSeg))}@${e.bodyOff}+${e.bodyLen}` : this.externalPath(id);
   }
 
   async readHead(id: string, max: number): Promise<Buffer> {
     const e = this.index.get(id);
     if (!e) throw notFound(id);
-    if (e.bodySeg >= 0) return this.readAt(e.bodySeg, e.bodyOff, Math.min(max, e.bodyLen));
+    if (!e.external) return this.readAt(e.msgSeg, e.bodyOff, Math.min(max, e.bodyLen));
     const fh = await fsp.open(this.externalPath(id), "r");
     try {
       const buf = Buffer.alloc(max);
@@ -538,11 +519,16 @@ export class JournalSpool implements Spool {
       void fsp.rm(join(this.journalDir, segmentName(n)), { force: true }).catch(() => undefined);
     }
     const left = [...this.segs.keys()].filter((n) => n < head).sort((a, b) => a - b);
-    if (left.length > (this.o.compactAfterSegments ?? 4) && !this.compacting) {
+    const oldest = left.length ? this.segs.get(left[0]!)! : undefined;
+    // Compact only a segment that something current still pins; one with open readers is
+    // deleted once they finish.
+    if (left.length > (this.o.compactAfterSegments ?? 4) && oldest && oldest.live > 0 && !this.compacting) {
       this.compacting = true;
-      void this.compact(left[0]!).finally(() => {
+      void this.compact(left[0]!).then((moved) => {
         this.compacting = false;
-        this.maybeCollect();
+        // Nothing could be moved (I/O errors): try again later, not in a loop.
+        if (moved) this.maybeCollect();
+        else setTimeout(() => this.maybeCollect(), 10_000).unref();
       });
     }
   }
@@ -550,26 +536,16 @@ export class JournalSpool implements Spool {
   /** Copy every message still current in segment n to the head, so n can be deleted. */
   async compact(n: number): Promise<number> {
     let moved = 0;
-    const ids = [...this.index].filter(([, e]) => e.bodySeg === n || e.stSeg === n).map(([id]) => id);
+    const ids = [...this.index].filter(([, e]) => e.msgSeg === n || e.stSeg === n).map(([id]) => id);
     for (const id of ids) {
       await this.withLock(id, async () => {
         const e = this.index.get(id);
-        if (!e || (e.bodySeg !== n && e.stSeg !== n)) return;
+        if (!e || (e.msgSeg !== n && e.stSeg !== n)) return;
         const state = await this.readAt(e.stSeg, e.stOff, e.stLen);
-        const body = e.bodySeg >= 0 ? await this.readAt(e.bodySeg, e.bodyOff, e.bodyLen) : null;
+        const body = e.external ? null : await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen);
         const [p] = await this.writable().append([encodeRecord(RecordType.Msg, id, state, body, body ? 0 : FLAG_EXTERNAL_BODY)]);
         this.drop(id);
-        const stOff = p!.off + HEADER_SIZE;
-        this.setEntry(id, {
-          bodySeg: body ? p!.seg : -1,
-          bodyOff: stOff + state.length,
-          bodyLen: body?.length ?? 0,
-          stSeg: p!.seg,
-          stOff,
-          stLen: state.length,
-          bodyCost: HEADER_SIZE + (body?.length ?? 0),
-          stCost: state.length,
-        });
+        this.setEntry(id, msgEntry(p!.seg, p!.off, state.length, body?.length ?? 0, !body));
         moved++;
       }).catch(() => undefined); // a failed copy leaves the message where it was
     }
@@ -633,7 +609,7 @@ export class JournalSpool implements Spool {
       report.messages++;
     }
     for (const [id, e] of this.index) {
-      if (e.bodySeg < 0) {
+      if (e.external) {
         try {
           await fsp.access(this.externalPath(id));
         } catch {
@@ -642,6 +618,11 @@ export class JournalSpool implements Spool {
       }
     }
     return report;
+  }
+
+  /** Is there a spool here at all (either layout)? A wrong spoolDir must not look like an empty queue. */
+  exists(): boolean {
+    return existsSync(this.journalDir) || existsSync(this.legacyQueueDir);
   }
 
   /** Stop writing: wait for the batch in flight. */
@@ -654,6 +635,12 @@ export class JournalSpool implements Spool {
   get journalStats(): { batches: number; records: number; bytes: number; failures: number; segments: number } {
     return { ...(this.log?.stats ?? { batches: 0, records: 0, bytes: 0, failures: 0 }), segments: this.segs.size };
   }
+}
+
+/** The entry for a MSG record at `off` in segment `seg`. */
+function msgEntry(seg: number, off: number, stateLen: number, bodyLen: number, external: boolean): Entry {
+  const stOff = off + HEADER_SIZE;
+  return { msgSeg: seg, external, bodyOff: stOff + stateLen, bodyLen, stSeg: seg, stOff, stLen: stateLen, msgCost: HEADER_SIZE + bodyLen, stCost: stateLen };
 }
 
 function notFound(id: string): MxdError {

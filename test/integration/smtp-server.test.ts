@@ -31,7 +31,7 @@ afterEach(closeClients);
 after(cleanup);
 
 async function spoolEmpty(s: Inbound): Promise<{ queue: string[]; tmp: string[] }> {
-  return { queue: await listDir(join(s.dir, "queue")), tmp: await listDir(join(s.dir, "tmp")) };
+  return { queue: await queueIds(s.dir), tmp: await listDir(join(s.dir, "bodies")) };
 }
 
 describe("session basics", () => {

@@ -240,6 +240,24 @@ test("segments: finished ones are deleted; a deferred message is compacted forwa
   await r.close();
 });
 
+test("accounting: once every message is gone, every sealed segment is deleted (inline, external, updated)", async (t) => {
+  const dir = tmp(t);
+  const s = await open(dir, { segmentSize: 2048, inlineMax: 512, noSync: true });
+  await s.recover();
+  for (let i = 0; i < 30; i++) {
+    const m = await s.put(meta(), Buffer.from("Subject: y\r\n\r\n" + "y".repeat(i % 2 ? 100 : 900)));
+    const l = await s.load(m.id);
+    l.recipients[0]!.attempts++;
+    await s.update(l);
+    await s.update(l);
+    await s.remove(m.id);
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  assert.ok(readdirSync(join(dir, "journal")).length <= 1, `only the head is left: ${readdirSync(join(dir, "journal")).join(",")}`);
+  assert.deepEqual(readdirSync(join(dir, "bodies")), []);
+  await s.close();
+});
+
 test("upgrade: a spool in the previous layout is migrated into the journal", async (t) => {
   const dir = tmp(t);
   const old = new FsSpool({ dir });
