@@ -64,7 +64,7 @@ async function wire(
     tlsCredentials = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) };
   }
   const resolver = createNodeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, tries: config.dns.tries });
-  const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger }));
+  const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger, clock }));
   const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events: metrics.queueEvents });
   await q.start();
   const server = new SmtpServer({
