@@ -130,6 +130,7 @@ test("a 10 MB and a 60 MB reply are protocol errors of that host: cut at once, n
   assert.equal(r!.outcome, "delivered", r!.reply);
   assert.equal(r!.ip, "127.0.0.88");
   assert.ok(ms < 3000, `took ${ms} ms`);
+  t.diagnostic(`10 MB + 60 MB replies cut, third host delivered in ${ms} ms`);
   await cr.close();
   await ten.allClosed(5000);
   await sixty.allClosed(5000);
@@ -238,6 +239,7 @@ test("three attempts against hosts answering 10 MB and 60 MB replies: the state 
   }
   await until(async () => (await q.spool.load(m.id)).recipients[0]!.attempts >= 3, "three attempts");
   const size = statSync(statePath).size;
+  t.diagnostic(`state file after 3 attempts: ${size} octets`);
   assert.ok(size < 8 * 1024, `state file is ${size} octets`);
   const st = await q.spool.load(m.id);
   for (const h of st.recipients[0]!.history) {
@@ -395,6 +397,7 @@ test("seven domains whose MX is one blackhole, with a backlog: a healthy domain 
   for (const m of healthy) qm.enqueue(m);
   await until(() => sink.messages.length === 3, "3 messages at the healthy domain", 8000);
   const ms = Date.now() - t0;
+  t.diagnostic(`healthy domain delivered ${ms} ms after it was queued; blackhole max ${bh.maxOpen()} open connections`);
   assert.ok(ms < 5000, `healthy domain delivered after ${ms} ms`);
   assert.ok(bh.maxOpen() <= 4, `${bh.maxOpen()} connections open at once to the blackhole`);
   // The messages that found the blackhole busy got a retry time and the reason.
