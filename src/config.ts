@@ -139,6 +139,8 @@ export const configSchema = z
         port: port.default(25),
         concurrency: z.number().int().min(1).default(100),
         perDomainConcurrency: z.number().int().min(1).default(20),
+        perHostConcurrency: z.number().int().min(1).default(20).describe("deliveries in progress at once per destination address (IP and port), over all domains"),
+        deadHostTime: duration.default("5m").describe("how long a host that was refused, timed out or did not greet is skipped, for every domain; 0 = never"),
         maxAddressesPerAttempt: z.number().int().min(1).default(5),
         addressPreference: z.enum(["any", "ipv4", "ipv6"]).default("any"),
         maxMessagesPerConnection: z.number().int().min(1).default(10),

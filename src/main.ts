@@ -65,7 +65,7 @@ async function wire(
     tlsCredentials = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) };
   }
   const resolver = createNodeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, tries: config.dns.tries });
-  const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger }));
+  const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger, clock }));
   const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events: metrics.queueEvents });
   // The control state (pause) is loaded before the first message can be accepted; the journal
   // is replayed after the listeners are open (below), so a large queue never delays them.

@@ -12,6 +12,12 @@
 // bounce asks for 8BITMIME / SMTPUTF8 on the way out.
 import type { AttemptRecord, MessageMeta, RecipientState } from "../core/envelope.js";
 import { rfc5322Date } from "../core/date.js";
+import { EXCERPT_MAX } from "../core/smtp-reply.js";
+
+/** A remote reply is quoted at most EXCERPT_MAX characters long (controls are dropped where it is used). */
+function cut(s: string): string {
+  return s.length > EXCERPT_MAX ? `${s.slice(0, EXCERPT_MAX)}...` : s;
+}
 
 export type DsnAction = "failed" | "delayed";
 
@@ -243,7 +249,8 @@ function humanReadable(input: DsnInput, host: string, attached: "message/rfc822"
     } else {
       lines.push(server ? `${who}: ${server}` : `${who}: delivery failed:`);
     }
-    for (const l of replyLines(last.reply)) lines.push("    " + l);
+    // A remote reply is quoted as a short excerpt (a hostile server must not make the bounce big).
+    for (const l of replyLines(cut(last.reply))) lines.push("    " + l);
   }
   lines.push("");
   return lines.join(CRLF);
@@ -333,11 +340,11 @@ function deliveryStatus(input: DsnInput, host: string): Buffer {
       // §2.3.5 / §2.3.6: name the server that answered and quote its reply; a bounce that hides
       // the remote reply leaves the sender guessing.
       g.push(...fold("Remote-MTA", `dns; ${printable(last.mx)}`));
-      g.push(...fold("Diagnostic-Code", `smtp; ${printable(last.reply)}`));
+      g.push(...fold("Diagnostic-Code", `smtp; ${printable(cut(last.reply))}`));
     } else if (last && last.reply.trim() !== "") {
       // No SMTP server answered (DNS failure, connection refused, expired): §2.3.6 allows a
       // non-registered diagnostic-type; like Postfix's "X-Postfix;" this carries our own reason.
-      g.push(...fold("Diagnostic-Code", `X-mxd; ${printable(last.reply)}`));
+      g.push(...fold("Diagnostic-Code", `X-mxd; ${printable(cut(last.reply))}`));
     }
     const lastAt = last ? parseDate(last.at) : undefined;
     if (lastAt) g.push(`Last-Attempt-Date: ${rfc5322Date(lastAt)}`); // §2.3.7

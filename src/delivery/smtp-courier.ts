@@ -16,6 +16,10 @@
 //    host is tried in this attempt: the message may have been delivered (avoid duplicates,
 //    RFC 5321 §6.1 / Haraka #2325); recipients refused at RCPT keep their own answer.
 // When every MX failed temporarily, delivery.fallbackRelays are tried the same way.
+// Before any connection the host must be admitted (delivery/host-health.ts): a host with
+// delivery.perHostConcurrency deliveries in progress, or one that was refused, timed out or did
+// not greet within delivery.deadHostTime, is skipped like a host that failed (next address;
+// transient when none is left), so one dead MX shared by many domains cannot take every slot.
 import type { Config } from "../config.js";
 import type { Resolver } from "../io/resolver.js";
 import { ConnectError, TlsHandshakeError, type Connector } from "../io/connector.js";
@@ -24,6 +28,7 @@ import { classifyReply, formatReply, statusOf, type SmtpReply } from "../core/sm
 import { SessionError, SmtpClientSession, type ClientTimeouts, type TlsInfo } from "../smtp/client.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
 import { Router, type Destination } from "./router.js";
+import { HostHealth } from "./host-health.js";
 
 export interface SmtpCourierDeps {
   config: Config;
@@ -36,6 +41,8 @@ export interface SmtpCourierDeps {
   localAddresses?: string[];
   /** How long an idle connection is kept for reuse (default 5 s). */
   idleTimeoutMs?: number;
+  /** The clock for remembering failed hosts (default Date.now). */
+  now?: () => number;
 }
 
 /** Why the last destination was given up, for the final transient result. */
@@ -72,6 +79,7 @@ export class SmtpCourier implements Courier {
   private readonly idleMs: number;
   private readonly timeouts: ClientTimeouts;
   private readonly idle = new Map<string, Idle[]>();
+  private readonly health: HostHealth;
   private closed = false;
 
   constructor(deps: SmtpCourierDeps) {
@@ -85,6 +93,7 @@ export class SmtpCourier implements Courier {
       ...(deps.random ? { random: deps.random } : {}),
       ...(deps.localAddresses ? { localAddresses: deps.localAddresses } : {}),
     });
+    this.health = new HostHealth({ perHostConcurrency: deps.config.delivery.perHostConcurrency, deadHostTime: deps.config.delivery.deadHostTime, now: deps.now ?? Date.now });
     const t = deps.config.delivery.timeouts;
     this.timeouts = { greeting: t.greeting, ehlo: t.ehlo, mail: t.mail, rcpt: t.rcpt, data: t.data, dataBlock: t.dataBlock, dataEnd: t.dataEnd, tls: t.tls };
   }
@@ -145,6 +154,25 @@ export class SmtpCourier implements Courier {
   private async attempt(dest: Destination, req: DeliveryRequest, pending: number[], log: Logger): Promise<AttemptResult> {
     const key = `${dest.ip}|${dest.port}`;
     const at = { mx: dest.host, ip: dest.ip, port: dest.port };
+    const adm = this.health.admit(key);
+    if (!adm.ok) {
+      const detail =
+        adm.why === "dead"
+          ? `host recently failed: ${adm.reason}, skipped until ${new Date(adm.until).toISOString()}`
+          : `host busy: ${adm.inFlight} deliveries in progress (delivery.perHostConcurrency), skipped`;
+      log.info({ ...at, error: detail }, "host skipped");
+      return { final: new Map(), error: { dest, detail, status: "4.4.1" } };
+    }
+    this.health.begin(key);
+    try {
+      return await this.session(dest, key, req, pending, log);
+    } finally {
+      this.health.end(key);
+    }
+  }
+
+  private async session(dest: Destination, key: string, req: DeliveryRequest, pending: number[], log: Logger): Promise<AttemptResult> {
+    const at = { mx: dest.host, ip: dest.ip, port: dest.port };
     let useTls = true;
     let allowReuse = true;
     for (;;) {
@@ -163,6 +191,8 @@ export class SmtpCourier implements Courier {
           if (!(e instanceof ConnectError)) throw e;
           const detail = e.kind === "refused" ? "connection refused" : e.kind === "timeout" ? "connection timed out" : e.message;
           log.info({ ...at, error: detail }, "connect failed");
+          // "other" may be our own fault (a bad sourceAddress): that says nothing about the host.
+          if (e.kind !== "other") this.health.failed(key, detail);
           return { final: new Map(), error: { dest, detail, status: "4.4.1" } };
         }
         try {
@@ -178,6 +208,7 @@ export class SmtpCourier implements Courier {
             return { final: new Map(), error: { dest, reply: opened.reply, status: statusOf(opened.reply) } };
           }
           session = opened.session;
+          this.health.succeeded(key);
         } catch (e) {
           if (e instanceof TlsHandshakeError && useTls) {
             // Opportunistic TLS: a broken handshake must not block delivery; retry in clear text.
@@ -187,6 +218,10 @@ export class SmtpCourier implements Courier {
           }
           if (e instanceof TlsHandshakeError || e instanceof SessionError) {
             log.info({ ...at, error: e.message }, "session failed");
+            // No greeting (timed out, or closed before one): the host is down for every domain.
+            if (e instanceof SessionError && (e.kind === "timeout" || e.kind === "closed") && e.phase === "greeting") {
+              this.health.failed(key, e.kind === "timeout" ? "no greeting (timed out)" : "connection closed before the greeting");
+            }
             return { final: new Map(), error: { dest, detail: e.message, status: e instanceof TlsHandshakeError ? "4.7.5" : "4.4.2" } };
           }
           throw e;

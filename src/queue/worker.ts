@@ -18,6 +18,7 @@ import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
+import { excerpt } from "../core/smtp-reply.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
 
 /** What the queue reports as it works (metrics are built from these in main.ts). */
@@ -26,6 +27,8 @@ export interface QueueEvents {
   result?(e: { outcome: "delivered" | "deferred" | "bounced"; domain: string; sinceReceivedMs: number }): void;
   /** An entry was moved to dead/. */
   dead?(id: string, reason: string): void;
+  /** A spool entry could not be loaded (not JSON, wrong shape, too large); it goes to dead/. */
+  badEntry?(id: string, reason: string): void;
 }
 
 export interface LastError {
@@ -68,6 +71,12 @@ function isNotFound(e: unknown): boolean {
   const code = (e as { code?: string } | null)?.code;
   return code === "ENOENT" || code === "MXD_SPOOL_NOT_FOUND";
 }
+
+/**
+ * Attempts kept per recipient (newest last), so a long-deferred message's state stays small;
+ * each reply in it is an excerpt (core/smtp-reply.ts EXCERPT_MAX).
+ */
+export const HISTORY_MAX = 20;
 
 /** Largest original message returned whole in a RET=FULL bounce; bigger ones get headers only. */
 const RET_FULL_MAX = 1024 * 1024;
@@ -169,15 +178,52 @@ export class QueueManager {
     if (this.deps.config.delivery.enabled) this.scheduler.release();
   }
 
+  /**
+   * A spool entry that cannot be loaded is never buried silently: the sender gets a bounce when
+   * its envelope can still be read, the entry goes to dead/ with the reason, it is logged at
+   * error level and counted (QueueEvents.badEntry, .dead).
+   */
   private async buryBroken(id: string, reason: string): Promise<void> {
-    this.deps.logger.error({ qid: id, reason }, "unreadable spool entry moved to dead/");
+    const log = this.deps.logger.child({ qid: id });
+    const why = excerpt(reason, 300);
+    log.error({ reason: why }, "unreadable spool entry moved to dead/");
     this.forget(id);
+    this.deps.events?.badEntry?.(id, why);
     try {
-      await this.deps.spool.bury(id, `unreadable spool entry: ${reason}`);
-      this.deps.events?.dead?.(id, reason);
+      await this.bounceUnreadable(id, log);
     } catch (e) {
-      this.deps.logger.error({ qid: id, err: (e as Error).message }, "cannot move entry to dead/");
+      log.error({ err: excerpt((e as Error).message, 300) }, "cannot bounce the unreadable spool entry");
     }
+    try {
+      await this.deps.spool.bury(id, `unreadable spool entry: ${why}`);
+      this.deps.events?.dead?.(id, why);
+    } catch (e) {
+      log.error({ err: (e as Error).message }, "cannot move entry to dead/");
+    }
+  }
+
+  /** Bounce the recipients of an unloadable entry that were not final yet (before it is buried: the DSN quotes its headers). */
+  private async bounceUnreadable(id: string, log: Logger): Promise<void> {
+    const env = await this.deps.spool.salvage(id);
+    if (!env) {
+      log.error("envelope of the unreadable spool entry is unreadable too: nobody can be told");
+      return;
+    }
+    if (env.kind === "bounce") return; // one of our own bounces: never bounced again
+    const nowIso = new Date(this.deps.clock.now()).toISOString();
+    const rcpts: RecipientState[] = env.recipients
+      .filter((r) => r.status !== "delivered" && r.status !== "failed")
+      .map((r) => ({
+        ...newRecipient(r.address),
+        status: "failed",
+        finalAt: nowIso,
+        history: [{ at: nowIso, outcome: "permanent", status: "5.3.0", reply: `the queue state of message ${id} could not be read; delivery abandoned (details for the postmaster in spoolDir/dead/${id}.reason)` }],
+      }));
+    if (!rcpts.length) return;
+    const receivedAt = env.receivedAt && !Number.isNaN(Date.parse(env.receivedAt)) ? env.receivedAt : nowIso;
+    const meta: MessageMeta = { version: 1, id, sender: env.sender, recipients: rcpts, receivedAt, client: { ip: "unknown" }, params: {}, size: 0, eightBit: false, nextAttemptAt: nowIso, kind: "message" };
+    log.warn({ sender: env.sender, rcpts: rcpts.map((r) => r.address) }, "bouncing the recipients of an unreadable spool entry");
+    await this.sendDsn(meta, rcpts, "failed", log);
   }
 
   private indexSet(meta: MessageMeta): void {
@@ -629,15 +675,18 @@ export class QueueManager {
         status: "4.3.0",
         remote: false,
       };
-      const rec: AttemptRecord = { at: nowIso, outcome: res.outcome, reply: res.reply, status: res.status, remote: res.remote };
-      if (res.mx) rec.mx = res.mx;
+      // Whatever the courier says is kept as a short excerpt: a remote's reply never grows the
+      // state file, a log line or a bounce (couriers bound it already; this holds for any).
+      const reply = excerpt(res.reply);
+      const rec: AttemptRecord = { at: nowIso, outcome: res.outcome, reply, status: excerpt(res.status, 16), remote: res.remote };
+      if (res.mx) rec.mx = excerpt(res.mx, 255);
       if (res.ip) rec.ip = res.ip;
       r.attempts++;
       r.history.push(rec);
       // Bound the history so a long-deferred message's state file stays small.
-      if (r.history.length > 50) r.history.splice(0, r.history.length - 50);
+      if (r.history.length > HISTORY_MAX) r.history.splice(0, r.history.length - HISTORY_MAX);
       this.stats.attempts++;
-      const fields = { rcpt: r.address, mx: res.mx, ip: res.ip, reply: res.reply, status: res.status, tls: res.tls };
+      const fields = { rcpt: r.address, mx: rec.mx, ip: res.ip, reply, status: rec.status, tls: res.tls };
       const sinceReceivedMs = this.deps.clock.now() - Date.parse(meta.receivedAt);
       if (res.outcome === "delivered") {
         r.status = "delivered";
@@ -647,7 +696,7 @@ export class QueueManager {
         log.info(fields, "delivered");
         continue;
       }
-      this.errors.push({ at: nowIso, qid: meta.id, rcpt: r.address, reply: res.reply });
+      this.errors.push({ at: nowIso, qid: meta.id, rcpt: r.address, reply });
       if (this.errors.length > 20) this.errors.shift();
       if (res.outcome === "permanent") {
         r.status = "failed";

@@ -30,6 +30,7 @@ import { FLAG_EXTERNAL_BODY, HEADER_SIZE, RecordType, encodeRecord, segmentName,
 import { GroupCommitLog } from "./group-commit.js";
 import { replaySegment, type Damage } from "./journal-replay.js";
 import { FsSpool } from "./fs-spool.js";
+import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
 
 export interface JournalSpoolOptions {
   dir: string;
@@ -428,6 +429,19 @@ export class JournalSpool implements Spool {
     } catch (err) {
       throw new MxdError("MXD_SPOOL_INVALID", (err as Error).message, { cause: err });
     }
+  }
+
+  /** The envelope of a state that does not decode (it is at most MAX_STATE octets). */
+  async salvage(id: string): Promise<SalvagedEnvelope | undefined> {
+    const e = this.index.get(id);
+    if (!e) return undefined;
+    const s = new EnvelopeSalvager();
+    try {
+      s.push(await this.readAt(e.stSeg, e.stOff, e.stLen));
+    } catch {
+      return undefined;
+    }
+    return s.result();
   }
 
   openBody(id: string): Readable {

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { simpleParser, type ParsedMail } from "mailparser";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom, type DsnInput } from "../../src/bounce/dsn.js";
 import type { AttemptRecord, MessageMeta, RecipientState } from "../../src/core/envelope.js";
+import { EXCERPT_MAX } from "../../src/core/smtp-reply.js";
 
 // Tests run from dist/test/unit: the fixtures are in the source tree.
 const FIXTURES = new URL("../../../test/fixtures/", import.meta.url);
@@ -426,7 +427,10 @@ test("long remote replies are folded in the status part and never exceed 998 oct
   const mail = await parse(dsn.body);
   const g = statusGroups(mail.attachments[0]!.content.toString("latin1"))[1]!;
   assert.ok(g.get("diagnostic-code")!.startsWith("smtp; 554 5.7.1 word0 word1"));
-  assert.ok(g.get("diagnostic-code")!.includes("word79"));
+  assert.ok(g.get("diagnostic-code")!.includes("word60"));
+  // Quoted as an excerpt of EXCERPT_MAX characters (docs/security.md "Outbound bounds").
+  assert.ok(!g.get("diagnostic-code")!.includes("z".repeat(100)), "the reply is cut");
+  assert.ok(g.get("diagnostic-code")!.length <= "smtp; ".length + EXCERPT_MAX + 3, `${g.get("diagnostic-code")!.length}`);
 });
 
 test("Status falls back to a class-consistent code when the record has none", async () => {
