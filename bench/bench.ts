@@ -18,6 +18,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "no
 import http from "node:http";
 import { join } from "node:path";
 import { ADDR, MXD_CLI, peerPath, runTool, spawnPeer, startDnsmasq, startMxd, startPostfix, startSmtpSink, stopAllPeers, tempDir, waitFor, sleep, type MxdPeer } from "../test/helpers/peers.js";
+import { queuedIdsSync } from "../test/helpers/spool-snapshot.js";
 import { fillSpool } from "../test/helpers/fill-spool.js";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
@@ -64,7 +65,7 @@ function rssSampler(pid: number, everyMs = 250): { stop(): { peak: number; last:
   };
 }
 
-const countJson = (spoolDir: string) => readdirSync(join(spoolDir, "queue")).filter((f) => f.endsWith(".json")).length;
+const countJson = (spoolDir: string) => queuedIdsSync(spoolDir).length;
 
 /** Files below `dir` (recursive); 0 when absent. */
 function countFiles(dir: string): number {

@@ -33,6 +33,11 @@ export interface RecipientState {
   orcpt?: string;
   /** When the recipient reached its final status. */
   finalAt?: string;
+  /**
+   * Failed, and its DSN not yet queued. Recorded in the same state record as the failure, so
+   * a restart can never lose a bounce (design.md: owing a DSN is state).
+   */
+  dsnOwed?: boolean;
 }
 
 export interface ClientInfo {

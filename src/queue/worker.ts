@@ -109,6 +109,8 @@ export class QueueManager {
   private readonly afterRun = new Map<string, (() => void)[]>();
   private control: ControlState = { ...INITIAL_CONTROL, pausedDomains: [] };
   private readonly errors: LastError[] = [];
+  /** States that could not be recorded (full disk): the truth for these messages until they are. */
+  private readonly unsaved = new Map<string, MessageMeta>();
 
   constructor(private readonly deps: QueueManagerDeps) {
     this.scheduler = new Scheduler(deps.clock, (id) => this.kick(id));
@@ -163,7 +165,7 @@ export class QueueManager {
     this.scheduler.hold();
     for await (const meta of spool.scan((p) => void this.buryBroken(p.id, p.reason))) {
       if (this.stopped) return;
-      if (!pendingRecipients(meta).length) {
+      if (!pendingRecipients(meta).length && !meta.recipients.some((r) => r.dsnOwed)) {
         // Finished but not yet removed when we stopped.
         await spool.remove(meta.id);
         continue;
@@ -504,15 +506,18 @@ export class QueueManager {
   }
 
   async pause(domain?: string): Promise<ControlState> {
-    this.control = withPause(this.control, domain);
-    await this.deps.control?.save(this.control);
+    // Saved first: a change that cannot be recorded (full disk) does not happen at all.
+    const next = withPause(this.control, domain);
+    await this.deps.control?.save(next);
+    this.control = next;
     this.deps.logger.warn({ domain: domain ?? "*" }, "outbound delivery paused");
     return this.pauseState;
   }
 
   async resume(domain?: string): Promise<ControlState> {
-    this.control = withResume(this.control, domain);
-    await this.deps.control?.save(this.control);
+    const next = withResume(this.control, domain);
+    await this.deps.control?.save(next);
+    this.control = next;
     this.deps.logger.warn({ domain: domain ?? "*", stillPaused: this.control.pausedDomains }, "outbound delivery resumed");
     for (const id of [...this.parked]) {
       const e = this.index.get(id);
@@ -536,8 +541,17 @@ export class QueueManager {
   private async attempt(id: string): Promise<void> {
     const { spool, courier, logger, config, clock } = this.deps;
     let meta: MessageMeta;
+    const unsaved = this.unsaved.get(id);
+    if (unsaved) {
+      // The last results of this message could not be recorded (disk full): record them
+      // before anything else, and never send again to a recipient they say is done.
+      if (!(await this.persist(unsaved, logger.child({ qid: id })))) {
+        this.scheduler.schedule(id, clock.now() + config.delivery.retry.minDelay);
+        return;
+      }
+    }
     try {
-      meta = await spool.load(id);
+      meta = unsaved ?? (await spool.load(id));
     } catch (e) {
       if (isNotFound(e)) {
         this.forget(id); // removed (delivered or deleted)
@@ -549,7 +563,16 @@ export class QueueManager {
     this.indexSet(meta);
     if (meta.held) return;
     const log = logger.child({ qid: id });
+    // Failures whose DSN was owed when we stopped (recorded with the failure, in one step).
+    const failedNow: RecipientState[] = meta.recipients.filter((r) => r.status === "failed" && r.dsnOwed);
     const groups = new Map([...groupByDomain(pendingRecipients(meta))].filter(([d]) => !this.isPaused(d)));
+    if (groups.size === 0 && failedNow.length) {
+      await this.sendDsn(meta, failedNow, "failed", log);
+      if (pendingRecipients(meta).length) {
+        if (await this.persist(meta, log)) this.parked.add(id);
+      } else await this.finish(meta, log);
+      return;
+    }
     if (groups.size === 0) {
       // Every pending destination is paused: wait for resume, without spending an attempt.
       this.parked.add(id);
@@ -559,7 +582,6 @@ export class QueueManager {
     // Outcomes of each domain are persisted as soon as that domain finishes (serialised per
     // message), so a crash never re-sends to recipients that were already delivered.
     let chain = Promise.resolve();
-    const failedNow: RecipientState[] = [];
     const jobs = [...groups].map(([domain, rcpts]) =>
       this.domainQueue(domain)
         .add(() =>
@@ -583,7 +605,9 @@ export class QueueManager {
           if (!results) return chain;
           chain = chain.then(async () => {
             this.apply(meta, rcpts, results, failedNow, log);
-            if (pendingRecipients(meta).length) await spool.update(meta);
+            // A failure and the DSN it owes are one record; a message with nothing left
+            // to do is recorded by its removal instead.
+            if (pendingRecipients(meta).length || rcpts.some((r) => r.dsnOwed)) await this.persist(meta, log);
           });
           return chain;
         }),
@@ -612,6 +636,7 @@ export class QueueManager {
             mx: last?.mx,
             ip: last?.ip,
           });
+          r.dsnOwed = true;
           failedNow.push(r);
           this.stats.bounced++;
           this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - receivedAt });
@@ -627,7 +652,10 @@ export class QueueManager {
     }
     if (failedNow.length) await this.sendDsn(meta, failedNow, "failed", log);
     if (pendingRecipients(meta).length) {
-      await spool.update(meta);
+      if (!(await this.persist(meta, log))) {
+        this.scheduler.schedule(id, clock.now() + config.delivery.retry.minDelay);
+        return;
+      }
       this.indexSet(meta);
       if (pendingRecipients(meta).some((r) => !this.isPaused(r.domain))) {
         this.stats.deferred++;
@@ -661,8 +689,40 @@ export class QueueManager {
       }
       return;
     }
-    await this.deps.spool.remove(meta.id);
+    try {
+      await this.deps.spool.remove(meta.id);
+    } catch (e) {
+      // Not recorded: the message would be attempted again from its last saved state. Keep
+      // the final state in memory and retry the removal instead of delivering again.
+      this.unsaved.set(meta.id, meta);
+      this.index.set(meta.id, { domains: [], state: messageState(meta) });
+      this.scheduler.schedule(meta.id, this.deps.clock.now() + this.deps.config.delivery.retry.minDelay);
+      log.error({ err: (e as Error).message }, "cannot remove the finished message from the spool; retrying later");
+      return;
+    }
+    this.unsaved.delete(meta.id);
     log.info({ delivered: meta.recipients.filter((r) => r.status === "delivered").length, failed: failed.length }, "message done, removed from queue");
+  }
+
+  /**
+   * Record a message's state. On failure (disk full, I/O error) the state stays in memory as
+   * the truth for this message until a later attempt records it: its delivered recipients are
+   * never sent to again meanwhile.
+   */
+  private async persist(meta: MessageMeta, log: Logger): Promise<boolean> {
+    try {
+      await this.deps.spool.update(meta);
+      this.unsaved.delete(meta.id);
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) {
+        this.unsaved.delete(meta.id);
+        return false;
+      }
+      this.unsaved.set(meta.id, meta);
+      log.error({ err: (e as Error).message }, "cannot record delivery results; kept in memory, retrying later");
+      return false;
+    }
   }
 
   private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], failedNow: RecipientState[], log: Logger): void {
@@ -701,6 +761,7 @@ export class QueueManager {
       if (res.outcome === "permanent") {
         r.status = "failed";
         r.finalAt = nowIso;
+        r.dsnOwed = true;
         failedNow.push(r);
         this.stats.bounced++;
         this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs });
@@ -717,6 +778,7 @@ export class QueueManager {
     const { spool, config, clock } = this.deps;
     const who = dsnRecipientsFor(meta, rcpts, action);
     if (!who.length) {
+      if (action === "failed") for (const r of rcpts) delete r.dsnOwed; // nobody to tell (NOTIFY, <>)
       // An undeliverable bounce of ours goes to dead/ when the message is finished (finish()).
       if (meta.sender === "" || meta.kind === "bounce") {
         log.warn({ rcpts: rcpts.map((r) => r.address) }, action === "failed" ? "bounce undeliverable, not bounced again" : "no delay warning for <>");
@@ -754,6 +816,7 @@ export class QueueManager {
       dsn.body,
     );
     log.info({ dsn: bounce.id, action, to, rcpts: who.map((r) => r.address) }, action === "failed" ? "bounce queued" : "delay warning queued");
+    if (action === "failed") for (const r of rcpts) delete r.dsnOwed;
     this.enqueue(bounce);
   }
 
