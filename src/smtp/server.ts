@@ -24,7 +24,14 @@ export interface SmtpServerDeps {
 
 /** Maximum command line we accept (RFC 5321 §4.5.3.1.4 says 512; extensions need more). */
 const MAX_COMMAND_LINE = 2048;
-const INBOX_HIGH_WATER = 256 * 1024;
+/** Unprocessed input past which we stop reading the socket (the kernel then holds the rest). */
+const INBOX_HIGH_WATER = 64 * 1024;
+/**
+ * Unsent replies (queued here plus in the socket's write buffer) past which we stop processing
+ * commands and reading until the client drains them: a client that pipelines without reading
+ * must not make us buffer its replies without bound.
+ */
+const OUTPUT_HIGH_WATER = 32 * 1024;
 /** Octets per second a DATA transfer must average once it has lasted limits.dataTimeout (Postfix smtpd_min_data_rate: 500). */
 const MIN_DATA_RATE = 500;
 
@@ -144,6 +151,10 @@ class Connection {
   private inbox: Buffer[] = [];
   private inboxBytes = 0;
   private out: string[] = [];
+  /** Octets in `out` (CRLFs included). */
+  private outBytes = 0;
+  /** Set while waiting for the socket to drain; finish() releases it. */
+  private drainWait: (() => void) | undefined;
   private busy = false;
   private closed = false;
   private shuttingDown = false;
@@ -215,8 +226,53 @@ class Connection {
     if (this.closed || this.upgrading) return;
     this.inbox.push(chunk);
     this.inboxBytes += chunk.length;
-    if (this.inboxBytes > INBOX_HIGH_WATER) this.socket.pause();
+    if (this.inboxBytes > INBOX_HIGH_WATER || this.unsent() > OUTPUT_HIGH_WATER) this.socket.pause();
     void this.pump();
+  }
+
+  /** Replies not yet taken by the peer: ours plus the socket's write buffer. */
+  private unsent(): number {
+    return this.outBytes + this.socket.writableLength;
+  }
+
+  /**
+   * Wait until the socket's write buffer drains. A client that does not read within
+   * limits.commandTimeout loses its connection (it would otherwise hold its slot forever).
+   * Resolves false when the connection is gone.
+   */
+  private waitForDrain(): Promise<boolean> {
+    const sock = this.socket;
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        sock.off("drain", onDrain);
+        this.drainWait = undefined;
+        resolve(ok && !this.closed);
+      };
+      const onDrain = () => done(true);
+      const timer = setTimeout(() => {
+        this.log.info({ unsent: sock.writableLength }, "client not reading replies, closing");
+        done(false);
+        this.destroy();
+      }, this.cfg.limits.commandTimeout);
+      timer.unref();
+      sock.on("drain", onDrain);
+      this.drainWait = () => done(false);
+    });
+  }
+
+  /** Read again once both the unprocessed input and the unsent replies are under their bounds. */
+  private resumeReading(): void {
+    if (this.closed || this.upgrading || this.inboxBytes > INBOX_HIGH_WATER) return;
+    if (this.socket.writableLength > OUTPUT_HIGH_WATER) {
+      if (!this.drainWait) {
+        void this.waitForDrain().then((ok) => {
+          if (ok) this.resumeReading();
+        });
+      }
+      return;
+    }
+    if (this.socket.isPaused()) this.socket.resume();
   }
 
   private onTimeout(): void {
@@ -231,6 +287,15 @@ class Connection {
     this.busy = true;
     try {
       while (!this.closed && !this.upgrading) {
+        // Back-pressure: replies pile up while the client does not read; stop until it does.
+        if (this.unsent() > OUTPUT_HIGH_WATER) {
+          this.flush();
+          if (this.socket.writableLength > OUTPUT_HIGH_WATER) {
+            this.socket.pause();
+            if (!(await this.waitForDrain())) break;
+            continue;
+          }
+        }
         if (this.data) {
           const chunk = this.inbox.shift();
           if (!chunk) break;
@@ -238,12 +303,15 @@ class Connection {
           await this.dataChunk(chunk);
           continue;
         }
-        while (this.inbox.length) {
+        // Feed the command reader one chunk at a time, only when it has no complete line left:
+        // it then holds at most one partial line plus one chunk.
+        let line = this.cmd.next();
+        while (!line && this.inbox.length) {
           const c = this.inbox.shift()!;
           this.inboxBytes -= c.length;
           this.cmd.push(c);
+          line = this.cmd.next();
         }
-        const line = this.cmd.next();
         if (!line) break;
         this.armCommandDeadline();
         if (line.tooLong) {
@@ -266,7 +334,7 @@ class Connection {
     if (this.closed) return;
     // Input exhausted: flush grouped replies (RFC 2920 §3.1) and read more.
     this.flush();
-    if (this.inboxBytes <= INBOX_HIGH_WATER && this.socket.isPaused()) this.socket.resume();
+    this.resumeReading();
     if (this.shuttingDown && !this.data) this.sayGoodbye();
     // The client shut down its side: everything it sent has been answered; a DATA it never
     // finished can't finish now (finish() discards it).
@@ -305,7 +373,7 @@ class Connection {
           }
         } catch (e) {
           this.log.error({ err: (e as Error).message }, "spool unavailable");
-          this.out.pop(); // withdraw the 354
+          this.outBytes -= this.out.pop()!.length + 2; // withdraw the 354
           this.reply(["451 4.3.0 Error: queue file write error"]);
           this.session.resetTransaction();
           return;
@@ -447,13 +515,17 @@ class Connection {
   }
 
   private reply(lines: string[]): void {
-    this.out.push(...lines);
+    for (const l of lines) {
+      this.out.push(l);
+      this.outBytes += l.length + 2;
+    }
   }
 
   private flush(): void {
     if (!this.out.length || this.closed) return;
     const text = this.out.join("\r\n") + "\r\n";
     this.out = [];
+    this.outBytes = 0;
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(text);
   }
 
@@ -492,6 +564,7 @@ class Connection {
     this.finished = true;
     this.closed = true;
     clearTimeout(this.commandDeadline);
+    this.drainWait?.();
     if (this.data?.writer) void this.data.writer.abort();
     this.data = undefined;
     this.log.info(
