@@ -322,7 +322,7 @@ class Connection {
           }
           continue;
         }
-        await this.command(line.line);
+        await this.command(line.line, line.invalidUtf8 === true);
       }
     } catch (e) {
       this.log.error({ err: e }, "session failure");
@@ -351,8 +351,8 @@ class Connection {
   }
   private closeAfterFlush = false;
 
-  private async command(line: string): Promise<void> {
-    const res = this.session.handle(line);
+  private async command(line: string, invalidUtf8: boolean): Promise<void> {
+    const res = this.session.handle(line, { invalidUtf8 });
     this.reply(res.replies);
     switch (res.action) {
       case "close":

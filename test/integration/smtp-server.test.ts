@@ -459,6 +459,27 @@ describe("limits", () => {
     await s.close();
   });
 
+  test("invalid UTF-8 in an address after SMTPUTF8 → 553 5.6.7, never stored as U+FFFD", async () => {
+    const s = await startInbound();
+    const c = await session(s.port);
+    const latin1 = (t: string) => Buffer.from(t + "\r\n", "latin1"); // "ö" as the single octet 0xF6
+    c.write(latin1("MAIL FROM:<j\u00f6rg@example.de> SMTPUTF8"));
+    assert.match((await c.reply()).text, /^553 5\.6\.7 .*invalid UTF-8/);
+    await c.cmd("MAIL FROM:<ok@example.de> SMTPUTF8", 250);
+    c.write(latin1("RCPT TO:<j\u00f6rg@example.net>"));
+    assert.match((await c.reply()).text, /^553 5\.6\.7 .*invalid UTF-8/);
+    c.write(Buffer.concat([Buffer.from("RCPT TO:<"), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from("@example.net>\r\n")])); // a surrogate
+    assert.match((await c.reply()).text, /^553 5\.6\.7 /);
+    await c.cmd("RCPT TO:<j\u00f6rg@example.net>", 250); // the same address in UTF-8
+    await c.cmd("DATA", 354);
+    c.write("Subject: x\r\n\r\nx\r\n.\r\n");
+    const e = await readEntry(s.dir, queuedId(await c.reply()));
+    assert.equal(e.meta.sender, "ok@example.de");
+    assert.deepEqual(e.meta.recipients.map((r) => r.address), ["j\u00f6rg@example.net"]);
+    assert.ok(!JSON.stringify(e.meta).includes("\ufffd"), "no U+FFFD in the stored envelope");
+    await s.close();
+  });
+
   test("a DATA line longer than 1000 octets → 554, nothing spooled, session continues", async () => {
     const s = await startInbound();
     const c = await session(s.port);
