@@ -108,11 +108,16 @@ export const configSchema = z
         recipientsPerMessage: z.number().int().min(1).default(100),
         connections: z.number().int().min(1).default(100),
         connectionsPerClient: z.number().int().min(1).default(20),
+        // Slots kept for clients inside relay.allowedNetworks (default: a tenth of connections).
+        reservedConnections: z.number().int().min(0).optional(),
         commandTimeout: duration.default("5m"),
         dataTimeout: duration.default("10m"),
+        // Idle timeouts while 80% of the connection slots are in use (Postfix stress mode).
+        stressTimeout: duration.default("10s"),
         maxErrors: z.number().int().min(1).default(10),
       })
       .strict()
+      .transform((l) => ({ ...l, reservedConnections: l.reservedConnections ?? Math.floor(l.connections / 10) }))
       .default({}),
     dns: z
       .object({
@@ -190,6 +195,9 @@ export const configSchema = z
     // The admin API can delete and bounce mail: never reachable from the network without a token.
     if (c.admin.listen && !isLoopbackHost(c.admin.listen) && !c.admin.token) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["admin", "token"], message: `admin.listen ${c.admin.listen} is not a loopback address, so admin.token is required` });
+    }
+    if (c.limits.reservedConnections >= c.limits.connections) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["limits", "reservedConnections"], message: `expected fewer than limits.connections (${c.limits.connections}), got ${c.limits.reservedConnections}` });
     }
     if (c.delivery.retry.minDelay > c.delivery.retry.maxDelay) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "retry", "minDelay"], message: "expected minDelay <= maxDelay" });

@@ -9,6 +9,7 @@ import type { Clock } from "../io/clock.js";
 import type { Logger } from "../io/log.js";
 import type { Spool, SpoolWriter } from "../spool/spool.js";
 import { CommandReader, DataReader } from "./protocol.js";
+import { admit, idleTimeout, underStress } from "./admission.js";
 import { ServerSession } from "./server-session.js";
 
 export interface SmtpServerDeps {
@@ -84,6 +85,20 @@ export class SmtpServer {
     return ipInNetworks(ip, this.nets);
   }
 
+  /** Most connection slots are in use: idle timeouts are limits.stressTimeout (admission.ts). */
+  stressed = false;
+
+  private updateStress(): void {
+    const now = underStress(this.conns.size, this.deps.config.limits.connections);
+    if (now === this.stressed) return;
+    this.stressed = now;
+    if (now) {
+      this.deps.logger.warn({ connections: this.conns.size, stressTimeout: this.deps.config.limits.stressTimeout }, "overload: short idle timeouts");
+      // Connections already open get the short timeouts too: they are the ones holding slots.
+      for (const c of this.conns) c.timeoutsChanged();
+    } else this.deps.logger.info({ connections: this.conns.size }, "overload over");
+  }
+
   private accept(socket: net.Socket, implicitTls: boolean): void {
     const ip = socket.remoteAddress ?? "unknown";
     const { config, logger } = this.deps;
@@ -93,22 +108,26 @@ export class SmtpServer {
       return;
     }
     const perIp = this.perIp.get(ip) ?? 0;
-    if (this.conns.size >= config.limits.connections || perIp >= config.limits.connectionsPerClient) {
-      logger.warn({ client: ip, total: this.conns.size, perIp }, "connection limit reached");
+    const relayAllowed = this.relayAllowed(ip);
+    const admission = admit({ total: this.conns.size, perClient: perIp, relayAllowed, limits: config.limits });
+    if (!admission.accept) {
+      logger.warn({ client: ip, total: this.conns.size, perIp, limit: admission.reason }, "connection limit reached");
       socket.end(`421 4.7.0 ${config.hostname} Error: too many connections, try again later\r\n`);
       setTimeout(() => socket.destroy(), 2000).unref();
       return;
     }
     this.perIp.set(ip, perIp + 1);
-    const conn = new Connection(this, socket, ip, implicitTls);
+    const conn = new Connection(this, socket, ip, relayAllowed, implicitTls);
     this.conns.add(conn);
     conn.onClose = () => {
       this.conns.delete(conn);
       const n = (this.perIp.get(ip) ?? 1) - 1;
       if (n <= 0) this.perIp.delete(ip);
       else this.perIp.set(ip, n);
+      this.updateStress();
       if (this.closing && this.conns.size === 0) this.drained?.();
     };
+    this.updateStress();
     conn.start();
   }
 
@@ -164,14 +183,14 @@ class Connection {
   private readonly log: Logger;
   private readonly cfg: Config;
 
-  constructor(private readonly server: SmtpServer, private socket: net.Socket, private readonly ip: string, implicitTls: boolean) {
+  constructor(private readonly server: SmtpServer, private socket: net.Socket, private readonly ip: string, private readonly relayAllowed: boolean, implicitTls: boolean) {
     this.cfg = server.deps.config;
     this.started = server.deps.clock.now();
     this.log = server.deps.logger.child({ client: ip, port: socket.remotePort });
     this.session = new ServerSession({
       config: this.cfg,
       clientIp: ip,
-      relayAllowed: server.relayAllowed(ip),
+      relayAllowed,
       tlsAvailable: !implicitTls && !!server.secureContext,
       secure: implicitTls,
     });
@@ -195,8 +214,24 @@ class Connection {
     this.commandDeadline = setTimeout(() => {
       if (!this.data && !this.busy && !this.upgrading) this.onTimeout();
       else this.armCommandDeadline();
-    }, this.cfg.limits.commandTimeout);
+    }, this.commandTimeout());
     this.commandDeadline.unref();
+  }
+
+  /** limits.commandTimeout, or limits.stressTimeout while the server is crowded. */
+  private commandTimeout(): number {
+    return idleTimeout(this.cfg.limits.commandTimeout, this.cfg.limits.stressTimeout, this.server.stressed);
+  }
+
+  private dataTimeout(): number {
+    return idleTimeout(this.cfg.limits.dataTimeout, this.cfg.limits.stressTimeout, this.server.stressed);
+  }
+
+  /** The server entered stress: apply the shorter timeouts from now on. */
+  timeoutsChanged(): void {
+    if (this.closed) return;
+    this.socket.setTimeout(this.data ? this.dataTimeout() : this.commandTimeout());
+    if (!this.data) this.armCommandDeadline();
   }
 
   /**
@@ -211,7 +246,7 @@ class Connection {
 
   private attach(s: net.Socket): void {
     s.setNoDelay(true);
-    s.setTimeout(this.cfg.limits.commandTimeout);
+    s.setTimeout(this.commandTimeout());
     s.on("data", (chunk: Buffer) => this.onData(chunk));
     s.on("timeout", () => this.onTimeout());
     s.on("error", (e) => this.log.debug({ err: e.message }, "socket error"));
@@ -254,7 +289,7 @@ class Connection {
         this.log.info({ unsent: sock.writableLength }, "client not reading replies, closing");
         done(false);
         this.destroy();
-      }, this.cfg.limits.commandTimeout);
+      }, this.commandTimeout());
       timer.unref();
       sock.on("drain", onDrain);
       this.drainWait = () => done(false);
@@ -379,7 +414,7 @@ class Connection {
           return;
         }
         this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now() };
-        this.socket.setTimeout(this.cfg.limits.dataTimeout);
+        this.socket.setTimeout(this.dataTimeout());
         try {
           await writer.write(Buffer.from(this.session.receivedHeader(writer.id, new Date(this.server.deps.clock.now())), "latin1"));
         } catch (e) {
@@ -430,7 +465,7 @@ class Connection {
     if (!res.done) return;
     // End of data: everything after the final dot goes back to the command stream.
     this.data = undefined;
-    this.socket.setTimeout(this.cfg.limits.commandTimeout);
+    this.socket.setTimeout(this.commandTimeout());
     this.armCommandDeadline();
     if (res.rest && res.rest.length) {
       this.inbox.unshift(res.rest);
@@ -492,7 +527,7 @@ class Connection {
     raw.removeAllListeners("close");
     raw.on("close", () => this.finish());
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.server.secureContext! });
-    const t = setTimeout(() => secure.destroy(), this.cfg.limits.commandTimeout);
+    const t = setTimeout(() => secure.destroy(), this.commandTimeout());
     await new Promise<void>((resolve) => {
       secure.once("secure", () => resolve());
       secure.once("error", (e) => {

@@ -599,6 +599,41 @@ describe("limits", () => {
     await s.close();
   });
 
+  test("overload: outsiders cannot take the reserved slots, and idle timeouts shrink to stressTimeout", { timeout: 30_000 }, async () => {
+    // 10 slots, 2 reserved for relay clients (127.0.0.1); stress from 8 connections (80%).
+    const s = await startInbound({
+      relay: { allowedNetworks: ["127.0.0.1/32"] },
+      limits: { connections: 10, connectionsPerClient: 10, reservedConnections: 2, commandTimeout: "60s", stressTimeout: "1s" },
+    });
+    // Control: one idle outsider on a quiet server keeps the normal timeout.
+    const first = await RawClient.connect(s.port, { localAddress: "127.0.0.230" });
+    assert.equal((await first.reply()).code, 220);
+    assert.equal(await first.closedWithin(1800), false, "no stress, no short timeout");
+    // 30 more outsiders: only 10 - 2 - 1 = 7 get a slot.
+    const hogs = await Promise.all(Array.from({ length: 30 }, (_, i) => RawClient.connect(s.port, { localAddress: `127.0.0.${231 + (i % 15)}` })));
+    const codes = await Promise.all(hogs.map((h) => h.reply(3000).then((r) => r.code)));
+    assert.equal(codes.filter((c) => c === 220).length, 7, `greetings: ${codes.join(",")}`);
+    assert.equal(codes.filter((c) => c === 421).length, 23);
+    // A relay client still gets in at once and is served.
+    const t0 = Date.now();
+    const ok = await session(s.port);
+    queuedId(await sendMessage(ok, "a@example.org", ["b@example.net"], "Subject: reserved\r\n\r\nin\r\n"));
+    assert.ok(Date.now() - t0 < 2000, "served without waiting for the hogs");
+    // Under stress every idle outsider (the first one too) is cut after stressTimeout, not 60 s.
+    const held = [first, ...hogs.filter((_, i) => codes[i] === 220)];
+    const cut = await Promise.all(held.map((h) => h.closedWithin(4000)));
+    assert.equal(cut.filter(Boolean).length, held.length, "idle outsiders cut under stress");
+    assert.match(await first.drain(0), /421 4\.4\.2 .*timeout exceeded/);
+    // Stress over: the normal timeout again.
+    ok.destroy();
+    assert.ok(await eventually(() => s.server.connectionCount === 0, 3000));
+    assert.equal(s.server.stressed, false);
+    const later = await RawClient.connect(s.port, { localAddress: "127.0.0.230" });
+    assert.equal((await later.reply()).code, 220);
+    assert.equal(await later.closedWithin(1800), false, "normal timeout once the overload is over");
+    await s.close();
+  });
+
   test("command timeout → 421 4.4.2 and close", async () => {
     const s = await startInbound({ limits: { commandTimeout: "1s", dataTimeout: "5s" } });
     const c = await session(s.port);

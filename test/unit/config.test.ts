@@ -133,3 +133,15 @@ test("config: overrides are applied, siblings keep their defaults", () => {
   assert.equal(c.limits.maxErrors, 10);
   assert.deepEqual(c.relay.allowedNetworks, ["10.0.0.0/8"]);
 });
+
+test("config: limits.reservedConnections defaults to a tenth of limits.connections and must stay below it; stressTimeout 10 s", () => {
+  assert.equal(parseConfig({}).limits.reservedConnections, 10);
+  assert.equal(parseConfig({ limits: { connections: 20 } }).limits.reservedConnections, 2);
+  assert.equal(parseConfig({ limits: { connections: 5 } }).limits.reservedConnections, 0);
+  assert.equal(parseConfig({ limits: { connections: 20, reservedConnections: 5 } }).limits.reservedConnections, 5);
+  assert.deepEqual(problems({ limits: { connections: 4, reservedConnections: 4 } }), ["limits.reservedConnections: expected fewer than limits.connections (4), got 4"]);
+  assert.match(problems({ limits: { reservedConnections: -1 } })[0]!, /^limits\.reservedConnections: /);
+  assert.equal(parseConfig({}).limits.stressTimeout, 10_000);
+  assert.equal(parseConfig({ limits: { stressTimeout: "3s" } }).limits.stressTimeout, 3000);
+  assert.match(problems({ limits: { stressTimeout: "soon" } })[0]!, /^limits\.stressTimeout: expected a duration/);
+});
