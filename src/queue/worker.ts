@@ -17,7 +17,7 @@ import type { Spool } from "../spool/spool.js";
 import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
-import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
+import { buildDsn, dsnRecipientsFor, headerBlockFrom, mayReturnBody } from "../bounce/dsn.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
 
 /** What the queue reports as it works (metrics are built from these in main.ts). */
@@ -661,7 +661,7 @@ export class QueueManager {
       return;
     }
     const head = await spool.readHead(meta.id, 64 * 1024);
-    const full = meta.params.ret === "FULL" && meta.size <= RET_FULL_MAX ? await spool.readHead(meta.id, RET_FULL_MAX) : undefined;
+    const full = mayReturnBody(meta) && meta.size <= RET_FULL_MAX ? await spool.readHead(meta.id, RET_FULL_MAX) : undefined;
     const dsn = buildDsn({
       reportingMta: config.hostname,
       original: meta,

@@ -228,7 +228,7 @@ export class ServerSession {
     // RFC 5321 §4.5.1: <Postmaster> without a domain MUST be accepted, from anyone; it is
     // delivered to the `postmaster` address (default postmaster@<hostname>).
     const pm = /^\s*<postmaster>((?:\s.*)?)$/is.exec(m[1]!);
-    const postmaster = pm ? this.env.config.postmaster ?? `postmaster@${this.host}` : undefined;
+    const postmaster = pm ? this.env.config.postmaster : undefined;
     const path = pm ? parsePath(`<${postmaster}>${pm[1]}`, false, false) : parsePath(m[1]!, !!this.tx.params.smtputf8, false);
     if ("error" in path) {
       const utf = path.error.includes("SMTPUTF8");

@@ -495,7 +495,7 @@ class Connection {
           sender: tx.sender?.address ?? "",
           recipients: tx.recipients,
           nowMs: this.server.deps.clock.now(),
-          client: { ip: this.ip, port: this.socket.remotePort, helo: this.session.helo, tls: this.session.secure },
+          client: { ip: this.ip, port: this.socket.remotePort, helo: this.session.helo, tls: this.session.secure, relayAllowed: this.relayAllowed },
           params: tx.params,
           eightBit: d.reader.eightBit,
         }),

@@ -544,7 +544,8 @@ describe("limits", () => {
   });
 
   test("RCPT TO:<Postmaster> is accepted from anyone (RFC 5321 §4.5.1) and goes to the postmaster address", async () => {
-    const s = await startInbound({ relay: { allowedNetworks: ["127.0.0.1/32"] }, postmaster: "hostmaster@example.org" });
+    // The postmaster address must be local or routed (never MX-delivered on a stranger's behalf).
+    const s = await startInbound({ relay: { allowedNetworks: ["127.0.0.1/32"] }, postmaster: "hostmaster@example.org", routes: { "example.org": ["127.0.0.1:9"] } });
     const outsider = await session(s.port, { localAddress: "127.0.0.2" });
     await outsider.cmd("MAIL FROM:<someone@example.net>", 250);
     assert.match((await outsider.cmd("RCPT TO:<PostMaster>", 250)).text, /^250 2\.1\.5 /);
@@ -555,12 +556,14 @@ describe("limits", () => {
     const id = queuedId(await outsider.reply(5000));
     const e = await readEntry(s.dir, id);
     assert.deepEqual(e.meta.recipients.map((r) => r.address), ["hostmaster@example.org"]);
+    assert.equal(e.meta.client.relayAllowed, false, "the envelope marks the stranger");
     await s.close();
     // Without a configured address it is postmaster@<hostname>.
     const d = await startInbound({});
     const c = await session(d.port);
     const meta = (await readEntry(d.dir, queuedId(await sendMessage(c, "a@example.org", ["Postmaster"], "x\r\n")))).meta;
     assert.deepEqual(meta.recipients.map((x) => x.address), [`postmaster@${d.config.hostname}`]);
+    assert.equal(meta.client.relayAllowed, true);
     await d.close();
   });
 
