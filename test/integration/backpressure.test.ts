@@ -50,7 +50,13 @@ after(async () => {
 });
 
 function rssMB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return 0; // gone: alive() reports it with mxd's stderr
+  }
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
   return m ? Number(m[1]) / 1024 : 0;
 }
 
@@ -174,6 +180,7 @@ async function floodAndCheck(name: string, conns: number, perConn: number, line:
   const floods = Array.from({ length: conns }, (_, i) => flood(`127.0.0.${230 + (i % 20)}`, line, perConn, COMMAND_TIMEOUT_MS * 3 + 10_000));
   try {
     await sleep(500);
+    assert.ok(alive(), `mxd is alive (exit ${mxd.proc.proc.exitCode ?? mxd.proc.proc.signalCode}; stderr: ${mxd.proc.stderr.slice(-20).join("\n")}; last log: ${mxd.proc.stdout.slice(-3).join("\n")})`);
     const servedMs = await ordinaryClientServed(`${name}: during the flood`);
     const sent = (await Promise.all(floods.map((f) => f.written))).reduce((a, n) => a + n, 0);
     // The flooders are still connected and still not reading: mxd must close them itself.
@@ -188,7 +195,7 @@ async function floodAndCheck(name: string, conns: number, perConn: number, line:
         `mxd RSS ${baseRss.toFixed(0)} → peak ${peak.toFixed(0)} MB (+${(peak - baseRss).toFixed(1)}); ordinary client served in ${servedMs} ms; ` +
         (cut ? `flooders closed by mxd ${cutMs} ms after the flood` : `${serverConnections()} flooders still connected`),
     );
-    assert.ok(alive(), "mxd is alive");
+    assert.ok(alive(), `mxd is alive (exit ${mxd.proc.proc.exitCode ?? mxd.proc.proc.signalCode}; stderr: ${mxd.proc.stderr.slice(-20).join("\n")}; last log: ${mxd.proc.stdout.slice(-3).join("\n")})`);
     assert.ok(peak - baseRss < RSS_BOUND_MB, `${name}: mxd RSS grew by ${(peak - baseRss).toFixed(1)} MB (bound ${RSS_BOUND_MB} MB)`);
     assert.ok(cut, `${name}: mxd closes connections that never read their replies (within commandTimeout)`);
   } finally {
