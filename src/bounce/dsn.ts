@@ -36,7 +36,7 @@ export interface DsnInput {
   /**
    * The whole original message (header block included), when RET=FULL and the caller judged it
    * small enough to return. A buffer that does not begin with `originalHeaders` is taken to be the
-   * body alone and is attached after them. Ignored unless original.params.ret is "FULL".
+   * body alone and is attached after them. Ignored unless mayReturnBody(original) (RET=FULL from a client with relay rights).
    */
   originalBody?: Buffer | undefined;
   /** MIME boundary; fixed in golden tests. Default: derived from the queue id, time and host. */
@@ -120,6 +120,16 @@ export function headerBlockFrom(buf: Buffer): Buffer {
 // ---------------------------------------------------------------------------------------------
 // The report
 
+/**
+ * May a DSN about `original` carry its body (message/rfc822)? Only when the sender asked for it
+ * (RFC 3461 §4.3 RET=FULL) and the message came from a client with relay rights: a stranger's
+ * envelope sender is unverified, and returning the body to it would let anyone deliver any text
+ * to any address through mxd's bounces (backscatter). Such mail gets the headers at most.
+ */
+export function mayReturnBody(original: Pick<MessageMeta, "params" | "client">): boolean {
+  return original.params.ret === "FULL" && original.client?.relayAllowed !== false;
+}
+
 export function buildDsn(input: DsnInput): DsnMessage {
   const { original, action, now } = input;
   if (original.sender === "") throw new Error("buildDsn: a message from the null sender is never bounced (RFC 3461 §6.2)");
@@ -134,10 +144,9 @@ export function buildDsn(input: DsnInput): DsnMessage {
   // Part 3: the original, in full only when the sender asked for it (RFC 3461 §4.3 RET=FULL) and
   // the caller supplied it; otherwise its headers (RET=HDRS, or no RET: RFC 3461 §4.3 leaves the
   // default to the MTA, and headers are what nearly every MTA returns).
-  const ret = original.params.ret;
   const headers = normaliseLines(input.originalHeaders, true);
   let attachment: { type: "message/rfc822" | "text/rfc822-headers"; content: Buffer } | undefined;
-  if (ret === "FULL" && input.originalBody && input.originalBody.length > 0) {
+  if (mayReturnBody(original) && input.originalBody && input.originalBody.length > 0) {
     const whole = startsWith(input.originalBody, input.originalHeaders)
       ? input.originalBody
       : Buffer.concat([input.originalHeaders, Buffer.from(CRLF), input.originalBody]);

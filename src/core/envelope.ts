@@ -46,6 +46,13 @@ export interface ClientInfo {
   helo?: string;
   tls?: boolean;
   reverseName?: string;
+  /**
+   * The client was inside relay.allowedNetworks. false: a stranger (mail for <Postmaster> or a
+   * local drop domain), whose envelope sender is unverified, so a DSN never carries the message
+   * body back to it (bounce/dsn.ts mayReturnBody). Absent in entries written before this field
+   * existed: treated as true.
+   */
+  relayAllowed?: boolean;
 }
 
 export interface EsmtpParams {

@@ -17,7 +17,7 @@ import type { Spool } from "../spool/spool.js";
 import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
-import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
+import { buildDsn, dsnRecipientsFor, headerBlockFrom, mayReturnBody } from "../bounce/dsn.js";
 import { excerpt } from "../core/smtp-reply.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
 
@@ -786,7 +786,7 @@ export class QueueManager {
       return;
     }
     const head = await spool.readHead(meta.id, 64 * 1024);
-    const full = meta.params.ret === "FULL" && meta.size <= RET_FULL_MAX ? await spool.readHead(meta.id, RET_FULL_MAX) : undefined;
+    const full = mayReturnBody(meta) && meta.size <= RET_FULL_MAX ? await spool.readHead(meta.id, RET_FULL_MAX) : undefined;
     const dsn = buildDsn({
       reportingMta: config.hostname,
       original: meta,
