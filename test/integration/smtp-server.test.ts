@@ -373,7 +373,7 @@ describe("SMTP smuggling (SEC Consult)", () => {
         else assert.equal(added.length, 0);
         for (const id of added) assert.equal((await readEntry(s.dir, id)).meta.sender, "real@example.org");
         for (const e of await readAll(s.dir)) assert.notEqual(e.meta.sender, "evil@x");
-        assert.deepEqual(await listDir(join(s.dir, "tmp")), [], "refused message left in tmp/");
+        assert.deepEqual(await listDir(join(s.dir, "bodies")), [], "refused message left a body file");
       });
     }
   }
@@ -660,7 +660,7 @@ describe("limits", () => {
     assert.match(r.text, /^421 4\.4\.2 /);
     assert.ok(Date.now() - t0 < 3500, "data timeout did not use limits.dataTimeout");
     assert.ok(await c.closedWithin(2000));
-    assert.ok(await eventually(async () => (await listDir(join(s.dir, "tmp"))).length === 0, 2000), "tmp/ not cleaned");
+    assert.ok(await eventually(async () => (await listDir(join(s.dir, "bodies"))).length === 0, 2000), "bodies/ not cleaned");
     assert.deepEqual(await queueIds(s.dir), []);
     await s.close();
   });
@@ -674,7 +674,7 @@ describe("limits", () => {
     c.write("Subject: gone\r\n\r\n" + "x".repeat(500) + "\r\n");
     await sleep(100);
     c.destroy();
-    assert.ok(await eventually(async () => (await listDir(join(s.dir, "tmp"))).length === 0, 2000), "tmp/ not cleaned");
+    assert.ok(await eventually(async () => (await listDir(join(s.dir, "bodies"))).length === 0, 2000), "bodies/ not cleaned");
     assert.deepEqual(await queueIds(s.dir), []);
     await s.close();
   });
