@@ -6,6 +6,7 @@ import { resolveConfig } from "./cli/resolve-config.js";
 import { startDaemon } from "./main.js";
 import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
+import { spoolCommand } from "./cli/spool.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -15,6 +16,7 @@ commands:
   queue list|show|flush|delete|bounce|hold|release|pause|resume [...]
                                                inspect and manage the queue (mxd queue --help)
   status [--json]                              is mxd running, listeners, queue counts, pauses, last errors
+  spool check [--json]                         verify the spool journal: checksums, damage, unreadable states
 
 --config FILE defaults to ./mxd.json when it exists, else the embedded default config.
 exit codes: 0 success, 1 operation failed, 2 usage or configuration error`;
@@ -71,6 +73,8 @@ async function main(argv: string[]): Promise<number> {
         return await queueCommand(rest);
       case "status":
         return await statusCommand(rest);
+      case "spool":
+        return await spoolCommand(rest);
       case undefined:
       case "help":
       case "--help":
