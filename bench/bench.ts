@@ -162,7 +162,7 @@ async function benchSubmit(base: string): Promise<void> {
 
   const mxd = await startMxd(mxdBase(base, "submit", { delivery: { enabled: false } }));
   const r2 = await smtpSource(`${mxd.host}:${mxd.port}`, MESSAGES, SESSIONS, "sink@pf.test");
-  results.push({ name: "mxd (fsync per message, delivery off)", ...r2, rss: memMB(mxd.pid, "VmHWM") });
+  results.push({ name: "mxd (journal, group commit, delivery off)", ...r2, rss: memMB(mxd.pid, "VmHWM") });
   await mxd.stop();
 
   if (isRoot && peerPath("postfix")) {

@@ -47,6 +47,11 @@ export interface RecipientResult {
   ip?: string;
   port?: number;
   tls?: TlsInfo;
+  /**
+   * Nothing was attempted: every host was busy with our own deliveries (perHostConcurrency).
+   * The worker retries within seconds and counts no attempt.
+   */
+  retrySoon?: boolean;
 }
 
 export interface Courier {

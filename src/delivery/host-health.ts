@@ -28,6 +28,8 @@ const MAX_DEAD = 10_000;
 
 export class HostHealth {
   private readonly inFlight = new Map<string, number>();
+  /** Deliveries waiting for a slot of a busy host, in arrival order (at most perHostConcurrency). */
+  private readonly waiters = new Map<string, (() => void)[]>();
   private readonly dead = new Map<string, { reason: string; until: number }>();
 
   constructor(private readonly o: HostHealthOptions) {}
@@ -49,11 +51,39 @@ export class HostHealth {
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
   }
 
-  /** The delivery to `key` is over, whatever its result. */
+  /** The delivery to `key` is over, whatever its result; the first waiter may go. */
   end(key: string): void {
     const n = (this.inFlight.get(key) ?? 1) - 1;
     if (n > 0) this.inFlight.set(key, n);
     else this.inFlight.delete(key);
+    const w = this.waiters.get(key);
+    const next = w?.shift();
+    if (w && !w.length) this.waiters.delete(key);
+    next?.();
+  }
+
+  /**
+   * Wait (FIFO) for a slot of the busy host `key`. At most perHostConcurrency deliveries wait
+   * per host — a healthy host's slots turn over fast and are refilled at once — so waiters of
+   * a host that hangs (a blackhole) hold only a bounded number of delivery slots. Returns
+   * undefined when the wait queue is full; else `wait` resolves when a slot frees up and
+   * `cancel` gives up the place.
+   */
+  queueFor(key: string): { wait: Promise<void>; cancel: () => void } | undefined {
+    const list = this.waiters.get(key) ?? [];
+    if (list.length >= this.o.perHostConcurrency) return undefined;
+    let wake!: () => void;
+    const wait = new Promise<void>((r) => (wake = r));
+    list.push(wake);
+    this.waiters.set(key, list);
+    const cancel = () => {
+      const l = this.waiters.get(key);
+      if (!l) return;
+      const i = l.indexOf(wake);
+      if (i >= 0) l.splice(i, 1);
+      if (!l.length) this.waiters.delete(key);
+    };
+    return { wait, cancel };
   }
 
   /** The host failed as a host (refused, timed out, no greeting): skip it for deadHostTime. */

@@ -53,6 +53,8 @@ interface LastError {
   /** … or a local diagnostic like "connection refused". */
   detail?: string;
   status: string;
+  /** The host was only busy (its slots taken by our own deliveries): no attempt was made. */
+  busy?: boolean;
 }
 
 interface AttemptResult {
@@ -109,12 +111,16 @@ export class SmtpCourier implements Courier {
     const results = new Map<number, RecipientResult>();
     let last: LastError | undefined;
     let stopped = false;
+    // Was every destination only busy (its slots taken by our own deliveries)? Then nothing
+    // was attempted: the recipients are retried soon, without counting an attempt.
+    let onlyBusy = true;
     const run = async (dests: readonly Destination[]) => {
       for (const dest of dests) {
         const pending = req.recipients.map((_, i) => i).filter((i) => !results.has(i));
         if (pending.length === 0 || stopped) return;
         const r = await this.attempt(dest, req, pending, log);
         for (const [i, res] of r.final) results.set(i, res);
+        if (r.final.size || !r.error?.busy) onlyBusy = false;
         if (r.error) last = r.error;
         if (r.stop) stopped = true;
       }
@@ -127,7 +133,10 @@ export class SmtpCourier implements Courier {
       await run(fallbacks);
     }
 
-    return req.recipients.map((r, i) => results.get(i) ?? this.exhausted(r.address, req.domain, plan.destinations.length, last));
+    return req.recipients.map((r, i) => {
+      const res = results.get(i) ?? this.exhausted(r.address, req.domain, plan.destinations.length, last);
+      return onlyBusy && last?.busy && !results.has(i) ? { ...res, retrySoon: true } : res;
+    });
   }
 
   /** The result for a recipient still pending after every destination failed. */
@@ -154,14 +163,26 @@ export class SmtpCourier implements Courier {
   private async attempt(dest: Destination, req: DeliveryRequest, pending: number[], log: Logger): Promise<AttemptResult> {
     const key = `${dest.ip}|${dest.port}`;
     const at = { mx: dest.host, ip: dest.ip, port: dest.port };
-    const adm = this.health.admit(key);
+    let adm = this.health.admit(key);
+    // A busy host: wait in its (bounded) queue for a slot, at most the connect timeout.
+    const waitUntil = Date.now() + this.config.delivery.timeouts.connect;
+    while (!adm.ok && adm.why === "busy" && Date.now() < waitUntil) {
+      const q = this.health.queueFor(key);
+      if (!q) break;
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([q.wait.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(0, waitUntil - Date.now()))))]);
+      clearTimeout(timer);
+      q.cancel();
+      if (timedOut) break;
+      adm = this.health.admit(key);
+    }
     if (!adm.ok) {
       const detail =
         adm.why === "dead"
           ? `host recently failed: ${adm.reason}, skipped until ${new Date(adm.until).toISOString()}`
           : `host busy: ${adm.inFlight} deliveries in progress (delivery.perHostConcurrency), skipped`;
       log.info({ ...at, error: detail }, "host skipped");
-      return { final: new Map(), error: { dest, detail, status: "4.4.1" } };
+      return { final: new Map(), error: { dest, detail, status: "4.4.1", busy: adm.why === "busy" } };
     }
     this.health.begin(key);
     try {

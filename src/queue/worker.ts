@@ -582,6 +582,7 @@ export class QueueManager {
     // Outcomes of each domain are persisted as soon as that domain finishes (serialised per
     // message), so a crash never re-sends to recipients that were already delivered.
     let chain = Promise.resolve();
+    const soon = new Set<RecipientState>();
     const jobs = [...groups].map(([domain, rcpts]) =>
       this.domainQueue(domain)
         .add(() =>
@@ -604,7 +605,7 @@ export class QueueManager {
         .then((results) => {
           if (!results) return chain;
           chain = chain.then(async () => {
-            this.apply(meta, rcpts, results, failedNow, log);
+            this.apply(meta, rcpts, results, failedNow, soon, log);
             // A failure and the DSN it owes are one record; a message with nothing left
             // to do is recorded by its removal instead.
             if (pendingRecipients(meta).length || rcpts.some((r) => r.dsnOwed)) await this.persist(meta, log);
@@ -618,7 +619,10 @@ export class QueueManager {
     const now = clock.now();
     // Recipients at paused destinations were not attempted: they neither retry nor expire now.
     const pending = pendingRecipients(meta).filter((r) => !this.isPaused(r.domain));
-    if (pending.length) {
+    if (pending.length && pending.every((r) => soon.has(r)) && !isExpired(Date.parse(meta.receivedAt), now, config.delivery.maxQueueTime)) {
+      // Only busy hosts this time (no attempt made): again in 1–2 s, not after a backoff.
+      meta.nextAttemptAt = new Date(now + 1000 + Math.floor(this.random() * 1000)).toISOString();
+    } else if (pending.length) {
       const receivedAt = Date.parse(meta.receivedAt);
       const attempts = Math.max(...pending.map((r) => r.attempts));
       const next = nextAttemptAt({ attempts, receivedAtMs: receivedAt, nowMs: now, policy: config.delivery.retry, maxQueueTime: config.delivery.maxQueueTime, random: this.random });
@@ -725,7 +729,7 @@ export class QueueManager {
     }
   }
 
-  private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], failedNow: RecipientState[], log: Logger): void {
+  private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], failedNow: RecipientState[], soon: Set<RecipientState>, log: Logger): void {
     const nowIso = new Date(this.deps.clock.now()).toISOString();
     for (const r of rcpts) {
       const res = results.find((x) => x.recipient === r.address) ?? {
@@ -738,6 +742,12 @@ export class QueueManager {
       // Whatever the courier says is kept as a short excerpt: a remote's reply never grows the
       // state file, a log line or a bounce (couriers bound it already; this holds for any).
       const reply = excerpt(res.reply);
+      if (res.retrySoon && res.outcome === "transient") {
+        // Not an attempt: the host was busy with our own deliveries. Retried within seconds.
+        soon.add(r);
+        log.debug({ rcpt: r.address, reply }, "destination busy; retrying soon");
+        continue;
+      }
       const rec: AttemptRecord = { at: nowIso, outcome: res.outcome, reply, status: excerpt(res.status, 16), remote: res.remote };
       if (res.mx) rec.mx = excerpt(res.mx, 255);
       if (res.ip) rec.ip = res.ip;

@@ -70,3 +70,23 @@ test("HostHealth: a skipped host says why and until when", () => {
   now = 65_000;
   assert.deepEqual(h.admit(A), { ok: true });
 });
+
+test("busy host: a bounded FIFO wait queue; end() wakes the first waiter; a full queue says no", async () => {
+  const h = new HostHealth({ perHostConcurrency: 2, deadHostTime: 0, now: () => 0 });
+  h.begin("k");
+  h.begin("k");
+  const order: string[] = [];
+  const a = h.queueFor("k")!;
+  const b = h.queueFor("k")!;
+  assert.equal(h.queueFor("k"), undefined, "at most perHostConcurrency wait");
+  void a.wait.then(() => order.push("a"));
+  void b.wait.then(() => order.push("b"));
+  h.end("k");
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, ["a"]);
+  b.cancel();
+  h.end("k");
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, ["a"], "a cancelled waiter is not woken");
+  assert.ok(h.queueFor("k"), "places free again");
+});
