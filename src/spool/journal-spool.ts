@@ -400,7 +400,7 @@ export class JournalSpool implements Spool {
     return p;
   }
 
-  private async readAt(seg: number, off: number, len: number): Promise<Buffer> {
+  async readAt(seg: number, off: number, len: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(len);
     if (!len) return buf;
     const s = this.segs.get(seg);
@@ -453,6 +453,34 @@ export class JournalSpool implements Spool {
     }
     if (e.external) return createReadStream(this.externalPath(id), { highWaterMark: 64 * 1024 });
     if (e.bodyLen === 0) return Readable.from([]);
+    if (e.bodyLen <= this.inlineMax) {
+      // One positional read on the segment's cached descriptor (no open/close per delivery);
+      // inline bodies are at most inlineMax, so this is the same bound as receiving them.
+      // The segment is pinned (readers) from now until the read is done or abandoned, so
+      // compaction cannot delete it under a delivery.
+      const { msgSeg, bodyOff, bodyLen } = e;
+      const seg = this.segs.get(msgSeg);
+      if (seg) seg.readers++;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        if (seg) seg.readers--;
+        this.maybeCollect();
+      };
+      const r = Readable.from(
+        (async function* (spool: JournalSpool) {
+          try {
+            yield await spool.readAt(msgSeg, bodyOff, bodyLen);
+          } finally {
+            release();
+          }
+        })(this),
+        { objectMode: false },
+      );
+      r.once("close", release);
+      return r;
+    }
     const s = this.segs.get(e.msgSeg);
     if (s) s.readers++;
     const stream = createReadStream(join(this.journalDir, segmentName(e.msgSeg)), { start: e.bodyOff, end: e.bodyOff + e.bodyLen - 1, highWaterMark: 64 * 1024 });
