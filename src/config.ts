@@ -150,7 +150,7 @@ const configBase = z
         deadHostTime: duration.default("5m").describe("how long a host that was refused, timed out or did not greet is skipped, for every domain; 0 = never"),
         maxAddressesPerAttempt: z.number().int().min(1).default(5),
         addressPreference: z.enum(["any", "ipv4", "ipv6"]).default("any"),
-        maxMessagesPerConnection: z.number().int().min(1).default(10),
+        maxMessagesPerConnection: z.number().int().min(1).default(100),
         sourceAddress: z.string().optional(),
         retry: z
           .object({ minDelay: duration.default("5m"), maxDelay: duration.default("1h"), jitter: z.number().min(0).max(1).default(0.1) })

@@ -657,13 +657,18 @@ export class SmtpClientSession {
   private async sendBody(open: () => Readable): Promise<SmtpReply | undefined> {
     const stuffer = new DotStuffer();
     let body: Readable | undefined;
+    // The last chunk is held back and written with the final dot: a small message goes out in
+    // one write (one syscall, one segment) instead of two.
+    let held: Uint8Array | undefined;
     try {
       body = open();
       for await (const chunk of body) {
         const buf = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : (chunk as Uint8Array);
         if (this.reader.hasReply) return this.earlyReply(body);
         if (this.reader.failed) throw new SessionError(this.reader.failed.kind, "body", this.reader.failed.message);
-        if (!this.write(stuffer.push(buf))) await this.drain();
+        const out = stuffer.push(buf);
+        if (held && !this.write(held)) await this.drain();
+        held = out;
       }
     } catch (e) {
       // Never finish the DATA with a dot after a read error: that would deliver a truncated
@@ -681,7 +686,8 @@ export class SmtpClientSession {
     }
     // From here on the server may get the whole message: any failure is "after the dot".
     try {
-      if (!this.write(stuffer.end())) await this.drain();
+      const end = stuffer.end();
+      if (!this.write(held?.length ? Buffer.concat([held, end]) : end)) await this.drain();
     } catch (e) {
       const se = e as SessionError;
       throw new SessionError(se.kind, "dataEnd", se.message, true);
