@@ -95,7 +95,12 @@ export class SmtpCourier implements Courier {
       ...(deps.random ? { random: deps.random } : {}),
       ...(deps.localAddresses ? { localAddresses: deps.localAddresses } : {}),
     });
-    this.health = new HostHealth({ perHostConcurrency: deps.config.delivery.perHostConcurrency, deadHostTime: deps.config.delivery.deadHostTime, now: deps.now ?? Date.now });
+    this.health = new HostHealth({
+      perHostConcurrency: deps.config.delivery.perHostConcurrency,
+      // Never skipped longer than the shortest retry interval: the retry policy stays in charge.
+      deadHostTime: Math.min(deps.config.delivery.deadHostTime, deps.config.delivery.retry.minDelay),
+      now: deps.now ?? Date.now,
+    });
     const t = deps.config.delivery.timeouts;
     this.timeouts = { greeting: t.greeting, ehlo: t.ehlo, mail: t.mail, rcpt: t.rcpt, data: t.data, dataBlock: t.dataBlock, dataEnd: t.dataEnd, tls: t.tls };
   }

@@ -160,11 +160,20 @@ export class QueueManager {
     if (!this.controlLoaded) await this.loadControl();
     if (this.deps.offline) return;
     let n = 0;
-    // Index the whole spool before the first attempt: deliveries (and their retries) running
-    // during the scan would compete with it and delay start-up without bound.
+    // Deliveries start once the first part of the queue is indexed (first attempt within a
+    // second or two whatever the queue size); the rest is scheduled as the scan goes on.
+    // Held that long so that the first due messages are attempted in arrival order.
     this.scheduler.hold();
+    const t0 = this.deps.clock.now();
+    let released = false;
+    const release = () => {
+      if (released || !this.deps.config.delivery.enabled) return;
+      released = true;
+      this.scheduler.release();
+    };
     for await (const meta of spool.scan((p) => void this.buryBroken(p.id, p.reason))) {
       if (this.stopped) return;
+      if (!released && (n >= 1000 || this.deps.clock.now() - t0 > 300)) release();
       if (!pendingRecipients(meta).length && !meta.recipients.some((r) => r.dsnOwed)) {
         // Finished but not yet removed when we stopped.
         await spool.remove(meta.id);
@@ -176,8 +185,8 @@ export class QueueManager {
       n++;
     }
     const { paused, pausedDomains } = this.control;
-    logger.info({ recovered: n, held: this.counts().held, paused, pausedDomains }, "queue recovered");
-    if (this.deps.config.delivery.enabled) this.scheduler.release();
+    logger.info({ recovered: n, held: this.counts().held, paused, pausedDomains, ms: this.deps.clock.now() - t0 }, "queue recovered");
+    release();
   }
 
   /**
