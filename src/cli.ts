@@ -7,6 +7,7 @@ import { parseOptions, UsageError } from "./cli/args.js";
 import { startDaemon } from "./main.js";
 import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
+import { spoolCommand } from "./cli/spool.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -17,6 +18,7 @@ commands:
                                                inspect and manage the queue (mxd queue --help)
   status [--json]                              is mxd running, listeners, queue counts, pauses, last errors
   --version                                    print the version
+  spool check [--json]                         verify the spool journal: checksums, damage, unreadable states
 
 --config FILE defaults to ./mxd.json when it exists, else $MXD_CONFIG, else /etc/mxd/mxd.json
 when it exists, else the embedded default config.
@@ -92,6 +94,8 @@ async function main(argv: string[]): Promise<number> {
       case "version":
         console.log(`mxd ${version()}`);
         return 0;
+      case "spool":
+        return await spoolCommand(rest);
       case undefined:
       case "help":
       case "--help":

@@ -8,6 +8,8 @@ import { readFileSync } from "node:fs";
 import { parseCidr } from "./core/cidr.js";
 import { hostKind, isHostName, parseHostPort } from "./core/host-port.js";
 import { describeIssue, displayConfig as displayAsWritten } from "./config-describe.js";
+import { localMailbox } from "./delivery/local-drop.js";
+import { findRoute } from "./delivery/router.js";
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -103,11 +105,22 @@ const listenSchema = z
   })
   .strict();
 
-export const configSchema = z
+const configBase = z
   .object({
     hostname: hostName.default(() => (isHostName(osHostname()) ? osHostname() : "localhost")),
     listen: z.array(listenSchema).min(1).default([{ host: "127.0.0.1", port: 2525, tls: false }]),
     spoolDir: z.string().min(1).default("./spool"),
+    spool: z
+      .object({
+        // Postfix queue_minfree: below this much free space new mail gets 452 4.3.1, so that
+        // state changes, bounces and a restart still have room.
+        minFree: z.union([z.literal(0), size]).default("100MB"),
+        segmentSize: size.default("64MB"),
+        inlineMax: size.default("256KB"),
+        compactAfterSegments: z.number().int().min(1).default(4),
+      })
+      .strict()
+      .default({}),
     tls: z
       .object({ cert: z.string().optional(), key: z.string().optional() })
       .strict()
@@ -125,11 +138,16 @@ export const configSchema = z
         recipientsPerMessage: z.number().int().min(1).default(1000),
         connections: z.number().int().min(1).default(100),
         connectionsPerClient: z.number().int().min(1).default(20),
+        // Slots kept for clients inside relay.allowedNetworks (default: a tenth of connections).
+        reservedConnections: z.number().int().min(0).optional(),
         commandTimeout: duration.default("5m"),
         dataTimeout: duration.default("10m"),
+        // Idle timeouts while 80% of the connection slots are in use (Postfix stress mode).
+        stressTimeout: duration.default("10s"),
         maxErrors: z.number().int().min(1).default(10),
       })
       .strict()
+      .transform((l) => ({ ...l, reservedConnections: l.reservedConnections ?? Math.floor(l.connections / 10) }))
       .default({}),
     dns: z
       .object({
@@ -145,9 +163,11 @@ export const configSchema = z
         port: port.default(25),
         concurrency: z.number().int().min(1).default(100),
         perDomainConcurrency: z.number().int().min(1).default(20),
+        perHostConcurrency: z.number().int().min(1).default(20).describe("deliveries in progress at once per destination address (IP and port), over all domains"),
+        deadHostTime: duration.default("5m").describe("how long a host that was refused, timed out or did not greet is skipped, for every domain; 0 = never"),
         maxAddressesPerAttempt: z.number().int().min(1).default(5),
         addressPreference: z.enum(["any", "ipv4", "ipv6"]).default("any"),
-        maxMessagesPerConnection: z.number().int().min(1).default(10),
+        maxMessagesPerConnection: z.number().int().min(1).default(100),
         sourceAddress: ipAddress.optional(),
         retry: z
           .object({ minDelay: duration.default("5m"), maxDelay: duration.default("1h"), jitter: z.number().min(0).max(1).default(0.1) })
@@ -195,14 +215,17 @@ export const configSchema = z
       .default({})
       .transform((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.toLowerCase(), v]))),
     dropDir: z.string().min(1).default("./drop"),
-    // RFC 5321 §4.5.1: mail to <Postmaster> (no domain) must be accepted; it goes here.
+    // RFC 5321 §4.5.1: mail to <Postmaster> (no domain) must be accepted from anyone; it goes
+    // here. Unset: the local drop mailbox postmaster@<hostname> (see postmasterDefaults below).
     postmaster: mailboxAddress.optional(),
     bounce: z
       .object({ copyTo: mailboxAddress.optional() })
       .strict()
       .default({}),
   })
-  .strict()
+  .strict();
+
+export const configSchema = configBase
   .superRefine((c, ctx) => {
     const needTls = c.listen.some((l) => l.tls);
     if (needTls && !(c.tls.cert && c.tls.key)) {
@@ -212,10 +235,57 @@ export const configSchema = z
     if (c.admin.listen && !isLoopbackHost(c.admin.listen) && !c.admin.token) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["admin", "token"], message: `admin.listen ${c.admin.listen} is not a loopback address, so admin.token is required` });
     }
+    if (c.limits.reservedConnections >= c.limits.connections) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["limits", "reservedConnections"], message: `expected fewer than limits.connections (${c.limits.connections}), got ${c.limits.reservedConnections}` });
+    }
     if (c.delivery.retry.minDelay > c.delivery.retry.maxDelay) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "retry", "minDelay"], message: "expected minDelay <= maxDelay" });
     }
-  });
+    const pmProblem = postmasterProblem(c);
+    if (pmProblem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["postmaster"], message: pmProblem });
+  })
+  .transform(postmasterDefaults);
+
+type ParsedConfig = Omit<z.output<typeof configBase>, "postmaster"> & { postmaster?: string };
+
+/**
+ * Mail for <Postmaster> is accepted from clients without relay rights, so it must never be
+ * relayed by MX on their behalf (mxd would be an open relay for that one address, and its
+ * bounces a backscatter source): the address has to be a local drop mailbox or have a route.
+ */
+export function postmasterProblem(c: ParsedConfig): string | undefined {
+  if (c.postmaster === undefined) {
+    return hostDomain.test(c.hostname) ? undefined : `hostname ${JSON.stringify(c.hostname)} is not a domain name, so postmaster@<hostname> cannot be the default; set postmaster`;
+  }
+  const domain = c.postmaster.slice(c.postmaster.lastIndexOf("@") + 1).toLowerCase();
+  if (Object.hasOwn(c.localDomains, domain)) {
+    return localMailbox(c.localDomains, c.postmaster) === undefined
+      ? `${JSON.stringify(c.postmaster)} is not a mailbox of localDomains.${domain} (add it to its recipients or set a catchAll)`
+      : undefined;
+  }
+  if (findRoute(c.routes, domain)) return undefined;
+  return `${JSON.stringify(c.postmaster)} is neither a local drop mailbox (localDomains) nor routed (routes); mail to <Postmaster> comes from anyone and must not be relayed by MX`;
+}
+
+const hostDomain = /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
+
+/**
+ * Unset postmaster: postmaster@<hostname>, delivered to the local drop mailbox
+ * dropDir/<hostname>/postmaster (the hostname becomes a local domain with that mailbox, the way
+ * Postfix's mydestination includes $myhostname).
+ */
+function postmasterDefaults<T extends ParsedConfig>(c: T): T & { postmaster: string } {
+  if (c.postmaster !== undefined) return c as T & { postmaster: string };
+  const host = c.hostname.toLowerCase();
+  const postmaster = `postmaster@${host}`;
+  const existing = c.localDomains[host];
+  const local = existing
+    ? localMailbox(c.localDomains, postmaster) === undefined
+      ? { ...existing, recipients: [...existing.recipients, "postmaster"] }
+      : existing
+    : { recipients: ["postmaster"] };
+  return { ...c, postmaster, localDomains: { ...c.localDomains, [host]: local } };
+}
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -6,7 +6,8 @@ import type { Config } from "./config.js";
 import { systemClock, type Clock } from "./io/clock.js";
 import { createLogOutput, type Logger } from "./io/log.js";
 import { createNodeResolver } from "./io/resolver.js";
-import { FsSpool } from "./spool/fs-spool.js";
+import { openSpool } from "./spool/open-spool.js";
+import type { JournalSpool } from "./spool/journal-spool.js";
 import { SmtpServer } from "./smtp/server.js";
 import { QueueManager } from "./queue/worker.js";
 import { createCourier } from "./delivery/factory.js";
@@ -23,7 +24,7 @@ import type { QueueEvents } from "./queue/worker.js";
 export interface Daemon {
   smtp: SmtpServer;
   queue: QueueManager;
-  spool: FsSpool;
+  spool: JournalSpool;
   admin: AdminServer;
   metrics: MxdMetrics;
   logger: Logger;
@@ -36,7 +37,7 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
   const output = opts.logger ? { logger: opts.logger, reopen: () => undefined, flush: () => undefined } : createLogOutput(config.log);
   const logger = output.logger;
   const clock = opts.clock ?? systemClock;
-  const spool = new FsSpool({ dir: config.spoolDir, now: () => clock.now() });
+  const spool = openSpool(config, { now: () => clock.now() });
   const startedAtMs = Date.now();
   const metrics = new MxdMetrics();
   const admin = new AdminServer({ logger, token: config.admin.token });
@@ -62,7 +63,7 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
 
 async function wire(
   config: Config,
-  { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog }: { logger: Logger; clock: Clock; spool: FsSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock; flushLog: () => void },
+  { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog }: { logger: Logger; clock: Clock; spool: JournalSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock; flushLog: () => void },
 ): Promise<Omit<Daemon, "reopenLog">> {
   const { cleaned } = await spool.init();
   if (cleaned) logger.info({ cleaned }, "removed leftovers of interrupted spool writes");
@@ -72,11 +73,13 @@ async function wire(
     tlsCredentials = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) };
   }
   const resolver = createNodeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, tries: config.dns.tries });
-  const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger }));
+  const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger, clock }));
   const live = new LiveStats(() => clock.now());
   const events: QueueEvents = { ...metrics.queueEvents, delivery: (qid, f) => live.delivery(qid, f) };
   const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events });
-  await q.start();
+  // The control state (pause) is loaded before the first message can be accepted; the journal
+  // is replayed after the listeners are open (below), so a large queue never delays them.
+  await q.loadControl();
   const server = new SmtpServer({
     config,
     spool,
@@ -129,7 +132,8 @@ async function wire(
     }),
   });
   await server.listen();
-  logger.info({ listen: server.addresses, admin: admin.addresses, hostname: config.hostname, spoolDir: config.spoolDir, queued: q.size, paused: q.pauseState }, "ready");
+  logger.info({ listen: server.addresses, admin: admin.addresses, hostname: config.hostname, spoolDir: config.spoolDir, paused: q.pauseState }, "ready");
+  const recovering = q.start().catch((e) => logger.fatal({ err: e }, "queue recovery failed"));
 
   let stopping: Promise<void> | undefined;
   return {
@@ -146,8 +150,10 @@ async function wire(
         // One deadline for both: inbound transactions and deliveries run meanwhile.
         const deadline = Date.now() + config.shutdownTimeout;
         await server.close(config.shutdownTimeout);
+        await Promise.race([recovering, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
         await q.stop(Math.max(0, deadline - Date.now()));
         await courier.close();
+        await spool.close();
         await admin.close();
         await lock.release();
         logger.info("stopped");

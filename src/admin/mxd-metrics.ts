@@ -21,6 +21,7 @@ export class MxdMetrics {
   readonly accepted = this.registry.add(new Counter("mxd_messages_accepted_total", "Messages accepted over SMTP and queued."));
   readonly results = this.registry.add(new Counter("mxd_recipient_deliveries_total", "Delivery attempt results per recipient, by outcome (delivered, deferred, bounced)."));
   readonly dead = this.registry.add(new Counter("mxd_dead_letters_total", "Entries moved to the dead-letter folder (spoolDir/dead)."));
+  readonly badEntries = this.registry.add(new Counter("mxd_spool_bad_entries_total", "Spool state files that could not be loaded (not JSON, of the wrong shape, too large); each goes to dead/ and its sender gets a bounce when the envelope is readable."));
   readonly latency = this.registry.add(new Histogram("mxd_delivery_latency_seconds", "Time from acceptance to successful delivery, per recipient.", LATENCY_BUCKETS));
 
   readonly queueEvents: QueueEvents = {
@@ -29,6 +30,7 @@ export class MxdMetrics {
       if (e.outcome === "delivered") this.latency.observe(Math.max(0, e.sinceReceivedMs) / 1000);
     },
     dead: () => this.dead.inc(),
+    badEntry: () => this.badEntries.inc(),
   };
 
   constructor() {
@@ -37,6 +39,7 @@ export class MxdMetrics {
     for (const outcome of ["delivered", "deferred", "bounced"]) this.results.inc({ outcome }, 0);
     this.accepted.inc({}, 0);
     this.dead.inc({}, 0);
+    this.badEntries.inc({}, 0);
     this.latency.init();
   }
 

@@ -4,7 +4,7 @@
 // other action is about queued messages (issue 13, bug 4).
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { FsSpool } from "../spool/fs-spool.js";
+import type { JournalSpool } from "../spool/journal-spool.js";
 import type { OpResult, QueueManager } from "../queue/worker.js";
 import { isNarrowed, matchesDead, matchesMessage, type QueueFilter } from "../queue/filter.js";
 import { requeueDeadState } from "../queue/requeue.js";
@@ -29,12 +29,12 @@ export interface Selection {
 }
 
 /** Is `id` a dead letter (and not queued)? */
-export function isDeadLetter(spool: FsSpool, id: string): boolean {
-  return !existsSync(spool.metaPath(id)) && existsSync(join(spool.deadDir, id + ".reason"));
+export function isDeadLetter(spool: JournalSpool, id: string): boolean {
+  return !spool.has(id) && existsSync(join(spool.deadDir, id + ".reason"));
 }
 
 /** The messages a selection names, in queue-id (arrival) order. */
-export async function selectTargets(spool: FsSpool, q: QueueManager, action: Action, sel: Selection, nowMs: number): Promise<Target[]> {
+export async function selectTargets(spool: JournalSpool, q: QueueManager, action: Action, sel: Selection, nowMs: number): Promise<Target[]> {
   if (sel.ids) return sel.ids.map((id) => ({ id, dead: isDeadLetter(spool, id) }));
   const f = sel.filter ?? {};
   if (f.state === "dead") return (await listDead(spool)).filter((d) => matchesDead(d, f, nowMs)).map((d) => ({ id: d.id, dead: true }));
@@ -52,7 +52,7 @@ export async function selectTargets(spool: FsSpool, q: QueueManager, action: Act
 }
 
 /** One action on one message. `domain` narrows delete to the recipients there. */
-export async function runAction(q: QueueManager, spool: FsSpool, action: Action, t: Target, domain?: string): Promise<OpResult> {
+export async function runAction(q: QueueManager, spool: JournalSpool, action: Action, t: Target, domain?: string): Promise<OpResult> {
   const { id } = t;
   if (t.dead) {
     if (action === "delete") return (await spool.removeDead(id)) ? { id, ok: true, status: "deleted (dead letter)" } : { id, ok: false, status: "no such message" };

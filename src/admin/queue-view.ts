@@ -6,7 +6,7 @@
 import { promises as fsp, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { MessageMeta } from "../core/envelope.js";
-import type { FsSpool } from "../spool/fs-spool.js";
+import type { Spool } from "../spool/spool.js";
 import { decodeMeta, isQueueId } from "../spool/format.js";
 import { isPausedFor, messageState, pendingDomains, type ControlState, type MessageState } from "../queue/state.js";
 
@@ -76,63 +76,13 @@ export function matches(m: MessageMeta, f: ListFilter): boolean {
   return true;
 }
 
-/**
- * Every queued message's state, in queue-id (arrival) order, reading `window` files at a time.
- * Entries that vanish meanwhile (delivered) are skipped; unreadable ones go to onProblem.
- */
-export async function* scanStates(spool: FsSpool, onProblem?: (id: string, reason: string) => void, window = 64, opts: { sync?: boolean } = {}): AsyncGenerator<MessageMeta> {
-  const ids = await spool.listIds();
-  if (opts.sync) {
-    // The CLI: synchronous reads are ~4x faster than a window of promises (no thread-pool hop
-    // per file: 100,000 state files in 0.7 s instead of 3 s). Not for the daemon, whose event
-    // loop must not stall on a slow disk.
-    for (let i = 0; i < ids.length; i += 256) {
-      const batch: MessageMeta[] = [];
-      for (const id of ids.slice(i, i + 256)) {
-        let buf: Buffer;
-        try {
-          buf = readFileSync(spool.metaPath(id));
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "ENOENT") onProblem?.(id, (e as Error).message);
-          continue;
-        }
-        try {
-          batch.push(decodeMeta(buf, id));
-        } catch (e) {
-          onProblem?.(id, (e as Error).message);
-        }
-      }
-      yield* batch;
-    }
-    return;
-  }
-  const read = (id: string): Promise<MessageMeta | undefined> =>
-    fsp.readFile(spool.metaPath(id)).then(
-      (buf) => {
-        try {
-          return decodeMeta(buf, id);
-        } catch (e) {
-          onProblem?.(id, (e as Error).message);
-          return undefined;
-        }
-      },
-      (e: NodeJS.ErrnoException) => {
-        if (e.code !== "ENOENT") onProblem?.(id, e.message);
-        return undefined;
-      },
-    );
-  const pending: Promise<MessageMeta | undefined>[] = [];
-  let next = 0;
-  while (next < ids.length && pending.length < window) pending.push(read(ids[next++]!));
-  while (pending.length) {
-    const m = await pending.shift()!;
-    if (next < ids.length) pending.push(read(ids[next++]!));
-    if (m) yield m;
-  }
+/** Every queued message's state; unreadable ones go to onProblem (the spool's scan). */
+export async function* scanStates(spool: Spool, onProblem?: (id: string, reason: string) => void): AsyncGenerator<MessageMeta> {
+  yield* spool.scan(onProblem ? (p) => onProblem(p.id, p.reason) : undefined);
 }
 
 /** The dead-letter folder: one entry per <ID>.reason, with the envelope when it is readable. */
-export async function listDead(spool: FsSpool): Promise<DeadEntry[]> {
+export async function listDead(spool: { deadDir: string }): Promise<DeadEntry[]> {
   let names: string[];
   try {
     names = await fsp.readdir(spool.deadDir);
@@ -161,7 +111,7 @@ export async function listDead(spool: FsSpool): Promise<DeadEntry[]> {
 }
 
 /** One dead letter as `GET /queue/ID` and `mxd queue show --json` give it: state file (when readable), reason, headers. */
-export async function readDead(spool: FsSpool, id: string): Promise<Record<string, unknown>> {
+export async function readDead(spool: { deadDir: string }, id: string): Promise<Record<string, unknown>> {
   const text = (await fsp.readFile(join(spool.deadDir, id + ".reason"), "utf8").catch(() => "")).trim();
   const m = /^(\d{4}-\d\d-\d\dT[\d:.]+Z) ([\s\S]*)$/.exec(text);
   let meta: Record<string, unknown> = { id };
@@ -178,7 +128,8 @@ export async function readDead(spool: FsSpool, id: string): Promise<Record<strin
   return { ...meta, state: "dead", deadReason: m ? m[2]! : text, ...(m ? { buriedAt: m[1]! } : {}), headers: end >= 0 ? head.slice(0, end + 2) : head };
 }
 
-export async function countDead(spool: FsSpool): Promise<number> {
+
+export async function countDead(spool: { deadDir: string }): Promise<number> {
   try {
     return (await fsp.readdir(spool.deadDir)).filter((n) => n.endsWith(".reason")).length;
   } catch {

@@ -9,7 +9,7 @@ import { promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Logger } from "../io/log.js";
-import type { FsSpool } from "../spool/fs-spool.js";
+import type { JournalSpool } from "../spool/journal-spool.js";
 import type { OpResult, QueueManager } from "../queue/worker.js";
 import { isQueueId } from "../spool/format.js";
 import { listDead, scanStates, toListEntry, readDead } from "./queue-view.js";
@@ -46,7 +46,7 @@ export interface AdminOptions {
 /** What the API serves; attached once the daemon is wired (until then: 503). */
 export interface AdminTarget {
   queue: QueueManager;
-  spool: FsSpool;
+  spool: JournalSpool;
   metrics: () => string;
   status: () => Promise<object>;
   /** The live status page's latest snapshot (admin/status-page.ts). */
@@ -354,7 +354,8 @@ export class AdminServer {
       const end = text.indexOf("\r\n\r\n");
       json(res, 200, { ...meta, headers: end >= 0 ? text.slice(0, end + 2) : text });
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new HttpError(404, `no such message: ${id}`);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "MXD_SPOOL_NOT_FOUND") throw new HttpError(404, `no such message: ${id}`);
       throw e;
     }
   }

@@ -12,6 +12,12 @@
 // bounce asks for 8BITMIME / SMTPUTF8 on the way out.
 import type { AttemptRecord, MessageMeta, RecipientState } from "../core/envelope.js";
 import { rfc5322Date } from "../core/date.js";
+import { EXCERPT_MAX } from "../core/smtp-reply.js";
+
+/** A remote reply is quoted at most EXCERPT_MAX characters long (controls are dropped where it is used). */
+function cut(s: string): string {
+  return s.length > EXCERPT_MAX ? `${s.slice(0, EXCERPT_MAX)}...` : s;
+}
 
 export type DsnAction = "failed" | "delayed";
 
@@ -30,7 +36,7 @@ export interface DsnInput {
   /**
    * The whole original message (header block included), when RET=FULL and the caller judged it
    * small enough to return. A buffer that does not begin with `originalHeaders` is taken to be the
-   * body alone and is attached after them. Ignored unless original.params.ret is "FULL".
+   * body alone and is attached after them. Ignored unless mayReturnBody(original) (RET=FULL from a client with relay rights).
    */
   originalBody?: Buffer | undefined;
   /** MIME boundary; fixed in golden tests. Default: derived from the queue id, time and host. */
@@ -114,6 +120,16 @@ export function headerBlockFrom(buf: Buffer): Buffer {
 // ---------------------------------------------------------------------------------------------
 // The report
 
+/**
+ * May a DSN about `original` carry its body (message/rfc822)? Only when the sender asked for it
+ * (RFC 3461 §4.3 RET=FULL) and the message came from a client with relay rights: a stranger's
+ * envelope sender is unverified, and returning the body to it would let anyone deliver any text
+ * to any address through mxd's bounces (backscatter). Such mail gets the headers at most.
+ */
+export function mayReturnBody(original: Pick<MessageMeta, "params" | "client">): boolean {
+  return original.params.ret === "FULL" && original.client?.relayAllowed !== false;
+}
+
 export function buildDsn(input: DsnInput): DsnMessage {
   const { original, action, now } = input;
   if (original.sender === "") throw new Error("buildDsn: a message from the null sender is never bounced (RFC 3461 §6.2)");
@@ -128,10 +144,9 @@ export function buildDsn(input: DsnInput): DsnMessage {
   // Part 3: the original, in full only when the sender asked for it (RFC 3461 §4.3 RET=FULL) and
   // the caller supplied it; otherwise its headers (RET=HDRS, or no RET: RFC 3461 §4.3 leaves the
   // default to the MTA, and headers are what nearly every MTA returns).
-  const ret = original.params.ret;
   const headers = normaliseLines(input.originalHeaders, true);
   let attachment: { type: "message/rfc822" | "text/rfc822-headers"; content: Buffer } | undefined;
-  if (ret === "FULL" && input.originalBody && input.originalBody.length > 0) {
+  if (mayReturnBody(original) && input.originalBody && input.originalBody.length > 0) {
     const whole = startsWith(input.originalBody, input.originalHeaders)
       ? input.originalBody
       : Buffer.concat([input.originalHeaders, Buffer.from(CRLF), input.originalBody]);
@@ -243,7 +258,8 @@ function humanReadable(input: DsnInput, host: string, attached: "message/rfc822"
     } else {
       lines.push(server ? `${who}: ${server}` : `${who}: delivery failed:`);
     }
-    for (const l of replyLines(last.reply)) lines.push("    " + l);
+    // A remote reply is quoted as a short excerpt (a hostile server must not make the bounce big).
+    for (const l of replyLines(cut(last.reply))) lines.push("    " + l);
   }
   lines.push("");
   return lines.join(CRLF);
@@ -333,11 +349,11 @@ function deliveryStatus(input: DsnInput, host: string): Buffer {
       // §2.3.5 / §2.3.6: name the server that answered and quote its reply; a bounce that hides
       // the remote reply leaves the sender guessing.
       g.push(...fold("Remote-MTA", `dns; ${printable(last.mx)}`));
-      g.push(...fold("Diagnostic-Code", `smtp; ${printable(last.reply)}`));
+      g.push(...fold("Diagnostic-Code", `smtp; ${printable(cut(last.reply))}`));
     } else if (last && last.reply.trim() !== "") {
       // No SMTP server answered (DNS failure, connection refused, expired): §2.3.6 allows a
       // non-registered diagnostic-type; like Postfix's "X-Postfix;" this carries our own reason.
-      g.push(...fold("Diagnostic-Code", `X-mxd; ${printable(last.reply)}`));
+      g.push(...fold("Diagnostic-Code", `X-mxd; ${printable(cut(last.reply))}`));
     }
     const lastAt = last ? parseDate(last.at) : undefined;
     if (lastAt) g.push(`Last-Attempt-Date: ${rfc5322Date(lastAt)}`); // §2.3.7

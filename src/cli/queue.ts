@@ -7,7 +7,9 @@ import { createReadStream, existsSync, promises as fsp } from "node:fs";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Config } from "../config.js";
-import { FsSpool } from "../spool/fs-spool.js";
+import { openSpool } from "../spool/open-spool.js";
+import type { JournalSpool } from "../spool/journal-spool.js";
+import { isMxdError } from "../core/errors.js";
 import { isQueueId } from "../spool/format.js";
 import { QueueManager, type OpResult } from "../queue/worker.js";
 import { isPausedFor, type ControlState } from "../queue/state.js";
@@ -143,7 +145,8 @@ export async function queueCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const config: Config = resolveConfig(values.config);
-  const spool = new FsSpool({ dir: config.spoolDir });
+  // list and show only read (also while the daemon runs); the rest may edit the spool offline.
+  const spool = openSpool(config, { readOnly: sub === "list" || sub === "show" || sub === "summary" });
   switch (sub) {
     case "list":
       return list(spool, config, filter, !!values.json);
@@ -233,10 +236,12 @@ function checkUsage(sub: string, v: Values, ids: string[], fromStdin: boolean): 
 }
 
 /** The running daemon, or a QueueManager working on the spool directly. */
-async function backend(config: Config, spool: FsSpool): Promise<{ daemon: AdminClient } | { offline: QueueManager }> {
+async function backend(config: Config, spool: JournalSpool): Promise<{ daemon: AdminClient } | { offline: QueueManager }> {
   const daemon = await connectDaemon(config);
   if (daemon) return { daemon };
-  if (!existsSync(spool.queueDir)) throw Object.assign(new Error(`no spool at ${spool.dir} (is spoolDir right? relative paths are resolved from the current directory)`), { code: "ENOSPOOL" });
+  if (!spool.exists()) throw Object.assign(new Error(`no spool at ${spool.dir} (is spoolDir right? relative paths are resolved from the current directory)`), { code: "ENOSPOOL" });
+  await spool.init();
+  await spool.recover();
   const offline = new QueueManager({
     config,
     spool,
@@ -253,7 +258,7 @@ async function backend(config: Config, spool: FsSpool): Promise<{ daemon: AdminC
   return { offline };
 }
 
-async function act(config: Config, spool: FsSpool, op: Action, sel: { ids: string[]; filter: QueueFilter; all: boolean; fromStdin: boolean }, verbose: boolean): Promise<number> {
+async function act(config: Config, spool: JournalSpool, op: Action, sel: { ids: string[]; filter: QueueFilter; all: boolean; fromStdin: boolean }, verbose: boolean): Promise<number> {
   const b = await backend(config, spool);
   const hasFilter = Object.keys(sel.filter).length > 0;
   let results: OpResult[];
@@ -283,7 +288,7 @@ function toWire(f: QueueFilter): Record<string, unknown> {
   return { ...rest, ...(olderThanMs !== undefined ? { olderThan: olderThanMs } : {}), ...(youngerThanMs !== undefined ? { youngerThan: youngerThanMs } : {}) };
 }
 
-async function pauseResume(config: Config, spool: FsSpool, op: "pause" | "resume", domain: string | undefined): Promise<number> {
+async function pauseResume(config: Config, spool: JournalSpool, op: "pause" | "resume", domain: string | undefined): Promise<number> {
   const b = await backend(config, spool);
   const st: ControlState = "daemon" in b ? await b.daemon.post<ControlState>(`/${op}`, domain ? { domain } : {}) : await b.offline[op](domain);
   console.log(describePause(st) + ("daemon" in b ? "" : " (mxd is not running: saved for its next start)"));
@@ -296,8 +301,8 @@ export function describePause(st: Pick<ControlState, "paused" | "pausedDomains">
   return parts.join("; ");
 }
 
-async function list(spool: FsSpool, config: Config, filter: QueueFilter, json: boolean): Promise<number> {
-  if (!existsSync(spool.queueDir)) {
+async function list(spool: JournalSpool, config: Config, filter: QueueFilter, json: boolean): Promise<number> {
+  if (!spool.exists()) {
     // Most likely a wrong (or relative) spoolDir: saying "empty" would mislead.
     console.error(`mxd queue list: no spool at ${spool.dir} (is spoolDir right? relative paths are resolved from the current directory)`);
     return 1;
@@ -317,7 +322,7 @@ async function list(spool: FsSpool, config: Config, filter: QueueFilter, json: b
   const counts = { queued: 0, deferred: 0, held: 0 };
   let n = 0;
   const out = new BufferedStdout();
-  for await (const m of scanStates(spool, (id, reason) => console.error(`${id}: unreadable (${reason}); mxd moves it to dead/ at start`), 64, { sync: true })) {
+  for await (const m of scanStates(spool, (id, reason) => console.error(`${id}: unreadable (${reason}); mxd moves it to dead/ at start`))) {
     if (!matchesMessage(m, filter, now)) continue;
     const e = toListEntry(m, now, control);
     if (n === 0 && !json) await out.write(`${"ID".padEnd(16)}  ${"STATE".padEnd(9)} ${"AGE".padStart(4)} ${"SIZE".padStart(6)}  SENDER  NEXT ATTEMPT\n    RECIPIENT STATE  <RECIPIENT>  [ATTEMPTS] LAST REPLY\n`);
@@ -334,14 +339,14 @@ async function list(spool: FsSpool, config: Config, filter: QueueFilter, json: b
   return 0;
 }
 
-async function summaryCommand(spool: FsSpool, filter: QueueFilter, json: boolean, reasons: number): Promise<number> {
-  if (!existsSync(spool.queueDir)) {
+async function summaryCommand(spool: JournalSpool, filter: QueueFilter, json: boolean, reasons: number): Promise<number> {
+  if (!spool.exists()) {
     console.error(`mxd queue summary: no spool at ${spool.dir} (is spoolDir right?)`);
     return 1;
   }
   const now = Date.now();
   const shape = new ShapeBuilder();
-  for await (const m of scanStates(spool, undefined, 64, { sync: true })) if (matchesMessage(m, filter, now)) shape.add(m, now);
+  for await (const m of scanStates(spool)) if (matchesMessage(m, filter, now)) shape.add(m, now);
   const r = shape.result(reasons);
   if (json) console.log(JSON.stringify({ buckets: BUCKET_LABELS, ...r }));
   else console.log(renderShape(r));
@@ -392,14 +397,21 @@ class BufferedStdout {
   }
 }
 
-async function show(spool: FsSpool, config: Config, id: string, json: boolean, body: boolean): Promise<number> {
-  let text: string;
-  let dir = spool.queueDir;
+async function show(spool: JournalSpool, config: Config, id: string, json: boolean, body: boolean): Promise<number> {
+  let text = "";
   let reason: string | undefined;
+  let queued = false;
   try {
-    text = await fsp.readFile(spool.metaPath(id), "utf8");
+    await spool.recover();
+    text = (await spool.load(id).then((m) => JSON.stringify(m)));
+    queued = true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    if (isMxdError(e, "MXD_SPOOL_INVALID")) {
+      text = "";
+      queued = true;
+    } else if (!isMxdError(e, "MXD_SPOOL_NOT_FOUND")) throw e;
+  }
+  if (!queued) {
     try {
       text = await fsp.readFile(join(spool.deadDir, id + ".json"), "utf8");
     } catch {
@@ -410,7 +422,6 @@ async function show(spool: FsSpool, config: Config, id: string, json: boolean, b
       console.error(`mxd queue show: ${id}: no such message`);
       return 1;
     }
-    dir = spool.deadDir;
   }
   let meta: Record<string, unknown>;
   try {
@@ -418,13 +429,14 @@ async function show(spool: FsSpool, config: Config, id: string, json: boolean, b
   } catch {
     meta = { id, unreadable: text.slice(0, 2000) };
   }
-  const emlPath = join(dir, id + ".eml");
-  const head = await readHead(emlPath, 64 * 1024);
+  const emlPath = join(spool.deadDir, id + ".eml");
+  const head = queued ? (await spool.readHead(id, 64 * 1024).catch(() => Buffer.alloc(0))).toString("utf8") : await readHead(emlPath, 64 * 1024);
+  const bodyStream = () => (queued ? spool.openBody(id) : createReadStream(emlPath));
   const headerEnd = head.indexOf("\r\n\r\n");
   const headers = headerEnd >= 0 ? head.slice(0, headerEnd + 2) : head;
   if (json) {
     const out: Record<string, unknown> = { ...meta, ...(reason ? { state: "dead", deadReason: reason } : {}), headers };
-    if (body) out.message = await fsp.readFile(emlPath, "utf8").catch(() => null);
+    if (body) out.message = await streamToString(bodyStream()).catch(() => null);
     console.log(JSON.stringify(out, null, 2));
     return 0;
   }
@@ -450,7 +462,7 @@ async function show(spool: FsSpool, config: Config, id: string, json: boolean, b
   }
   if (body) {
     console.log("");
-    await pipeline(createReadStream(emlPath), process.stdout, { end: false });
+    await pipeline(bodyStream(), process.stdout, { end: false });
   } else console.log(`\n${headers}`);
   return 0;
 }
@@ -465,4 +477,10 @@ async function readHead(path: string, max: number): Promise<string> {
   } finally {
     await fh.close();
   }
+}
+
+async function streamToString(r: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
 }

@@ -3,7 +3,7 @@
 // then read from the spool, so the operator still sees what is waiting).
 import { parseOptions } from "./args.js";
 import { existsSync } from "node:fs";
-import { FsSpool } from "../spool/fs-spool.js";
+import { openSpool } from "../spool/open-spool.js";
 import { messageState } from "../queue/state.js";
 import { ControlFile } from "../admin/control-file.js";
 import { adminSocketPath } from "../admin/server.js";
@@ -63,11 +63,11 @@ export async function statusCommand(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  const spool = new FsSpool({ dir: config.spoolDir });
+  const spool = openSpool(config, { readOnly: true });
   const control = await new ControlFile(config.spoolDir).load();
   const q = { queued: 0, deferred: 0, held: 0, total: 0, dead: await countDead(spool) };
-  if (existsSync(spool.queueDir)) {
-    for await (const m of scanStates(spool, undefined, 64, { sync: true })) {
+  if (spool.exists()) {
+    for await (const m of scanStates(spool)) {
       q[messageState(m)]++;
       q.total++;
     }
@@ -77,7 +77,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
     return 1;
   }
   console.log(`mxd is not running (no answer on ${adminSocketPath(config.spoolDir)}${config.admin.listen ? ` or ${config.admin.listen}` : ""})`);
-  console.log(`spool:     ${config.spoolDir}${existsSync(spool.queueDir) ? "" : " (does not exist)"}`);
+  console.log(`spool:     ${config.spoolDir}${spool.exists() ? "" : " (does not exist)"}`);
   console.log(`queue:     ${q.total} message(s): ${q.queued} queued, ${q.deferred} deferred, ${q.held} held; ${q.dead} dead letter(s)`);
   console.log(`delivery:  ${describePause(control)} (when mxd starts)`);
   return 1;

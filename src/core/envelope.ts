@@ -35,6 +35,11 @@ export interface RecipientState {
   orcpt?: string;
   /** When the recipient reached its final status. */
   finalAt?: string;
+  /**
+   * Failed, and its DSN not yet queued. Recorded in the same state record as the failure, so
+   * a restart can never lose a bounce (design.md: owing a DSN is state).
+   */
+  dsnOwed?: boolean;
 }
 
 export interface ClientInfo {
@@ -43,6 +48,13 @@ export interface ClientInfo {
   helo?: string;
   tls?: boolean;
   reverseName?: string;
+  /**
+   * The client was inside relay.allowedNetworks. false: a stranger (mail for <Postmaster> or a
+   * local drop domain), whose envelope sender is unverified, so a DSN never carries the message
+   * body back to it (bounce/dsn.ts mayReturnBody). Absent in entries written before this field
+   * existed: treated as true.
+   */
+  relayAllowed?: boolean;
 }
 
 export interface EsmtpParams {

@@ -50,6 +50,11 @@ export interface RecipientResult {
   tls?: TlsInfo;
   /** Every host tried for this recipient that failed temporarily, in the order tried (host-report.ts). */
   hosts?: HostReply[];
+  /**
+   * Nothing was attempted: every host was busy with our own deliveries (perHostConcurrency).
+   * The worker retries within seconds and counts no attempt.
+   */
+  retrySoon?: boolean;
 }
 
 export interface Courier {

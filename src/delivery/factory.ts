@@ -3,6 +3,7 @@ import { networkInterfaces } from "node:os";
 import type { Config } from "../config.js";
 import type { Logger } from "../io/log.js";
 import type { Resolver } from "../io/resolver.js";
+import type { Clock } from "../io/clock.js";
 import { nodeConnector } from "../io/connector.js";
 import type { Courier } from "./courier.js";
 import { SmtpCourier } from "./smtp-courier.js";
@@ -22,6 +23,14 @@ export function ownAddresses(config: Config): string[] {
   return [...out];
 }
 
-export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger }): Courier {
-  return new SmtpCourier({ config: d.config, resolver: d.resolver, connector: nodeConnector, logger: d.logger, localAddresses: ownAddresses(d.config) });
+export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock }): Courier {
+  const clock = d.clock;
+  return new SmtpCourier({
+    config: d.config,
+    resolver: d.resolver,
+    connector: nodeConnector,
+    logger: d.logger,
+    localAddresses: ownAddresses(d.config),
+    ...(clock ? { now: () => clock.now() } : {}),
+  });
 }

@@ -16,6 +16,10 @@
 //    host is tried in this attempt: the message may have been delivered (avoid duplicates,
 //    RFC 5321 §6.1 / Haraka #2325); recipients refused at RCPT keep their own answer.
 // When every MX failed temporarily, delivery.fallbackRelays are tried the same way.
+// Before any connection the host must be admitted (delivery/host-health.ts): a host with
+// delivery.perHostConcurrency deliveries in progress, or one that was refused, timed out or did
+// not greet within delivery.deadHostTime, is skipped like a host that failed (next address;
+// transient when none is left), so one dead MX shared by many domains cannot take every slot.
 import type { Config } from "../config.js";
 import type { Resolver } from "../io/resolver.js";
 import { ConnectError, TlsHandshakeError, type Connector } from "../io/connector.js";
@@ -25,6 +29,7 @@ import { SessionError, SmtpClientSession, type ClientTimeouts, type TlsInfo } fr
 import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
 import { Router, type Destination } from "./router.js";
 import { mostInformative, type HostReply } from "./host-report.js";
+import { HostHealth } from "./host-health.js";
 
 export interface SmtpCourierDeps {
   config: Config;
@@ -37,6 +42,8 @@ export interface SmtpCourierDeps {
   localAddresses?: string[];
   /** How long an idle connection is kept for reuse (default 5 s). */
   idleTimeoutMs?: number;
+  /** The clock for remembering failed hosts (default Date.now). */
+  now?: () => number;
 }
 
 /** Why the last destination was given up, for the final transient result. */
@@ -47,6 +54,8 @@ interface LastError {
   /** … or a local diagnostic like "connection refused". */
   detail?: string;
   status: string;
+  /** The host was only busy (its slots taken by our own deliveries): no attempt was made. */
+  busy?: boolean;
 }
 
 interface AttemptResult {
@@ -73,6 +82,7 @@ export class SmtpCourier implements Courier {
   private readonly idleMs: number;
   private readonly timeouts: ClientTimeouts;
   private readonly idle = new Map<string, Idle[]>();
+  private readonly health: HostHealth;
   private closed = false;
 
   constructor(deps: SmtpCourierDeps) {
@@ -85,6 +95,12 @@ export class SmtpCourier implements Courier {
       resolver: deps.resolver,
       ...(deps.random ? { random: deps.random } : {}),
       ...(deps.localAddresses ? { localAddresses: deps.localAddresses } : {}),
+    });
+    this.health = new HostHealth({
+      perHostConcurrency: deps.config.delivery.perHostConcurrency,
+      // Never skipped longer than the shortest retry interval: the retry policy stays in charge.
+      deadHostTime: Math.min(deps.config.delivery.deadHostTime, deps.config.delivery.retry.minDelay),
+      now: deps.now ?? Date.now,
     });
     const t = deps.config.delivery.timeouts;
     this.timeouts = { greeting: t.greeting, ehlo: t.ehlo, mail: t.mail, rcpt: t.rcpt, data: t.data, dataBlock: t.dataBlock, dataEnd: t.dataEnd, tls: t.tls };
@@ -103,12 +119,16 @@ export class SmtpCourier implements Courier {
     // fallback relay is tried after it.
     const errors: LastError[] = [];
     let stopped = false;
+    // Was every destination only busy (its slots taken by our own deliveries)? Then nothing
+    // was attempted: the recipients are retried soon, without counting an attempt.
+    let onlyBusy = true;
     const run = async (dests: readonly Destination[]) => {
       for (const dest of dests) {
         const pending = req.recipients.map((_, i) => i).filter((i) => !results.has(i));
         if (pending.length === 0 || stopped) return;
         const r = await this.attempt(dest, req, pending, log);
         for (const [i, res] of r.final) results.set(i, res);
+        if (r.final.size || !r.error?.busy) onlyBusy = false;
         if (r.error) errors.push(r.error);
         if (r.stop) stopped = true;
       }
@@ -121,7 +141,11 @@ export class SmtpCourier implements Courier {
       await run(fallbacks);
     }
 
-    return req.recipients.map((r, i) => results.get(i) ?? this.exhausted(r.address, req.domain, plan.destinations.length, errors));
+    const last = errors[errors.length - 1];
+    return req.recipients.map((r, i) => {
+      const res = results.get(i) ?? this.exhausted(r.address, req.domain, plan.destinations.length, errors);
+      return onlyBusy && last?.busy && !results.has(i) ? { ...res, retrySoon: true } : res;
+    });
   }
 
   /** The result for a recipient still pending after every destination failed. */
@@ -163,6 +187,37 @@ export class SmtpCourier implements Courier {
   private async attempt(dest: Destination, req: DeliveryRequest, pending: number[], log: Logger): Promise<AttemptResult> {
     const key = `${dest.ip}|${dest.port}`;
     const at = { mx: dest.host, ip: dest.ip, port: dest.port };
+    let adm = this.health.admit(key);
+    // A busy host: wait in its (bounded) queue for a slot, at most the connect timeout.
+    const waitUntil = Date.now() + this.config.delivery.timeouts.connect;
+    while (!adm.ok && adm.why === "busy" && Date.now() < waitUntil) {
+      const q = this.health.queueFor(key);
+      if (!q) break;
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([q.wait.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(0, waitUntil - Date.now()))))]);
+      clearTimeout(timer);
+      q.cancel();
+      if (timedOut) break;
+      adm = this.health.admit(key);
+    }
+    if (!adm.ok) {
+      const detail =
+        adm.why === "dead"
+          ? `host recently failed: ${adm.reason}, skipped until ${new Date(adm.until).toISOString()}`
+          : `host busy: ${adm.inFlight} deliveries in progress (delivery.perHostConcurrency), skipped`;
+      log.info({ ...at, error: detail }, "host skipped");
+      return { final: new Map(), error: { dest, detail, status: "4.4.1", busy: adm.why === "busy" } };
+    }
+    this.health.begin(key);
+    try {
+      return await this.session(dest, key, req, pending, log);
+    } finally {
+      this.health.end(key);
+    }
+  }
+
+  private async session(dest: Destination, key: string, req: DeliveryRequest, pending: number[], log: Logger): Promise<AttemptResult> {
+    const at = { mx: dest.host, ip: dest.ip, port: dest.port };
     let useTls = true;
     let allowReuse = true;
     for (;;) {
@@ -181,6 +236,8 @@ export class SmtpCourier implements Courier {
           if (!(e instanceof ConnectError)) throw e;
           const detail = e.kind === "refused" ? "connection refused" : e.kind === "timeout" ? "connection timed out" : e.message;
           log.info({ ...at, error: detail }, "connect failed");
+          // "other" may be our own fault (a bad sourceAddress): that says nothing about the host.
+          if (e.kind !== "other") this.health.failed(key, detail);
           return { final: new Map(), error: { dest, detail, status: "4.4.1" } };
         }
         try {
@@ -196,6 +253,7 @@ export class SmtpCourier implements Courier {
             return { final: new Map(), error: { dest, reply: opened.reply, status: statusOf(opened.reply) } };
           }
           session = opened.session;
+          this.health.succeeded(key);
         } catch (e) {
           if (e instanceof TlsHandshakeError && useTls) {
             // Opportunistic TLS: a broken handshake must not block delivery; retry in clear text.
@@ -205,6 +263,10 @@ export class SmtpCourier implements Courier {
           }
           if (e instanceof TlsHandshakeError || e instanceof SessionError) {
             log.info({ ...at, error: e.message }, "session failed");
+            // No greeting (timed out, or closed before one): the host is down for every domain.
+            if (e instanceof SessionError && (e.kind === "timeout" || e.kind === "closed") && e.phase === "greeting") {
+              this.health.failed(key, e.kind === "timeout" ? "no greeting (timed out)" : "connection closed before the greeting");
+            }
             return { final: new Map(), error: { dest, detail: e.message, status: e instanceof TlsHandshakeError ? "4.7.5" : "4.4.2" } };
           }
           throw e;

@@ -20,7 +20,8 @@ import { faultResults } from "./delivery-fault.js";
 import { orderedHosts } from "../delivery/host-report.js";
 import { deliveryLogFields, messageIdOf, type DeliveryLogFields, type LogStatus } from "./delivery-log.js";
 import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
-import { buildDsn, dsnRecipientsFor, headerBlockFrom } from "../bounce/dsn.js";
+import { buildDsn, dsnRecipientsFor, headerBlockFrom, mayReturnBody } from "../bounce/dsn.js";
+import { excerpt } from "../core/smtp-reply.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
 
 /** What the queue reports as it works (metrics are built from these in main.ts). */
@@ -29,6 +30,8 @@ export interface QueueEvents {
   result?(e: { outcome: "delivered" | "deferred" | "bounced"; domain: string; sinceReceivedMs: number }): void;
   /** An entry was moved to dead/. */
   dead?(id: string, reason: string): void;
+  /** A spool entry could not be loaded (not JSON, wrong shape, too large); it goes to dead/. */
+  badEntry?(id: string, reason: string): void;
   /** The log line of one recipient's attempt (the live status page is fed from it). */
   delivery?(qid: string, f: DeliveryLogFields): void;
 }
@@ -82,6 +85,17 @@ export interface QueueManagerDeps {
   maxActive?: number;
 }
 
+function isNotFound(e: unknown): boolean {
+  const code = (e as { code?: string } | null)?.code;
+  return code === "ENOENT" || code === "MXD_SPOOL_NOT_FOUND";
+}
+
+/**
+ * Attempts kept per recipient (newest last), so a long-deferred message's state stays small;
+ * each reply in it is an excerpt (core/smtp-reply.ts EXCERPT_MAX).
+ */
+export const HISTORY_MAX = 20;
+
 /** Largest original message returned whole in a RET=FULL bounce; bigger ones get headers only. */
 const RET_FULL_MAX = 1024 * 1024;
 
@@ -113,6 +127,8 @@ export class QueueManager {
   private readonly afterRun = new Map<string, (() => void)[]>();
   private control: ControlState = { ...INITIAL_CONTROL, pausedDomains: [] };
   private readonly errors: LastError[] = [];
+  /** States that could not be recorded (full disk): the truth for these messages until they are. */
+  private readonly unsaved = new Map<string, MessageMeta>();
 
   constructor(private readonly deps: QueueManagerDeps) {
     this.scheduler = new Scheduler(deps.clock, (id) => this.kick(id));
@@ -153,17 +169,35 @@ export class QueueManager {
     return c;
   }
 
+  private controlLoaded = false;
+
+  /** Load the persisted pause state (before any message is accepted). */
+  async loadControl(): Promise<void> {
+    if (this.deps.control) this.control = await this.deps.control.load();
+    this.controlLoaded = true;
+  }
+
   /** Recover the whole spool: every queued message is scheduled at its saved due time. */
   async start(): Promise<void> {
     const { spool, logger } = this.deps;
-    if (this.deps.control) this.control = await this.deps.control.load();
+    if (!this.controlLoaded) await this.loadControl();
     if (this.deps.offline) return;
     let n = 0;
-    // Index the whole spool before the first attempt: deliveries (and their retries) running
-    // during the scan would compete with it and delay start-up without bound.
+    // Deliveries start once the first part of the queue is indexed (first attempt within a
+    // second or two whatever the queue size); the rest is scheduled as the scan goes on.
+    // Held that long so that the first due messages are attempted in arrival order.
     this.scheduler.hold();
+    const t0 = this.deps.clock.now();
+    let released = false;
+    const release = () => {
+      if (released || !this.deps.config.delivery.enabled) return;
+      released = true;
+      this.scheduler.release();
+    };
     for await (const meta of spool.scan((p) => void this.buryBroken(p.id, p.reason))) {
-      if (!pendingRecipients(meta).length) {
+      if (this.stopped) return;
+      if (!released && (n >= 1000 || this.deps.clock.now() - t0 > 300)) release();
+      if (!pendingRecipients(meta).length && !meta.recipients.some((r) => r.dsnOwed)) {
         // Finished but not yet removed when we stopped.
         await spool.remove(meta.id);
         continue;
@@ -174,19 +208,56 @@ export class QueueManager {
       n++;
     }
     const { paused, pausedDomains } = this.control;
-    logger.info({ recovered: n, held: this.counts().held, paused, pausedDomains }, "queue recovered");
-    if (this.deps.config.delivery.enabled) this.scheduler.release();
+    logger.info({ recovered: n, held: this.counts().held, paused, pausedDomains, ms: this.deps.clock.now() - t0 }, "queue recovered");
+    release();
   }
 
+  /**
+   * A spool entry that cannot be loaded is never buried silently: the sender gets a bounce when
+   * its envelope can still be read, the entry goes to dead/ with the reason, it is logged at
+   * error level and counted (QueueEvents.badEntry, .dead).
+   */
   private async buryBroken(id: string, reason: string): Promise<void> {
-    this.deps.logger.error({ qid: id, reason }, "unreadable spool entry moved to dead/");
+    const log = this.deps.logger.child({ qid: id });
+    const why = excerpt(reason, 300);
+    log.error({ reason: why }, "unreadable spool entry moved to dead/");
     this.forget(id);
+    this.deps.events?.badEntry?.(id, why);
     try {
-      await this.deps.spool.bury(id, `unreadable spool entry: ${reason}`);
-      this.deps.events?.dead?.(id, reason);
+      await this.bounceUnreadable(id, log);
     } catch (e) {
-      this.deps.logger.error({ qid: id, err: (e as Error).message }, "cannot move entry to dead/");
+      log.error({ err: excerpt((e as Error).message, 300) }, "cannot bounce the unreadable spool entry");
     }
+    try {
+      await this.deps.spool.bury(id, `unreadable spool entry: ${why}`);
+      this.deps.events?.dead?.(id, why);
+    } catch (e) {
+      log.error({ err: (e as Error).message }, "cannot move entry to dead/");
+    }
+  }
+
+  /** Bounce the recipients of an unloadable entry that were not final yet (before it is buried: the DSN quotes its headers). */
+  private async bounceUnreadable(id: string, log: Logger): Promise<void> {
+    const env = await this.deps.spool.salvage(id);
+    if (!env) {
+      log.error("envelope of the unreadable spool entry is unreadable too: nobody can be told");
+      return;
+    }
+    if (env.kind === "bounce") return; // one of our own bounces: never bounced again
+    const nowIso = new Date(this.deps.clock.now()).toISOString();
+    const rcpts: RecipientState[] = env.recipients
+      .filter((r) => r.status !== "delivered" && r.status !== "failed")
+      .map((r) => ({
+        ...newRecipient(r.address),
+        status: "failed",
+        finalAt: nowIso,
+        history: [{ at: nowIso, outcome: "permanent", status: "5.3.0", reply: `the queue state of message ${id} could not be read; delivery abandoned (details for the postmaster in spoolDir/dead/${id}.reason)` }],
+      }));
+    if (!rcpts.length) return;
+    const receivedAt = env.receivedAt && !Number.isNaN(Date.parse(env.receivedAt)) ? env.receivedAt : nowIso;
+    const meta: MessageMeta = { version: 1, id, sender: env.sender, recipients: rcpts, receivedAt, client: { ip: "unknown" }, params: {}, size: 0, eightBit: false, nextAttemptAt: nowIso, kind: "message" };
+    log.warn({ sender: env.sender, rcpts: rcpts.map((r) => r.address) }, "bouncing the recipients of an unreadable spool entry");
+    await this.sendDsn(meta, rcpts, "failed", log);
   }
 
   private indexSet(meta: MessageMeta): void {
@@ -336,7 +407,7 @@ export class QueueManager {
   }
 
   private loadForOp(id: string): Promise<MessageMeta | OpResult> {
-    return this.deps.spool.load(id).catch((e: NodeJS.ErrnoException) => ({ id, ok: false, status: e.code === "ENOENT" ? "no such message" : `unreadable: ${e.message}` }));
+    return this.deps.spool.load(id).catch((e: NodeJS.ErrnoException) => ({ id, ok: false, status: isNotFound(e) ? "no such message" : `unreadable: ${e.message}` }));
   }
 
   /** Attempt now. A held message is not attempted; a paused destination stays paused. */
@@ -469,15 +540,18 @@ export class QueueManager {
   }
 
   async pause(domain?: string): Promise<ControlState> {
-    this.control = withPause(this.control, domain);
-    await this.deps.control?.save(this.control);
+    // Saved first: a change that cannot be recorded (full disk) does not happen at all.
+    const next = withPause(this.control, domain);
+    await this.deps.control?.save(next);
+    this.control = next;
     this.deps.logger.warn({ domain: domain ?? "*" }, "outbound delivery paused");
     return this.pauseState;
   }
 
   async resume(domain?: string): Promise<ControlState> {
-    this.control = withResume(this.control, domain);
-    await this.deps.control?.save(this.control);
+    const next = withResume(this.control, domain);
+    await this.deps.control?.save(next);
+    this.control = next;
     this.deps.logger.warn({ domain: domain ?? "*", stillPaused: this.control.pausedDomains }, "outbound delivery resumed");
     for (const id of [...this.parked]) {
       const e = this.index.get(id);
@@ -501,10 +575,19 @@ export class QueueManager {
   private async attempt(id: string): Promise<void> {
     const { spool, courier, logger, config, clock } = this.deps;
     let meta: MessageMeta;
+    const unsaved = this.unsaved.get(id);
+    if (unsaved) {
+      // The last results of this message could not be recorded (disk full): record them
+      // before anything else, and never send again to a recipient they say is done.
+      if (!(await this.persist(unsaved, logger.child({ qid: id })))) {
+        this.scheduler.schedule(id, clock.now() + config.delivery.retry.minDelay);
+        return;
+      }
+    }
     try {
-      meta = await spool.load(id);
+      meta = unsaved ?? (await spool.load(id));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+      if (isNotFound(e)) {
         this.forget(id); // removed (delivered or deleted)
         return;
       }
@@ -514,7 +597,16 @@ export class QueueManager {
     this.indexSet(meta);
     if (meta.held) return;
     const log = logger.child({ qid: id });
+    // Failures whose DSN was owed when we stopped (recorded with the failure, in one step).
+    const failedNow: RecipientState[] = meta.recipients.filter((r) => r.status === "failed" && r.dsnOwed);
     const groups = new Map([...groupByDomain(pendingRecipients(meta))].filter(([d]) => !this.isPaused(d)));
+    if (groups.size === 0 && failedNow.length) {
+      await this.sendDsn(meta, failedNow, "failed", log);
+      if (pendingRecipients(meta).length) {
+        if (await this.persist(meta, log)) this.parked.add(id);
+      } else await this.finish(meta, log);
+      return;
+    }
     if (groups.size === 0) {
       // Every pending destination is paused: wait for resume, without spending an attempt.
       this.parked.add(id);
@@ -524,7 +616,7 @@ export class QueueManager {
     // Outcomes of each domain are persisted as soon as that domain finishes (serialised per
     // message), so a crash never re-sends to recipients that were already delivered.
     let chain = Promise.resolve();
-    const failedNow: RecipientState[] = [];
+    const soon = new Set<RecipientState>();
     const startedAt = new Map<string, number>();
     if (meta.messageId === undefined) meta.messageId = messageIdOf(await spool.readHead(id, 16 * 1024).catch(() => Buffer.alloc(0))) ?? "";
     const jobs = [...groups].map(([domain, rcpts]) =>
@@ -552,8 +644,10 @@ export class QueueManager {
         .then((results) => {
           if (!results) return chain;
           chain = chain.then(async () => {
-            this.apply(meta, rcpts, results, failedNow, log, startedAt.get(domain));
-            if (pendingRecipients(meta).length) await spool.update(meta);
+            this.apply(meta, rcpts, results, failedNow, soon, log, startedAt.get(domain));
+            // A failure and the DSN it owes are one record; a message with nothing left
+            // to do is recorded by its removal instead.
+            if (pendingRecipients(meta).length || rcpts.some((r) => r.dsnOwed)) await this.persist(meta, log);
           });
           return chain;
         }),
@@ -564,7 +658,10 @@ export class QueueManager {
     const now = clock.now();
     // Recipients at paused destinations were not attempted: they neither retry nor expire now.
     const pending = pendingRecipients(meta).filter((r) => !this.isPaused(r.domain));
-    if (pending.length) {
+    if (pending.length && pending.every((r) => soon.has(r)) && !isExpired(Date.parse(meta.receivedAt), now, config.delivery.maxQueueTime)) {
+      // Only busy hosts this time (no attempt made): again in 1–2 s, not after a backoff.
+      meta.nextAttemptAt = new Date(now + 1000 + Math.floor(this.random() * 1000)).toISOString();
+    } else if (pending.length) {
       const receivedAt = Date.parse(meta.receivedAt);
       const attempts = Math.max(...pending.map((r) => r.attempts));
       const next = nextAttemptAt({ attempts, receivedAtMs: receivedAt, nowMs: now, policy: config.delivery.retry, maxQueueTime: config.delivery.maxQueueTime, random: this.random });
@@ -582,6 +679,7 @@ export class QueueManager {
             mx: last?.mx,
             ip: last?.ip,
           });
+          r.dsnOwed = true;
           failedNow.push(r);
           this.stats.bounced++;
           this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - receivedAt });
@@ -599,7 +697,10 @@ export class QueueManager {
     }
     if (failedNow.length) await this.sendDsn(meta, failedNow, "failed", log);
     if (pendingRecipients(meta).length) {
-      await spool.update(meta);
+      if (!(await this.persist(meta, log))) {
+        this.scheduler.schedule(id, clock.now() + config.delivery.retry.minDelay);
+        return;
+      }
       this.indexSet(meta);
       if (pendingRecipients(meta).some((r) => !this.isPaused(r.domain))) {
         this.stats.deferred++;
@@ -634,11 +735,43 @@ export class QueueManager {
       }
       return;
     }
-    await this.deps.spool.remove(meta.id);
+    try {
+      await this.deps.spool.remove(meta.id);
+    } catch (e) {
+      // Not recorded: the message would be attempted again from its last saved state. Keep
+      // the final state in memory and retry the removal instead of delivering again.
+      this.unsaved.set(meta.id, meta);
+      this.index.set(meta.id, { domains: [], state: messageState(meta) });
+      this.scheduler.schedule(meta.id, this.deps.clock.now() + this.deps.config.delivery.retry.minDelay);
+      log.error({ err: (e as Error).message }, "cannot remove the finished message from the spool; retrying later");
+      return;
+    }
+    this.unsaved.delete(meta.id);
     log.info({ event: "removed", delivered: meta.recipients.filter((r) => r.status === "delivered").length, failed: failed.length }, "removed");
   }
 
-  private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], failedNow: RecipientState[], log: Logger, attemptStartMs = this.deps.clock.now()): void {
+  /**
+   * Record a message's state. On failure (disk full, I/O error) the state stays in memory as
+   * the truth for this message until a later attempt records it: its delivered recipients are
+   * never sent to again meanwhile.
+   */
+  private async persist(meta: MessageMeta, log: Logger): Promise<boolean> {
+    try {
+      await this.deps.spool.update(meta);
+      this.unsaved.delete(meta.id);
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) {
+        this.unsaved.delete(meta.id);
+        return false;
+      }
+      this.unsaved.set(meta.id, meta);
+      log.error({ err: (e as Error).message }, "cannot record delivery results; kept in memory, retrying later");
+      return false;
+    }
+  }
+
+  private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], failedNow: RecipientState[], soon: Set<RecipientState>, log: Logger, attemptStartMs = this.deps.clock.now()): void {
     const nowIso = new Date(this.deps.clock.now()).toISOString();
     for (const r of rcpts) {
       const res = results.find((x) => x.recipient === r.address) ?? {
@@ -648,14 +781,23 @@ export class QueueManager {
         status: "4.3.0",
         remote: false,
       };
-      const rec: AttemptRecord = { at: nowIso, outcome: res.outcome, reply: res.reply, status: res.status, remote: res.remote };
-      if (res.mx) rec.mx = res.mx;
+      // Whatever the courier says is kept as a short excerpt: a remote's reply never grows the
+      // state file, a log line or a bounce (couriers bound it already; this holds for any).
+      const reply = excerpt(res.reply);
+      if (res.retrySoon && res.outcome === "transient") {
+        // Not an attempt: the host was busy with our own deliveries. Retried within seconds.
+        soon.add(r);
+        log.debug({ rcpt: r.address, reply }, "destination busy; retrying soon");
+        continue;
+      }
+      const rec: AttemptRecord = { at: nowIso, outcome: res.outcome, reply, status: excerpt(res.status, 16), remote: res.remote };
+      if (res.mx) rec.mx = excerpt(res.mx, 255);
       if (res.ip) rec.ip = res.ip;
       if (res.hosts) rec.hosts = orderedHosts(res.hosts);
       r.attempts++;
       r.history.push(rec);
       // Bound the history so a long-deferred message's state file stays small.
-      if (r.history.length > 50) r.history.splice(0, r.history.length - 50);
+      if (r.history.length > HISTORY_MAX) r.history.splice(0, r.history.length - HISTORY_MAX);
       this.stats.attempts++;
       const fields = (status: LogStatus) => this.logged(meta.id, deliveryLogFields({ config: this.deps.config, meta, rcpt: r, result: res, status, attemptStartMs, nowMs: this.deps.clock.now() }));
       const sinceReceivedMs = this.deps.clock.now() - Date.parse(meta.receivedAt);
@@ -667,11 +809,12 @@ export class QueueManager {
         log.info(fields("sent"), "delivered");
         continue;
       }
-      this.errors.push({ at: nowIso, qid: meta.id, rcpt: r.address, reply: res.reply });
+      this.errors.push({ at: nowIso, qid: meta.id, rcpt: r.address, reply });
       if (this.errors.length > 20) this.errors.shift();
       if (res.outcome === "permanent") {
         r.status = "failed";
         r.finalAt = nowIso;
+        r.dsnOwed = true;
         failedNow.push(r);
         this.stats.bounced++;
         this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs });
@@ -721,6 +864,7 @@ export class QueueManager {
     const { spool, config, clock } = this.deps;
     const who = dsnRecipientsFor(meta, rcpts, action);
     if (!who.length) {
+      if (action === "failed") for (const r of rcpts) delete r.dsnOwed; // nobody to tell (NOTIFY, <>)
       // An undeliverable bounce of ours goes to dead/ when the message is finished (finish()).
       if (meta.sender === "" || meta.kind === "bounce") {
         log.warn({ rcpts: rcpts.map((r) => r.address) }, action === "failed" ? "bounce undeliverable, not bounced again" : "no delay warning for <>");
@@ -728,7 +872,7 @@ export class QueueManager {
       return;
     }
     const head = await spool.readHead(meta.id, 64 * 1024);
-    const full = meta.params.ret === "FULL" && meta.size <= RET_FULL_MAX ? await spool.readHead(meta.id, RET_FULL_MAX) : undefined;
+    const full = mayReturnBody(meta) && meta.size <= RET_FULL_MAX ? await spool.readHead(meta.id, RET_FULL_MAX) : undefined;
     const dsn = buildDsn({
       reportingMta: config.hostname,
       original: meta,
@@ -758,6 +902,7 @@ export class QueueManager {
       dsn.body,
     );
     log.info({ dsn: bounce.id, action, to, rcpts: who.map((r) => r.address) }, action === "failed" ? "bounce queued" : "delay warning queued");
+    if (action === "failed") for (const r of rcpts) delete r.dsnOwed;
     this.enqueue(bounce);
   }
 

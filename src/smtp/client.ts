@@ -6,7 +6,7 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Readable } from "node:stream";
-import { ReplyAssembler, ReplyParseError, classifyReply, formatReply, makeReply, type SmtpReply } from "../core/smtp-reply.js";
+import { REPLY_LIMITS, ReplyAssembler, ReplyParseError, classifyReply, decodeReplyLine, formatReply, makeReply, type SmtpReply } from "../core/smtp-reply.js";
 import { encodeXtext } from "../core/address.js";
 
 /** Client timeouts in ms, RFC 5321 §4.5.3.2 (from delivery.timeouts). */
@@ -143,9 +143,12 @@ export interface TransactionResult {
   final?: SmtpReply;
 }
 
-const MAX_REPLY_LINE = 64 * 1024;
-/** Lines in one multi-line reply; a server sending more is hostile or broken (bounded memory). */
-const MAX_REPLY_LINES = 1000;
+/**
+ * Octets of complete replies kept while nobody asked for them (PIPELINING answers, or a server
+ * that floods an idle pooled connection). Our largest pipelined batch is MAIL plus one RCPT per
+ * recipient; past this the server is hostile or broken.
+ */
+const MAX_QUEUED_OCTETS = 256 * 1024;
 const QUIT_TIMEOUT_MS = 5_000;
 
 /**
@@ -155,7 +158,10 @@ const QUIT_TIMEOUT_MS = 5_000;
 class ReplyReader {
   private buf: Buffer = Buffer.alloc(0);
   private asm = new ReplyAssembler();
-  private queue: SmtpReply[] = [];
+  private queue: { reply: SmtpReply; octets: number }[] = [];
+  /** Octets of the replies in `queue`, and of the reply being assembled. */
+  private queuedOctets = 0;
+  private replyOctets = 0;
   private failure: SessionError | undefined;
   private waiter: { resolve: (r: SmtpReply) => void; reject: (e: SessionError) => void; timer: NodeJS.Timeout; phase: SessionPhase } | undefined;
   private socket: Socket | undefined;
@@ -188,6 +194,8 @@ class ReplyReader {
     this.buf = Buffer.alloc(0);
     this.asm = new ReplyAssembler();
     this.queue = [];
+    this.queuedOctets = 0;
+    this.replyOctets = 0;
   }
 
   get failed(): SessionError | undefined {
@@ -205,7 +213,10 @@ class ReplyReader {
 
   next(timeoutMs: number, phase: SessionPhase, opts: { unref?: boolean } = {}): Promise<SmtpReply> {
     const q = this.queue.shift();
-    if (q) return Promise.resolve(q);
+    if (q) {
+      this.queuedOctets -= q.octets;
+      return Promise.resolve(q.reply);
+    }
     if (this.failure) return Promise.reject(new SessionError(this.failure.kind, phase, this.failure.message));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -220,39 +231,51 @@ class ReplyReader {
   }
 
   private data(chunk: Buffer): void {
+    // Memory stays bounded whatever the server sends: an unfinished line is kept only up to
+    // the line limit, a reply only up to its limits (ReplyAssembler), queued replies up to
+    // MAX_QUEUED_OCTETS. Past any of them the host is broken: protocol error, connection dropped.
+    const maxLine = REPLY_LIMITS.maxLineOctets;
+    if (this.failure) return; // nothing more is read from a session that broke
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     for (;;) {
       const nl = this.buf.indexOf(10);
       if (nl < 0) break;
       const end = nl > 0 && this.buf[nl - 1] === 13 ? nl - 1 : nl;
-      const line = this.buf.subarray(0, end).toString("utf8");
+      if (end > maxLine) return this.protocolError(`reply line longer than ${maxLine} octets`);
+      const line = decodeReplyLine(this.buf.subarray(0, end));
+      const octets = nl + 1;
       this.buf = this.buf.subarray(nl + 1);
       let reply: SmtpReply | undefined;
       try {
-        reply = this.asm.push(line);
+        reply = this.asm.push(line, octets);
       } catch (e) {
-        this.fail(new SessionError("protocol", this.waiter?.phase ?? "quit", (e as ReplyParseError).message));
-        return;
+        return this.protocolError((e as ReplyParseError).message);
       }
-      if (reply) this.deliver(reply);
-      else if (this.asm.pendingLines > MAX_REPLY_LINES) {
-        this.fail(new SessionError("protocol", this.waiter?.phase ?? "quit", `multi-line reply longer than ${MAX_REPLY_LINES} lines`));
-        return;
+      this.replyOctets += octets;
+      if (reply) {
+        const size = this.replyOctets;
+        this.replyOctets = 0;
+        if (!this.waiter && this.queuedOctets + size > MAX_QUEUED_OCTETS) return this.protocolError(`more than ${MAX_QUEUED_OCTETS} octets of replies nobody asked for`);
+        this.deliver(reply, size);
       }
     }
-    if (this.buf.length > MAX_REPLY_LINE) {
-      this.fail(new SessionError("protocol", this.waiter?.phase ?? "quit", `reply line longer than ${MAX_REPLY_LINE} octets`));
-    }
+    if (this.buf.length > maxLine) this.protocolError(`reply line longer than ${maxLine} octets`);
   }
 
-  private deliver(r: SmtpReply): void {
+  private protocolError(message: string): void {
+    this.buf = Buffer.alloc(0);
+    this.fail(new SessionError("protocol", this.waiter?.phase ?? "quit", message));
+  }
+
+  private deliver(r: SmtpReply, octets: number): void {
     const w = this.waiter;
     if (w) {
       this.waiter = undefined;
       clearTimeout(w.timer);
       w.resolve(r);
     } else {
-      this.queue.push(r);
+      this.queue.push({ reply: r, octets });
+      this.queuedOctets += octets;
     }
   }
 
@@ -634,13 +657,18 @@ export class SmtpClientSession {
   private async sendBody(open: () => Readable): Promise<SmtpReply | undefined> {
     const stuffer = new DotStuffer();
     let body: Readable | undefined;
+    // The last chunk is held back and written with the final dot: a small message goes out in
+    // one write (one syscall, one segment) instead of two.
+    let held: Uint8Array | undefined;
     try {
       body = open();
       for await (const chunk of body) {
         const buf = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : (chunk as Uint8Array);
         if (this.reader.hasReply) return this.earlyReply(body);
         if (this.reader.failed) throw new SessionError(this.reader.failed.kind, "body", this.reader.failed.message);
-        if (!this.write(stuffer.push(buf))) await this.drain();
+        const out = stuffer.push(buf);
+        if (held && !this.write(held)) await this.drain();
+        held = out;
       }
     } catch (e) {
       // Never finish the DATA with a dot after a read error: that would deliver a truncated
@@ -658,7 +686,8 @@ export class SmtpClientSession {
     }
     // From here on the server may get the whole message: any failure is "after the dot".
     try {
-      if (!this.write(stuffer.end())) await this.drain();
+      const end = stuffer.end();
+      if (!this.write(held?.length ? Buffer.concat([held, end]) : end)) await this.drain();
     } catch (e) {
       const se = e as SessionError;
       throw new SessionError(se.kind, "dataEnd", se.message, true);

@@ -12,6 +12,31 @@ export interface CommandLine {
   line: string;
   /** The line exceeded the maximum length; its content was discarded. */
   tooLong: boolean;
+  /**
+   * The line's octets are not valid UTF-8 (`line` then holds U+FFFD in their place, so it must
+   * not be stored: an address is refused, never altered).
+   */
+  invalidUtf8?: boolean;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** RFC 3629 well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF)? */
+export function isValidUtf8(bytes: Uint8Array): boolean {
+  let ascii = true;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i]! >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return true;
+  try {
+    strictUtf8.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -50,7 +75,7 @@ export class CommandReader {
         this.discarding = false;
         return { line: "", tooLong: true };
       }
-      return { line: raw.toString("utf8"), tooLong: false };
+      return isValidUtf8(raw) ? { line: raw.toString("utf8"), tooLong: false } : { line: raw.toString("utf8"), tooLong: false, invalidUtf8: true };
     }
   }
 

@@ -77,11 +77,21 @@ export class ServerSession {
     return { replies: Array.isArray(reply) ? reply : [reply], action };
   }
 
-  handle(line: string): CommandResult {
+  /**
+   * One command line. `invalidUtf8`: the line's octets were not valid UTF-8, so `line` holds
+   * U+FFFD replacements; an address or a HELO name from such a line is refused, never stored
+   * altered (RFC 6531 §3.3 allows only UTF-8 there).
+   */
+  handle(line: string, opts: { invalidUtf8?: boolean } = {}): CommandResult {
     const m = /^([A-Za-z]+)(?:[ \t]+(.*))?$/s.exec(line);
     if (!m) return this.error(r(500, "5.5.2", "Error: bad syntax"));
     const verb = m[1]!.toUpperCase();
     const arg = (m[2] ?? "").trim();
+    if (opts.invalidUtf8) {
+      if (verb === "MAIL") return this.error(r(553, "5.6.7", "Bad sender address syntax: invalid UTF-8"));
+      if (verb === "RCPT") return this.error(r(553, "5.6.7", "Bad recipient address syntax: invalid UTF-8"));
+      if (verb === "EHLO" || verb === "HELO") return this.error(r(501, "5.5.4", `Syntax: ${verb} hostname (invalid UTF-8)`));
+    }
     switch (verb) {
       case "EHLO":
       case "HELO":
@@ -218,7 +228,7 @@ export class ServerSession {
     // RFC 5321 §4.5.1: <Postmaster> without a domain MUST be accepted, from anyone; it is
     // delivered to the `postmaster` address (default postmaster@<hostname>).
     const pm = /^\s*<postmaster>((?:\s.*)?)$/is.exec(m[1]!);
-    const postmaster = pm ? this.env.config.postmaster ?? `postmaster@${this.host}` : undefined;
+    const postmaster = pm ? this.env.config.postmaster : undefined;
     const path = pm ? parsePath(`<${postmaster}>${pm[1]}`, false, false) : parsePath(m[1]!, !!this.tx.params.smtputf8, false);
     if ("error" in path) {
       const utf = path.error.includes("SMTPUTF8");

@@ -10,6 +10,8 @@ import { rejectFields } from "./reject-log.js";
 import type { Logger } from "../io/log.js";
 import type { Spool, SpoolWriter } from "../spool/spool.js";
 import { CommandReader, DataReader } from "./protocol.js";
+import { smtpReplyFor } from "../core/errors.js";
+import { admit, idleTimeout, underStress } from "./admission.js";
 import { ServerSession } from "./server-session.js";
 
 export interface SmtpServerDeps {
@@ -25,7 +27,14 @@ export interface SmtpServerDeps {
 
 /** Maximum command line we accept (RFC 5321 §4.5.3.1.4 says 512; extensions need more). */
 const MAX_COMMAND_LINE = 2048;
-const INBOX_HIGH_WATER = 256 * 1024;
+/** Unprocessed input past which we stop reading the socket (the kernel then holds the rest). */
+const INBOX_HIGH_WATER = 64 * 1024;
+/**
+ * Unsent replies (queued here plus in the socket's write buffer) past which we stop processing
+ * commands and reading until the client drains them: a client that pipelines without reading
+ * must not make us buffer its replies without bound.
+ */
+const OUTPUT_HIGH_WATER = 32 * 1024;
 /** Octets per second a DATA transfer must average once it has lasted limits.dataTimeout (Postfix smtpd_min_data_rate: 500). */
 const MIN_DATA_RATE = 500;
 
@@ -78,6 +87,20 @@ export class SmtpServer {
     return ipInNetworks(ip, this.nets);
   }
 
+  /** Most connection slots are in use: idle timeouts are limits.stressTimeout (admission.ts). */
+  stressed = false;
+
+  private updateStress(): void {
+    const now = underStress(this.conns.size, this.deps.config.limits.connections);
+    if (now === this.stressed) return;
+    this.stressed = now;
+    if (now) {
+      this.deps.logger.warn({ connections: this.conns.size, stressTimeout: this.deps.config.limits.stressTimeout }, "overload: short idle timeouts");
+      // Connections already open get the short timeouts too: they are the ones holding slots.
+      for (const c of this.conns) c.timeoutsChanged();
+    } else this.deps.logger.info({ connections: this.conns.size }, "overload over");
+  }
+
   private accept(socket: net.Socket, implicitTls: boolean): void {
     const ip = socket.remoteAddress ?? "unknown";
     const { config, logger } = this.deps;
@@ -87,22 +110,26 @@ export class SmtpServer {
       return;
     }
     const perIp = this.perIp.get(ip) ?? 0;
-    if (this.conns.size >= config.limits.connections || perIp >= config.limits.connectionsPerClient) {
-      logger.warn({ client: ip, total: this.conns.size, perIp }, "connection limit reached");
+    const relayAllowed = this.relayAllowed(ip);
+    const admission = admit({ total: this.conns.size, perClient: perIp, relayAllowed, limits: config.limits });
+    if (!admission.accept) {
+      logger.warn({ client: ip, total: this.conns.size, perIp, limit: admission.reason }, "connection limit reached");
       socket.end(`421 4.7.0 ${config.hostname} Error: too many connections, try again later\r\n`);
       setTimeout(() => socket.destroy(), 2000).unref();
       return;
     }
     this.perIp.set(ip, perIp + 1);
-    const conn = new Connection(this, socket, ip, implicitTls);
+    const conn = new Connection(this, socket, ip, relayAllowed, implicitTls);
     this.conns.add(conn);
     conn.onClose = () => {
       this.conns.delete(conn);
       const n = (this.perIp.get(ip) ?? 1) - 1;
       if (n <= 0) this.perIp.delete(ip);
       else this.perIp.set(ip, n);
+      this.updateStress();
       if (this.closing && this.conns.size === 0) this.drained?.();
     };
+    this.updateStress();
     conn.start();
   }
 
@@ -145,6 +172,10 @@ class Connection {
   private inbox: Buffer[] = [];
   private inboxBytes = 0;
   private out: string[] = [];
+  /** Octets in `out` (CRLFs included). */
+  private outBytes = 0;
+  /** Set while waiting for the socket to drain; finish() releases it. */
+  private drainWait: (() => void) | undefined;
   private busy = false;
   private closed = false;
   private shuttingDown = false;
@@ -154,14 +185,14 @@ class Connection {
   private readonly log: Logger;
   private readonly cfg: Config;
 
-  constructor(private readonly server: SmtpServer, private socket: net.Socket, private readonly ip: string, implicitTls: boolean) {
+  constructor(private readonly server: SmtpServer, private socket: net.Socket, private readonly ip: string, private readonly relayAllowed: boolean, implicitTls: boolean) {
     this.cfg = server.deps.config;
     this.started = server.deps.clock.now();
     this.log = server.deps.logger.child({ client: ip, port: socket.remotePort });
     this.session = new ServerSession({
       config: this.cfg,
       clientIp: ip,
-      relayAllowed: server.relayAllowed(ip),
+      relayAllowed,
       tlsAvailable: !implicitTls && !!server.secureContext,
       secure: implicitTls,
     });
@@ -185,8 +216,24 @@ class Connection {
     this.commandDeadline = setTimeout(() => {
       if (!this.data && !this.busy && !this.upgrading) this.onTimeout();
       else this.armCommandDeadline();
-    }, this.cfg.limits.commandTimeout);
+    }, this.commandTimeout());
     this.commandDeadline.unref();
+  }
+
+  /** limits.commandTimeout, or limits.stressTimeout while the server is crowded. */
+  private commandTimeout(): number {
+    return idleTimeout(this.cfg.limits.commandTimeout, this.cfg.limits.stressTimeout, this.server.stressed);
+  }
+
+  private dataTimeout(): number {
+    return idleTimeout(this.cfg.limits.dataTimeout, this.cfg.limits.stressTimeout, this.server.stressed);
+  }
+
+  /** The server entered stress: apply the shorter timeouts from now on. */
+  timeoutsChanged(): void {
+    if (this.closed) return;
+    this.socket.setTimeout(this.data ? this.dataTimeout() : this.commandTimeout());
+    if (!this.data) this.armCommandDeadline();
   }
 
   /**
@@ -201,7 +248,7 @@ class Connection {
 
   private attach(s: net.Socket): void {
     s.setNoDelay(true);
-    s.setTimeout(this.cfg.limits.commandTimeout);
+    s.setTimeout(this.commandTimeout());
     s.on("data", (chunk: Buffer) => this.onData(chunk));
     s.on("timeout", () => this.onTimeout());
     s.on("error", (e) => this.log.debug({ err: e.message }, "socket error"));
@@ -216,8 +263,53 @@ class Connection {
     if (this.closed || this.upgrading) return;
     this.inbox.push(chunk);
     this.inboxBytes += chunk.length;
-    if (this.inboxBytes > INBOX_HIGH_WATER) this.socket.pause();
+    if (this.inboxBytes > INBOX_HIGH_WATER || this.unsent() > OUTPUT_HIGH_WATER) this.socket.pause();
     void this.pump();
+  }
+
+  /** Replies not yet taken by the peer: ours plus the socket's write buffer. */
+  private unsent(): number {
+    return this.outBytes + this.socket.writableLength;
+  }
+
+  /**
+   * Wait until the socket's write buffer drains. A client that does not read within
+   * limits.commandTimeout loses its connection (it would otherwise hold its slot forever).
+   * Resolves false when the connection is gone.
+   */
+  private waitForDrain(): Promise<boolean> {
+    const sock = this.socket;
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        sock.off("drain", onDrain);
+        this.drainWait = undefined;
+        resolve(ok && !this.closed);
+      };
+      const onDrain = () => done(true);
+      const timer = setTimeout(() => {
+        this.log.info({ unsent: sock.writableLength }, "client not reading replies, closing");
+        done(false);
+        this.destroy();
+      }, this.commandTimeout());
+      timer.unref();
+      sock.on("drain", onDrain);
+      this.drainWait = () => done(false);
+    });
+  }
+
+  /** Read again once both the unprocessed input and the unsent replies are under their bounds. */
+  private resumeReading(): void {
+    if (this.closed || this.upgrading || this.inboxBytes > INBOX_HIGH_WATER) return;
+    if (this.socket.writableLength > OUTPUT_HIGH_WATER) {
+      if (!this.drainWait) {
+        void this.waitForDrain().then((ok) => {
+          if (ok) this.resumeReading();
+        });
+      }
+      return;
+    }
+    if (this.socket.isPaused()) this.socket.resume();
   }
 
   private onTimeout(): void {
@@ -232,6 +324,15 @@ class Connection {
     this.busy = true;
     try {
       while (!this.closed && !this.upgrading) {
+        // Back-pressure: replies pile up while the client does not read; stop until it does.
+        if (this.unsent() > OUTPUT_HIGH_WATER) {
+          this.flush();
+          if (this.socket.writableLength > OUTPUT_HIGH_WATER) {
+            this.socket.pause();
+            if (!(await this.waitForDrain())) break;
+            continue;
+          }
+        }
         if (this.data) {
           const chunk = this.inbox.shift();
           if (!chunk) break;
@@ -239,12 +340,15 @@ class Connection {
           await this.dataChunk(chunk);
           continue;
         }
-        while (this.inbox.length) {
+        // Feed the command reader one chunk at a time, only when it has no complete line left:
+        // it then holds at most one partial line plus one chunk.
+        let line = this.cmd.next();
+        while (!line && this.inbox.length) {
           const c = this.inbox.shift()!;
           this.inboxBytes -= c.length;
           this.cmd.push(c);
+          line = this.cmd.next();
         }
-        const line = this.cmd.next();
         if (!line) break;
         this.armCommandDeadline();
         if (line.tooLong) {
@@ -255,7 +359,7 @@ class Connection {
           }
           continue;
         }
-        await this.command(line.line);
+        await this.command(line.line, line.invalidUtf8 === true);
       }
     } catch (e) {
       this.log.error({ err: e }, "session failure");
@@ -267,7 +371,7 @@ class Connection {
     if (this.closed) return;
     // Input exhausted: flush grouped replies (RFC 2920 §3.1) and read more.
     this.flush();
-    if (this.inboxBytes <= INBOX_HIGH_WATER && this.socket.isPaused()) this.socket.resume();
+    this.resumeReading();
     if (this.shuttingDown && !this.data) this.sayGoodbye();
     // The client shut down its side: everything it sent has been answered; a DATA it never
     // finished can't finish now (finish() discards it).
@@ -284,8 +388,8 @@ class Connection {
   }
   private closeAfterFlush = false;
 
-  private async command(line: string): Promise<void> {
-    const res = this.session.handle(line);
+  private async command(line: string, invalidUtf8: boolean): Promise<void> {
+    const res = this.session.handle(line, { invalidUtf8 });
     const refused = rejectFields(line, res.replies, { helo: this.session.helo, sender: this.session.tx ? (this.session.tx.sender?.address ?? "") : undefined });
     if (refused) this.log.info(refused, "NOQUEUE: reject");
     this.reply(res.replies);
@@ -308,13 +412,13 @@ class Connection {
           }
         } catch (e) {
           this.log.error({ err: (e as Error).message }, "spool unavailable");
-          this.out.pop(); // withdraw the 354
-          this.reply(["451 4.3.0 Error: queue file write error"]);
+          this.outBytes -= this.out.pop()!.length + 2; // withdraw the 354
+          this.reply([smtpReplyFor(e)]);
           this.session.resetTransaction();
           return;
         }
         this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now() };
-        this.socket.setTimeout(this.cfg.limits.dataTimeout);
+        this.socket.setTimeout(this.dataTimeout());
         try {
           await writer.write(Buffer.from(this.session.receivedHeader(writer.id, new Date(this.server.deps.clock.now())), "latin1"));
         } catch (e) {
@@ -365,7 +469,7 @@ class Connection {
     if (!res.done) return;
     // End of data: everything after the final dot goes back to the command stream.
     this.data = undefined;
-    this.socket.setTimeout(this.cfg.limits.commandTimeout);
+    this.socket.setTimeout(this.commandTimeout());
     this.armCommandDeadline();
     if (res.rest && res.rest.length) {
       this.inbox.unshift(res.rest);
@@ -395,7 +499,7 @@ class Connection {
           sender: tx.sender?.address ?? "",
           recipients: tx.recipients,
           nowMs: this.server.deps.clock.now(),
-          client: { ip: this.ip, port: this.socket.remotePort, helo: this.session.helo, tls: this.session.secure },
+          client: { ip: this.ip, port: this.socket.remotePort, helo: this.session.helo, tls: this.session.secure, relayAllowed: this.relayAllowed },
           params: tx.params,
           eightBit: d.reader.eightBit,
         }),
@@ -410,7 +514,7 @@ class Connection {
       this.server.deps.onQueued?.(meta);
     } catch (e) {
       this.log.error({ err: (e as Error).message }, "spool commit failed");
-      this.reply(["451 4.3.0 Error: queue file write error, try again later"]);
+      this.reply([smtpReplyFor(e)]);
     }
   }
 
@@ -427,7 +531,7 @@ class Connection {
     raw.removeAllListeners("close");
     raw.on("close", () => this.finish());
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.server.secureContext! });
-    const t = setTimeout(() => secure.destroy(), this.cfg.limits.commandTimeout);
+    const t = setTimeout(() => secure.destroy(), this.commandTimeout());
     await new Promise<void>((resolve) => {
       secure.once("secure", () => resolve());
       secure.once("error", (e) => {
@@ -450,13 +554,17 @@ class Connection {
   }
 
   private reply(lines: string[]): void {
-    this.out.push(...lines);
+    for (const l of lines) {
+      this.out.push(l);
+      this.outBytes += l.length + 2;
+    }
   }
 
   private flush(): void {
     if (!this.out.length || this.closed) return;
     const text = this.out.join("\r\n") + "\r\n";
     this.out = [];
+    this.outBytes = 0;
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(text);
   }
 
@@ -495,6 +603,7 @@ class Connection {
     this.finished = true;
     this.closed = true;
     clearTimeout(this.commandDeadline);
+    this.drainWait?.();
     if (this.data?.writer) void this.data.writer.abort();
     this.data = undefined;
     this.log.info(

@@ -1,6 +1,8 @@
 // Spool file names, queue ids and the versioned envelope/state JSON (pure).
 import { randomBytes } from "node:crypto";
+import { z } from "zod";
 import type { MessageMeta } from "../core/envelope.js";
+import { EXCERPT_MAX, excerpt } from "../core/smtp-reply.js";
 
 // Crockford base32: sortable, case-insensitive-safe, no I/L/O/U.
 const B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -45,24 +47,100 @@ export function encodeMeta(m: MessageMeta): Buffer {
   return Buffer.from(JSON.stringify(m, null, 2) + "\n", "utf8");
 }
 
-/** Parse and check a state file; throws with a reason when it is not a valid version-1 entry. */
-export function decodeMeta(buf: Buffer, expectId?: string): MessageMeta {
-  const m = JSON.parse(buf.toString("utf8")) as MessageMeta;
-  if (!m || typeof m !== "object") throw new Error("state is not an object");
-  if (m.version !== 1) throw new Error(`unsupported state version ${String((m as { version?: unknown }).version)}`);
-  if (typeof m.id !== "string" || !isQueueId(m.id)) throw new Error("bad id");
-  if (expectId && m.id !== expectId) throw new Error(`id ${m.id} does not match file name ${expectId}`);
-  if (typeof m.sender !== "string") throw new Error("bad sender");
-  if (!Array.isArray(m.recipients) || m.recipients.length === 0) throw new Error("no recipients");
-  for (const r of m.recipients) {
-    if (!r || typeof r.address !== "string" || typeof r.domain !== "string") throw new Error("bad recipient");
-    if (!["pending", "delivered", "failed"].includes(r.status)) throw new Error(`bad recipient status ${String(r.status)}`);
-    if (!Array.isArray(r.history)) r.history = [];
-    if (typeof r.attempts !== "number") r.attempts = 0;
+const isoTime = z.string().refine((v) => !Number.isNaN(Date.parse(v)), "expected an ISO date");
+/** Remote text kept in the history is an excerpt, also when an older mxd stored more. */
+const replyText = z.string().transform((v) => (v.length > EXCERPT_MAX ? excerpt(v) : v));
+
+const attemptSchema = z
+  .object({
+    at: z.string(),
+    outcome: z.enum(["delivered", "transient", "permanent"]),
+    reply: replyText,
+    status: z.string(),
+    mx: z.string().optional(),
+    ip: z.string().optional(),
+    remote: z.boolean().optional(),
+  })
+  .passthrough();
+
+const recipientSchema = z
+  .object({
+    address: z.string(),
+    domain: z.string(),
+    status: z.enum(["pending", "delivered", "failed"]),
+    attempts: z.number().int().nonnegative().default(0),
+    history: z.array(attemptSchema).default([]),
+    notify: z.array(z.string()).optional(),
+    orcpt: z.string().optional(),
+    finalAt: z.string().optional(),
+  })
+  .passthrough();
+
+/**
+ * The state file of one message, version 1. Every record read back from the spool is checked
+ * against it (design.md: what does not validate goes to dead/ with the reason; it never loops).
+ * Unknown keys are kept (passthrough), so a newer field survives a load/update round trip.
+ */
+export const messageMetaSchema = z
+  .object({
+    version: z.literal(1),
+    id: z.string().regex(QUEUE_ID_RE, "expected a queue id"),
+    sender: z.string(),
+    recipients: z.array(recipientSchema).min(1, "no recipients"),
+    receivedAt: isoTime,
+    client: z
+      .object({ ip: z.string(), port: z.number().optional(), helo: z.string().optional(), tls: z.boolean().optional(), reverseName: z.string().optional() })
+      .passthrough()
+      .default({ ip: "unknown" }),
+    params: z
+      .object({
+        body: z.enum(["7BIT", "8BITMIME"]).optional(),
+        smtputf8: z.boolean().optional(),
+        size: z.number().optional(),
+        ret: z.enum(["FULL", "HDRS"]).optional(),
+        envid: z.string().optional(),
+      })
+      .passthrough()
+      .default({}),
+    size: z.number().int().nonnegative(),
+    eightBit: z.boolean().default(false),
+    nextAttemptAt: isoTime,
+    kind: z.enum(["message", "bounce"]).default("message"),
+    held: z.boolean().optional(),
+    delayWarned: z.boolean().optional(),
+  })
+  .passthrough();
+
+/** A state file that is not a valid version-1 entry (torn, hand-edited, wrong shape). */
+export class BadStateError extends Error {
+  readonly code = "EBADSTATE";
+  constructor(message: string) {
+    super(message);
+    this.name = "BadStateError";
   }
-  if (typeof m.nextAttemptAt !== "string" || Number.isNaN(Date.parse(m.nextAttemptAt))) throw new Error("bad nextAttemptAt");
-  if (typeof m.receivedAt !== "string" || Number.isNaN(Date.parse(m.receivedAt))) throw new Error("bad receivedAt");
-  m.kind ??= "message";
-  m.params ??= {};
+}
+
+function describe(issues: z.ZodIssue[]): string {
+  return issues
+    .slice(0, 3)
+    .map((i) => `${i.path.length ? i.path.join(".") : "(top level)"}: ${i.message}`)
+    .join("; ");
+}
+
+/** Parse and check a state file; throws BadStateError with a reason when it is not a valid version-1 entry. */
+export function decodeMeta(buf: Buffer, expectId?: string): MessageMeta {
+  let json: unknown;
+  try {
+    json = JSON.parse(buf.toString("utf8"));
+  } catch (e) {
+    throw new BadStateError(`state is not JSON: ${(e as Error).message}`);
+  }
+  if (!json || typeof json !== "object") throw new BadStateError("state is not an object");
+  const v = (json as { version?: unknown }).version;
+  if (v !== 1) throw new BadStateError(`unsupported state version ${excerpt(String(v), 40)}`);
+  const r = messageMetaSchema.safeParse(json);
+  if (!r.success) throw new BadStateError(`bad state: ${excerpt(describe(r.error.issues), 300)}`);
+  const m = r.data as MessageMeta;
+  if (expectId && m.id !== expectId) throw new BadStateError(`id ${m.id} does not match file name ${expectId}`);
   return m;
 }

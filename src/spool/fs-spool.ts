@@ -12,7 +12,8 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import type { MessageMeta } from "../core/envelope.js";
 import type { ScanProblem, Spool, SpoolWriter } from "./spool.js";
-import { BODY_EXT, META_EXT, decodeMeta, encodeMeta, isQueueId, newQueueId } from "./format.js";
+import { BODY_EXT, META_EXT, BadStateError, decodeMeta, encodeMeta, isQueueId, newQueueId } from "./format.js";
+import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
 
 export class SpoolError extends Error {
   constructor(message: string, override readonly cause?: unknown) {
@@ -26,7 +27,16 @@ export interface FsSpoolOptions {
   now?: () => number;
   /** Skip fsync (tests of logic only; never in production). */
   noSync?: boolean;
+  /** A state file larger than this is not loaded (bad state); default MAX_STATE_BYTES. */
+  maxStateBytes?: number;
 }
+
+/**
+ * Largest state file loaded. A valid one is small (history and remote replies are bounded);
+ * one this large was written by a broken or older mxd, and parsing it would cost its size in
+ * memory several times over, or fail outright past V8's string limit (~512 MB).
+ */
+export const MAX_STATE_BYTES = 64 * 1024 * 1024;
 
 export class FsSpool implements Spool {
   readonly dir: string;
@@ -35,6 +45,7 @@ export class FsSpool implements Spool {
   readonly deadDir: string;
   private readonly now: () => number;
   private readonly sync: boolean;
+  private readonly maxStateBytes: number;
 
   constructor(opts: FsSpoolOptions) {
     this.dir = opts.dir;
@@ -43,6 +54,7 @@ export class FsSpool implements Spool {
     this.deadDir = join(opts.dir, "dead");
     this.now = opts.now ?? Date.now;
     this.sync = !opts.noSync;
+    this.maxStateBytes = opts.maxStateBytes ?? MAX_STATE_BYTES;
   }
 
   async init(): Promise<{ cleaned: number }> {
@@ -151,7 +163,25 @@ export class FsSpool implements Spool {
 
   async load(id: string): Promise<MessageMeta> {
     if (!isQueueId(id)) throw new SpoolError(`not a queue id: ${id}`);
-    return decodeMeta(await fsp.readFile(this.metaPath(id)), id);
+    const fh = await fsp.open(this.metaPath(id), "r");
+    try {
+      const { size } = await fh.stat();
+      if (size > this.maxStateBytes) throw new BadStateError(`state file too large (${size} octets, at most ${this.maxStateBytes} are loaded)`);
+      return decodeMeta(await fh.readFile(), id);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async salvage(id: string): Promise<SalvagedEnvelope | undefined> {
+    if (!isQueueId(id)) return undefined;
+    const s = new EnvelopeSalvager();
+    try {
+      for await (const chunk of createReadStream(this.metaPath(id), { highWaterMark: 64 * 1024 })) s.push(chunk as Buffer);
+    } catch {
+      return undefined;
+    }
+    return s.result();
   }
 
   async update(meta: MessageMeta): Promise<void> {

@@ -9,6 +9,7 @@
 // - Bodies are streamed, never loaded whole.
 import type { Readable } from "node:stream";
 import type { MessageMeta } from "../core/envelope.js";
+import type { SalvagedEnvelope } from "./salvage.js";
 
 /** Receives one message body as it arrives; nothing is queued until commit(). */
 export interface SpoolWriter {
@@ -40,7 +41,13 @@ export interface Spool {
   readHead(id: string, max: number): Promise<Buffer>;
   /** Move an entry to the dead-letter folder with a reason. */
   bury(id: string, reason: string): Promise<void>;
+  /** The state of a queued message; a state file that is not valid rejects with BadStateError. */
   load(id: string): Promise<MessageMeta>;
+  /**
+   * What can still be read of the envelope (sender, recipients) of an entry that load() refused,
+   * in bounded memory; undefined when not even that is readable.
+   */
+  salvage(id: string): Promise<SalvagedEnvelope | undefined>;
   /** Atomically replace the state of a queued message. */
   update(meta: MessageMeta): Promise<void>;
   /** Remove a message (all recipients final). */

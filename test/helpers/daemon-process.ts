@@ -53,7 +53,11 @@ export function startDaemonProcess(configFile: string, timeoutMs = 15_000): Prom
   const stop = async () => {
     if (exited !== undefined) return exited;
     child.kill("SIGTERM");
-    const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+    const t = setTimeout(() => {
+      // Say why a test fails on a daemon that does not stop: its last words.
+      console.error(`# mxd did not stop within 5 s of SIGTERM; last log lines:\n${logs.slice(-15).map((l) => "#   " + JSON.stringify(l)).join("\n")}\n# stderr: ${stderr.slice(-2000)}`);
+      child.kill("SIGKILL");
+    }, 5000);
     const code = await exit;
     clearTimeout(t);
     return code;

@@ -12,7 +12,7 @@ import { parseConfig, type Config } from "../../src/config.js";
 import type { MessageMeta } from "../../src/core/envelope.js";
 import { silentLogger } from "../../src/io/log.js";
 import { systemClock } from "../../src/io/clock.js";
-import { FsSpool } from "../../src/spool/fs-spool.js";
+import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { SmtpServer } from "../../src/smtp/server.js";
 
 /** Repository root (tests run from dist/test/helpers). */
@@ -37,7 +37,7 @@ export interface Overrides {
 
 export interface Inbound {
   server: SmtpServer;
-  spool: FsSpool;
+  spool: JournalSpool;
   config: Config;
   dir: string;
   port: number;
@@ -59,8 +59,9 @@ export async function startInbound(overrides: Overrides = {}, opts: { tlsCredent
     limits: { ...(limits ?? {}) },
     relay: { allowedNetworks: ["127.0.0.0/8"], ...(relay ?? {}) },
   });
-  const spool = new FsSpool({ dir });
+  const spool = new JournalSpool({ dir, minFree: 0 });
   await spool.init();
+  await spool.recover();
   const queued: MessageMeta[] = [];
   const server = new SmtpServer({
     config,
@@ -300,9 +301,20 @@ export async function listDir(dir: string): Promise<string[]> {
   }
 }
 
-/** Queue ids that have a state file. */
+/** A read-only view of a spool (replays the journal; works while a daemon writes to it). */
+async function view<T>(spoolDir: string, fn: (s: JournalSpool) => Promise<T>): Promise<T> {
+  const s = new JournalSpool({ dir: spoolDir, readOnly: true });
+  try {
+    await s.recover();
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+/** Ids of the queued messages, in arrival order. */
 export async function queueIds(spoolDir: string): Promise<string[]> {
-  return (await listDir(join(spoolDir, "queue"))).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5));
+  return view(spoolDir, (s) => s.listIds());
 }
 
 export interface Entry {
@@ -311,16 +323,22 @@ export interface Entry {
   meta: MessageMeta;
 }
 
+async function entryOf(s: JournalSpool, id: string): Promise<Entry> {
+  const chunks: Buffer[] = [];
+  for await (const c of s.openBody(id)) chunks.push(c as Buffer);
+  return { id, eml: Buffer.concat(chunks), meta: await s.load(id) };
+}
+
 export async function readEntry(spoolDir: string, id: string): Promise<Entry> {
-  const eml = await fsp.readFile(join(spoolDir, "queue", id + ".eml"));
-  const meta = JSON.parse(await fsp.readFile(join(spoolDir, "queue", id + ".json"), "utf8")) as MessageMeta;
-  return { id, eml, meta };
+  return view(spoolDir, (s) => entryOf(s, id));
 }
 
 export async function readAll(spoolDir: string): Promise<Entry[]> {
-  const out: Entry[] = [];
-  for (const id of await queueIds(spoolDir)) out.push(await readEntry(spoolDir, id));
-  return out;
+  return view(spoolDir, async (s) => {
+    const out: Entry[] = [];
+    for (const id of await s.listIds()) out.push(await entryOf(s, id));
+    return out;
+  });
 }
 
 /** The spooled file is `Received: ...` (a folded header) followed by exactly the message bytes. */

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
 import { AdminServer, MAX_BODY, adminSocketPath } from "../../src/admin/server.js";
-import { FsSpool } from "../../src/spool/fs-spool.js";
+import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { INITIAL_CONTROL } from "../../src/queue/state.js";
 import type { QueueManager } from "../../src/queue/worker.js";
 import { parseConfig } from "../../src/config.js";
@@ -181,7 +181,7 @@ test("slow clients: headers that never finish are cut off; so is a body that nev
 test("GET /queue to a client that stops reading: the stream is abandoned, not buffered forever", async () => {
   const { admin, port, spoolDir } = await server({ timeouts: { writeStall: 500 } });
   await fillSpool(spoolDir, 20_000);
-  const spool = new FsSpool({ dir: spoolDir });
+  const spool = new JournalSpool({ dir: spoolDir, readOnly: true });
   admin.attach({ queue: { pauseState: { ...INITIAL_CONTROL, pausedDomains: [] } } as unknown as QueueManager, spool, metrics: () => "", status: async () => ({}) });
   // A reader that never reads: the server's writes block on back-pressure, then give up.
   const r = await raw(port, `GET /queue HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`, { waitMs: 15_000 });

@@ -3,7 +3,7 @@
 // Pause/resume and hold/release are checked by what reaches the sinks.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, readdirSync, readFileSync, writeFileSync, existsSync, renameSync } from "node:fs";
+import { mkdtempSync, rmSync, readdirSync, readFileSync, writeFileSync, existsSync, renameSync, mkdirSync } from "node:fs";
 import { createServer as netCreateServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,7 @@ import nodemailer from "nodemailer";
 import { startDnsServer, type DnsServerHandle } from "../helpers/dns-server.js";
 import { startMxSink, type MxSink } from "../helpers/mx-sink.js";
 import { mxd, startDaemonProcess, until, writeConfig, type DaemonProcess } from "../helpers/daemon-process.js";
+import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
 
 let dns: DnsServerHandle;
 const sinks: Record<string, MxSink> = {};
@@ -216,7 +217,7 @@ test("deferred mail: show, flush, bounce (with the postmaster copy), delete; sta
   assert.equal(r.code, 1, "one id was unknown");
   assert.match(r.stdout, new RegExp(`${id3}: deleted`));
   assert.match(r.stderr, /01KB2X7Q9M4F8Z3H: no such message/);
-  assert.equal(existsSync(join(spool, "queue", `${id3}.json`)), false);
+  assert.equal(queuedIdsSync(spool).includes(id3), false);
   r = await q(cfg, "flush");
   assert.match(r.stdout, /^flushed 0 messages$/m);
   await new Promise((res) => setTimeout(res, 300));
@@ -250,7 +251,7 @@ test("with mxd stopped: list, show, hold, release, flush, delete, pause on the s
   r = await q(cfg, "hold", id1);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /mxd is not running: spool changed directly/);
-  assert.equal(JSON.parse(readFileSync(join(spool, "queue", `${id1}.json`), "utf8")).held, true);
+  assert.equal(spoolSnapshot(spool).get(id1)?.meta.held, true);
   r = await q(cfg, "release", id1);
   assert.equal(r.code, 0);
   r = await q(cfg, "release", id1);
@@ -270,7 +271,8 @@ test("with mxd stopped: list, show, hold, release, flush, delete, pause on the s
   r = await q(cfg, "pause");
   assert.match(r.stdout, /saved for its next start/);
 
-  // An unparseable entry: moved to dead/ at start, with a reason.
+  // An unparseable entry in the previous layout: moved to dead/ at start (migration), with a reason.
+  mkdirSync(join(spool, "queue"), { recursive: true });
   writeFileSync(join(spool, "queue", "01KB2X7Q9M4F8Z3H.json"), "{ not json");
   writeFileSync(join(spool, "queue", "01KB2X7Q9M4F8Z3H.eml"), "Subject: x\r\n\r\nx\r\n");
 
@@ -311,8 +313,8 @@ test("delete and hold during a delivery in progress wait for it, and the deliver
   assert.match(del.stdout, new RegExp(`${id}: deleted`));
   assert.equal(hold.code, 0, hold.stderr);
   assert.match(hold.stdout, new RegExp(`${id2}: held`));
-  assert.equal(existsSync(join(spool, "queue", `${id}.json`)), false, "the finished delivery did not write the state back");
-  const held = JSON.parse(readFileSync(join(spool, "queue", `${id2}.json`), "utf8"));
+  assert.equal(queuedIdsSync(spool).includes(id), false, "the finished delivery did not write the state back");
+  const held = spoolSnapshot(spool).get(id2)!.meta;
   assert.equal(held.held, true);
   assert.equal(held.recipients[0].attempts, 1, "the attempt in progress was recorded, then the hold applied");
   const r = await q(cfg, "flush");
@@ -377,11 +379,11 @@ test("the CLI reaches the daemon over admin.listen with admin.token when the soc
     assert.match((await mxd(["status", "--config", cfg])).stdout, /delivery: +outbound delivery is PAUSED/);
     // A wrong token: refused (exit 1), and the CLI does not fall back to editing the spool.
     const bad = writeConfig(dir, { ...JSON.parse(readFileSync(cfg, "utf8")), admin: { listen: `127.0.0.185:${port}`, token: "wrong-token-wrong-token" } }, "bad-token.json");
-    const before = readFileSync(join(spool, "queue", `${id}.json`), "utf8");
+    const before = JSON.stringify(spoolSnapshot(spool).get(id)!.meta);
     r = await mxd(["queue", "hold", id, "--config", bad]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /admin API refused the token \(admin\.token\)/);
-    assert.equal(readFileSync(join(spool, "queue", `${id}.json`), "utf8"), before, "spool untouched");
+    assert.equal(JSON.stringify(spoolSnapshot(spool).get(id)!.meta), before, "spool untouched");
     r = await mxd(["status", "--config", bad]);
     assert.equal(r.code, 1);
     assert.equal((await mxd(["queue", "resume", "--config", bad])).code, 1);

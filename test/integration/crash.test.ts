@@ -14,6 +14,8 @@ import { spawnSync } from "node:child_process";
 import { sleep, startMxd, stopAllPeers, tempDir, waitFor, type MxdPeer } from "../helpers/peers.js";
 import { startMxSink, type MxSink, type SinkOptions } from "../helpers/mx-sink.js";
 import { Wire, sendMessage } from "../interop/wire.js";
+import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
+import { CLI_JS } from "../helpers/inbound.js";
 
 const STRESS = !!process.env.MXD_STRESS;
 const MESSAGES = STRESS ? 2000 : 300;
@@ -48,14 +50,9 @@ function qidOf(raw: Buffer): string | undefined {
   return /\(mxd\) with \w+ id ([0-9A-Z]{16})/.exec(raw.subarray(0, 400).toString("latin1"))?.[1];
 }
 
-/** Every .json in queue/ must parse (a crash during a state update must not leave garbage). */
+/** Every current state in the journal must parse (a crash mid-append must not leave garbage). */
 function assertSpoolReadable(spoolDir: string): void {
-  const q = join(spoolDir, "queue");
-  if (!existsSync(q)) return;
-  for (const f of readdirSync(q).filter((x) => x.endsWith(".json"))) {
-    const text = readFileSync(join(q, f), "utf8");
-    assert.doesNotThrow(() => JSON.parse(text), `queue/${f} is readable JSON`);
-  }
+  assert.doesNotThrow(() => spoolSnapshot(spoolDir), "the journal's current states are readable JSON");
 }
 
 interface Scenario {
@@ -147,7 +144,7 @@ async function runScenario(s: Scenario, spoolDir: string, getSink: () => MxSink 
   // --- drain: destination up, wait for an empty queue
   collect();
   if (!sink) put(await startMxSink(s.sink));
-  const queueEmpty = () => readdirSync(join(spoolDir, "queue")).filter((f) => f.endsWith(".json")).length === 0;
+  const queueEmpty = () => queuedIdsSync(spoolDir).length === 0;
   await waitFor(queueEmpty, STRESS ? 240_000 : 60_000, "the queue to drain");
   collect();
 
@@ -172,7 +169,7 @@ async function runScenario(s: Scenario, spoolDir: string, getSink: () => MxSink 
   // A duplicate needs a delivery in flight at the moment of a kill: bounded by kills × concurrency.
   assert.ok(duplicates <= kills * 10, `duplicates (${duplicates}) only from deliveries interrupted by the ${kills} kills`);
   assert.deepEqual(dead, [], "no unreadable entry was moved to dead/");
-  assert.deepEqual(readdirSync(join(spoolDir, "tmp")), [], "tmp/ is clean after restart and drain");
+  assert.deepEqual(readdirSync(join(spoolDir, "bodies")), [], "bodies/ is clean after restart and drain");
   await mxd.stop(5000);
 }
 
@@ -195,7 +192,7 @@ function canMountTmpfs(): boolean {
   return process.getuid?.() === 0 && existsSync("/bin/mount");
 }
 
-test("full disk: 451 4.3.0 when the spool fills, nothing accepted is lost, recovery when space returns", { skip: canMountTmpfs() ? false : "needs root to mount a small tmpfs" }, async () => {
+test("full disk: 452 4.3.1 at the free-space reserve, 451 4.3.0 at ENOSPC, nothing accepted is lost, recovery when space returns", { skip: canMountTmpfs() ? false : "needs root to mount a small tmpfs" }, async () => {
   const base = tempDir("mxd-disk-");
   const mnt = join(base, "mnt");
   mkdirSync(mnt);
@@ -209,42 +206,58 @@ test("full disk: 451 4.3.0 when the spool fills, nothing accepted is lost, recov
     rmSync(base, { recursive: true, force: true });
   });
   const spoolDir = join(mnt, "spool");
+  // Something else on the same file system takes 1.5 MB; the operator frees it later.
+  const ballast = join(mnt, "ballast");
+  writeFileSync(ballast, Buffer.alloc(1536 * 1024));
   // Delivery goes nowhere (closed port, retry in an hour): the queue only grows.
-  const d = await startMxd({
+  const cfg = (minFree: string | number) => ({
     ...config(spoolDir, { routes: { ".test": ["127.0.0.249:9"] }, delivery: { retry: { minDelay: "1h", maxDelay: "1h" } } }),
     listen: [{ host: "127.0.0.209", port: 0 }],
+    spool: { minFree, segmentSize: "16MB" },
   });
-  cleanups.push(() => d.stop(3000).then(() => undefined));
-  // Keep the config file off the tmpfs? It is in mnt/, written before the disk fills.
-  const body = (n: number) => `Subject: fill ${n}\r\n\r\n${("z".repeat(98) + "\r\n").repeat(2000)}`; // ~200 KB
+  const body = (n: number) => `Subject: fill ${n}\r\n\r\n${("z".repeat(98) + "\r\n").repeat(1000)}`; // ~100 KB
   const accepted: string[] = [];
-  let full: string | undefined;
-  for (let n = 0; n < 60 && !full; n++) {
-    const r = await sendMessage(d.port, "127.0.0.209", { from: "a@sender.test", to: ["b@crash.test"] }, body(n));
-    if (r.reply.code === 250) accepted.push(r.id!);
-    else full = r.reply.text;
-  }
-  assert.ok(full, "the disk filled up");
-  assert.match(full, /^451 4\.3\.0/, `a full spool answers 451 4.3.0: ${full}`);
-  // Still serving: a session works and gets 451 again, not a crash.
+  const fill = async (port: number): Promise<string> => {
+    for (let n = 0; n < 80; n++) {
+      const r = await sendMessage(port, "127.0.0.209", { from: "a@sender.test", to: ["b@crash.test"] }, body(n));
+      if (r.reply.code === 250) accepted.push(r.id!);
+      else return r.reply.text;
+      // The reserve is checked at most once a second.
+      await new Promise((ok) => setTimeout(ok, 50));
+    }
+    return "";
+  };
+  // 1. With a 1 MB reserve: refused with 452 4.3.1 while state changes still have room.
+  let d = await startMxd(cfg("1MB"));
+  cleanups.push(() => d.stop(3000).then(() => undefined));
+  const reserve = await fill(d.port);
+  assert.match(reserve, /^452 4\.3\.1/, `the reserve answers 452 4.3.1: ${reserve}`);
+  // Still serving: a session works, not a crash.
   const w = await Wire.connect(d.port, "127.0.0.209");
   assert.equal((await w.reply()).code, 220);
   assert.equal((await w.cmd("EHLO still.here")).code, 250);
   assert.equal((await w.cmd("NOOP")).code, 250);
   w.destroy();
   assert.ok(d.proc.proc.exitCode === null, "mxd is alive");
-  // Nothing already accepted is lost or damaged.
+  // An operator action needs a state record: it fits in the reserve.
+  const held = spawnSync(process.execPath, [CLI_JS, "queue", "hold", accepted[0]!, "--config", d.configFile], { encoding: "utf8", timeout: 15_000 });
+  assert.equal(held.status, 0, held.stderr);
+  await d.stop(3000);
+  // 2. No reserve: the disk really fills; the failed batch is answered 451 4.3.0 and never queued.
+  d = await startMxd(cfg(0));
+  const enospc = await fill(d.port);
+  assert.match(enospc, /^451 4\.3\.0/, `ENOSPC answers 451 4.3.0: ${enospc}`);
+  // Nothing acknowledged is lost or damaged.
+  const snap = spoolSnapshot(spoolDir);
   for (const id of accepted) {
-    assert.ok(existsSync(join(spoolDir, "queue", id + ".json")), `${id} still queued`);
-    const meta = JSON.parse(readFileSync(join(spoolDir, "queue", id + ".json"), "utf8"));
-    assert.equal(meta.size, readFileSync(join(spoolDir, "queue", id + ".eml")).length);
+    const e = snap.get(id);
+    assert.ok(e, `${id} still queued`);
+    assert.equal(e.meta.size, e.eml.length, `${id} intact`);
   }
-  assert.equal(readdirSync(join(spoolDir, "tmp")).filter((f) => f.endsWith(".eml")).length, 0, "no partial message left in tmp/");
-  // Space returns: delete two accepted messages by hand (as an operator would, .json first).
-  for (const id of accepted.slice(0, 3)) {
-    unlinkSync(join(spoolDir, "queue", id + ".json"));
-    unlinkSync(join(spoolDir, "queue", id + ".eml"));
-  }
+  assert.equal(snap.size, accepted.length, "nothing queued that was not acknowledged");
+  assert.equal(snap.get(accepted[0]!)?.meta.held, true, "the hold made in the reserve is kept");
+  // Space returns: the other data goes away.
+  rmSync(ballast);
   const r = await sendMessage(d.port, "127.0.0.209", { from: "a@sender.test", to: ["b@crash.test"] }, "Subject: after\r\n\r\nspace is back\r\n");
   assert.equal(r.reply.code, 250, `recovers when space returns: ${r.reply.text}`);
   await d.stop(3000);

@@ -1,6 +1,6 @@
 // Issue 13, bug 2: a delivery agent that throws (here Node's ERR_SOCKET_BAD_PORT, as a bad relay
 // port used to cause) leaves a reason on every recipient and a retry time, and is retried on
-// the normal schedule. Real QueueManager and FsSpool, virtual time.
+// the normal schedule. Real QueueManager and JournalSpool, virtual time.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { parseConfig } from "../../src/config.js";
 import { FakeClock } from "../../src/io/clock.js";
 import { silentLogger } from "../../src/io/log.js";
-import { FsSpool } from "../../src/spool/fs-spool.js";
+import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { QueueManager } from "../../src/queue/worker.js";
 import type { Courier } from "../../src/delivery/courier.js";
 import { newMessage, newRecipient } from "../../src/core/envelope.js";
@@ -37,7 +37,7 @@ test("a courier that throws: reason on the message, rescheduled at minDelay, ret
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const clock = new FakeClock(Date.UTC(2026, 0, 5, 12, 0, 0));
   const config = parseConfig({ hostname: "mxd.test", spoolDir: dir, delivery: { retry: { minDelay: "5m", maxDelay: "1h", jitter: 0 } } });
-  const spool = new FsSpool({ dir, now: () => clock.now(), noSync: true });
+  const spool = new JournalSpool({ dir, now: () => clock.now(), noSync: true, minFree: 0 });
   await spool.init();
   const calls: number[] = [];
   const courier: Courier = {

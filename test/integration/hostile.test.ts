@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { inCI, sleep, startMxd, stopAllPeers, tempDir, waitFor, type MxdPeer } from "../helpers/peers.js";
 import { Wire, dotStuff, sendMessage } from "../interop/wire.js";
+import { spoolSnapshot } from "../helpers/spool-snapshot.js";
 
 const HOST = "127.0.0.206";
 const STRESS = !!process.env.MXD_STRESS;
@@ -23,7 +24,9 @@ const COMMAND_TIMEOUT_MS = 2000;
 
 let base: string;
 let mxd: MxdPeer;
-const spoolQueue = () => join(base, "spool", "queue");
+const spoolDirOf = () => join(base, "spool");
+/** Where a body being received may be left (only bodies larger than spool.inlineMax go to a file). */
+const bodiesDir = () => join(base, "spool", "bodies");
 
 before(async () => {
   base = tempDir("mxd-hostile-");
@@ -72,12 +75,7 @@ interface Stored {
   eml: Buffer;
 }
 function storedMessages(): Stored[] {
-  return readdirSync(spoolQueue())
-    .filter((f) => f.endsWith(".json"))
-    .map((f) => {
-      const id = f.slice(0, -5);
-      return { id, meta: JSON.parse(readFileSync(join(spoolQueue(), f), "utf8")), eml: readFileSync(join(spoolQueue(), id + ".eml")) };
-    });
+  return [...spoolSnapshot(spoolDirOf()).values()].map((e) => ({ id: e.id, meta: e.meta, eml: e.eml }));
 }
 
 /** RFC 5322/5321 shape of a stored message: CRLF only, lines ≤ 1000 octets, mxd Received first. */
@@ -246,7 +244,7 @@ test(`fuzz: random and mutated SMTP streams (seed ${SEED}) never crash, leak or 
       await runSession(wg);
       if (debug) {
         await sleep(300);
-        const left = readdirSync(join(base, "spool", "tmp"));
+        const left = readdirSync(bodiesDir());
         if (left.length) {
           const f = join(base, "..", "fuzz-leftover-session.json");
           (await import("node:fs")).writeFileSync(f, JSON.stringify({ ...lastSession, chunks: lastSession!.chunks.map((c) => c.toString("latin1")) }, null, 1));
@@ -272,7 +270,7 @@ test(`fuzz: random and mutated SMTP streams (seed ${SEED}) never crash, leak or 
   const stored = storedMessages();
   for (const m of stored) assertWellFormed(m);
   console.log(`# fuzz: ${stored.length} messages accepted, all well-formed`);
-  fuzzTmpLeft = readdirSync(join(base, "spool", "tmp"));
+  fuzzTmpLeft = readdirSync(bodiesDir());
   console.log(`# fuzz: ${fuzzTmpLeft.length} files left in tmp/`);
   const crashes = mxd.logs().filter((l) => l.msg === "session failure" || (typeof l.level === "number" && l.level >= 50));
   assert.deepEqual(crashes, [], "no internal errors logged");
@@ -291,7 +289,7 @@ test("fuzz: no leftovers in the spool's tmp/ once every session is gone", () => 
 // reply, and its message must be queued; nothing may be left in tmp/.
 test("half-closed pipelining client: all replies, message queued, nothing left in tmp/", async () => {
   const before = storedMessages().length;
-  const tmpBefore = new Set(readdirSync(join(base, "spool", "tmp")));
+  const tmpBefore = new Set(readdirSync(bodiesDir()));
   const w = await Wire.connect(mxd.port, HOST);
   try {
     await w.write("EHLO half.client.test\r\nMAIL FROM:<half@client.test>\r\nRCPT TO:<r@pf.test>\r\nDATA\r\nSubject: half-close\r\n\r\nbody\r\n.\r\nQUIT\r\n");
@@ -304,7 +302,7 @@ test("half-closed pipelining client: all replies, message queued, nothing left i
   } finally {
     w.destroy();
     await sleep(300);
-    assert.deepEqual(readdirSync(join(base, "spool", "tmp")).filter((f) => !tmpBefore.has(f)), [], "no leftovers in tmp/");
+    assert.deepEqual(readdirSync(bodiesDir()).filter((f) => !tmpBefore.has(f)), [], "no leftovers in tmp/");
   }
 });
 
@@ -496,5 +494,5 @@ test("after everything: mxd alive, no leftovers, queue well-formed", async () =>
   assert.ok(alive());
   await waitFor(() => serverConnections() === 0, 10_000, "no connections");
   for (const m of storedMessages()) assertWellFormed(m);
-  assert.ok(existsSync(spoolQueue()));
+  assert.ok(existsSync(join(spoolDirOf(), "journal")));
 });

@@ -52,7 +52,7 @@ test("a 64 MB message streams to disk with bounded memory and arrives byte for b
     const got = createHash("sha256");
     let skipping = true;
     let carry = Buffer.alloc(0);
-    for await (const chunk of createReadStream(`${inb.dir}/queue/${id}.eml`)) {
+    for await (const chunk of inb.spool.openBody(id)) {
       if (!skipping) {
         got.update(chunk as Buffer);
         continue;

@@ -1,5 +1,5 @@
 // Paused destinations and the queue lifetime, in virtual time (FakeClock drives the real
-// QueueManager, Scheduler and FsSpool): a message whose destination is paused neither spends
+// QueueManager, Scheduler and JournalSpool): a message whose destination is paused neither spends
 // attempts nor expires while it waits (docs/operations.md, "Pause delivery"); it is attempted
 // as soon as the destination is resumed, even past delivery.maxQueueTime.
 import { test } from "node:test";
@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseConfig } from "../../src/config.js";
 import { FakeClock } from "../../src/io/clock.js";
 import { silentLogger } from "../../src/io/log.js";
-import { FsSpool } from "../../src/spool/fs-spool.js";
+import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { QueueManager } from "../../src/queue/worker.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
 import { newMessage, newRecipient } from "../../src/core/envelope.js";
@@ -25,7 +25,7 @@ async function setup(t: { after: (fn: () => unknown) => void }, answer: (req: De
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const clock = new FakeClock(Date.UTC(2026, 10, 25, 12, 0, 0));
   const config = parseConfig({ hostname: "mxd.test", spoolDir: dir, delivery: { retry: { minDelay: "5m", maxDelay: "1h", jitter: 0 }, maxQueueTime: "6h" } });
-  const spool = new FsSpool({ dir, now: () => clock.now(), noSync: true });
+  const spool = new JournalSpool({ dir, now: () => clock.now(), noSync: true, minFree: 0 });
   await spool.init();
   const calls: { at: number; domain: string; rcpts: string[] }[] = [];
   const courier: Courier = {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import { acquirePidLock, lockHolder } from "../../src/io/pid-lock.js";
 import { CLI_JS, REPO_ROOT, startDaemon, cleanup, session, sendMessage, queuedId } from "../helpers/inbound.js";
+import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
 
 after(cleanup);
 
@@ -46,9 +47,9 @@ test("admin socket deleted while mxd runs: a second daemon is refused and the CL
   const hold = spawnSync(process.execPath, [CLI_JS, "queue", "hold", id, "--config", cfg], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
   assert.equal(hold.status, 1, hold.stdout + hold.stderr);
   assert.match(hold.stderr, /seems to run \(pid \d+/);
-  const meta = JSON.parse(spawnSync("cat", [join(spoolDir, "queue", `${id}.json`)], { encoding: "utf8" }).stdout);
+  const meta = spoolSnapshot(spoolDir).get(id)!.meta;
   assert.notEqual(meta.held, true, "the spool was not edited behind the daemon");
-  assert.ok(readdirSync(join(spoolDir, "queue")).includes(`${id}.json`));
+  assert.ok(queuedIdsSync(spoolDir).includes(id));
   d.child.kill("SIGTERM");
   assert.equal((await d.exited).code, 0);
   assert.equal(existsSync(join(spoolDir, "mxd.pid")), false, "the lock is released at a clean stop");

@@ -13,6 +13,7 @@ import { startDaemon, type Daemon } from "../../src/main.js";
 import { silentLogger } from "../../src/io/log.js";
 import { startDnsServer, type DnsServerHandle } from "../helpers/dns-server.js";
 import { startMxSink, type MxSink, type SinkOptions } from "../helpers/mx-sink.js";
+import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
 
 let dns: DnsServerHandle;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -95,7 +96,7 @@ async function until(cond: () => boolean | Promise<boolean>, ms: number, what: s
   assert.fail(`timed out after ${ms} ms waiting for ${what}`);
 }
 
-const queueEmpty = (dir: string) => () => existsSync(join(dir, "queue")) && readdirSync(join(dir, "queue")).length === 0;
+const queueEmpty = (dir: string) => () => existsSync(join(dir, "journal")) && queuedIdsSync(dir).length === 0;
 
 test("groups recipients by domain: one transaction per domain, N RCPT in one", async (t) => {
   scoped(t);
@@ -199,10 +200,9 @@ test("deferred mail survives a restart and is delivered after it", async (t) => 
   await submit(d1, { from: "a@sender.test", to: ["r@down.test"] });
   // Nothing listens on 127.0.0.104: the attempt fails with connection refused → deferred.
   await until(async () => {
-    const files = readdirSync(join(dir, "queue")).filter((f) => f.endsWith(".json"));
-    if (files.length !== 1) return false;
-    const m = JSON.parse((await import("node:fs")).readFileSync(join(dir, "queue", files[0]!), "utf8"));
-    return m.recipients[0].attempts >= 1;
+    const all = [...spoolSnapshot(dir).values()];
+    if (all.length !== 1) return false;
+    return all[0]!.meta.recipients[0]!.attempts >= 1;
   }, 10_000, "a deferred attempt");
   await d1.stop();
   const s = await sink({ host: "127.0.0.104" });

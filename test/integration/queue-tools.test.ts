@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, existsSync, readdirSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FsSpool } from "../../src/spool/fs-spool.js";
+import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { newMessage, newRecipient, type MessageMeta } from "../../src/core/envelope.js";
 import { adminSocketPath } from "../../src/admin/server.js";
 import { CLI, startDaemonProcess, until, writeConfig } from "../helpers/daemon-process.js";
@@ -32,7 +32,7 @@ function run(args: string[], stdin?: string): Promise<{ code: number; stdout: st
   });
 }
 
-async function put(spool: FsSpool, sender: string, rcpts: string[], ageMs: number, reply?: string): Promise<MessageMeta> {
+async function put(spool: JournalSpool, sender: string, rcpts: string[], ageMs: number, reply?: string): Promise<MessageMeta> {
   const recipients = rcpts.map(newRecipient);
   if (reply) for (const r of recipients) Object.assign(r, { attempts: 1, history: [{ at: new Date(now).toISOString(), outcome: "transient", status: "4.7.1", reply }] });
   return spool.put(newMessage({ sender, recipients, nowMs: now - ageMs, client: { ip: "127.0.0.1" } }), Buffer.from(`Subject: t\r\nMessage-ID: <${Math.random()}@t>\r\n\r\nx\r\n`));
@@ -50,20 +50,24 @@ before(async () => {
     log: { level: "info" },
   });
   // Queued mail of several shapes; two dead letters buried 40 days and 1 hour ago.
-  const spool = new FsSpool({ dir: spoolDir, noSync: true });
+  let clockAt = now;
+  const spool = new JournalSpool({ dir: spoolDir, noSync: true, minFree: 0, now: () => clockAt });
   await spool.init();
+  await spool.recover();
   ids.grey = (await put(spool, "app@shop.example", ["a@grey.test", "b@grey.test"], 2 * 3_600_000, "451 4.7.1 Greylisted, try again later")).id;
   ids.full = (await put(spool, "app@shop.example", ["c@full.test"], 30 * 60_000, "452 4.2.2 mailbox full")).id;
   ids.news = (await put(spool, "news@list.example", ["d@grey.test"], 60_000)).id;
   ids.bounce = (await put(spool, "", ["e@other.test"], 3 * DAY)).id;
   for (const [name, age] of [["oldDead", 40 * DAY], ["newDead", 3_600_000]] as const) {
     const m = await put(spool, "", [`${name.toLowerCase()}@dead.test`], age);
-    const s2 = new FsSpool({ dir: spoolDir, noSync: true, now: () => now - age });
+    clockAt = now - age;
     m.recipients[0]!.status = "failed";
-    await s2.update(m);
-    await s2.bury(m.id, "bounce could not be delivered: 550 5.1.1 no such user");
+    await spool.update(m);
+    await spool.bury(m.id, "bounce could not be delivered: 550 5.1.1 no such user");
+    clockAt = now;
     ids[name] = m.id;
   }
+  await spool.close();
 });
 
 after(async () => {
@@ -158,7 +162,9 @@ function api(method: string, path: string, body?: unknown): Promise<{ status: nu
 
 test("mxd running: GET and DELETE /queue/ID for dead letters, POST /queue/retry delivers", async () => {
   // Two fresh dead letters, buried while mxd is stopped.
-  const spool = new FsSpool({ dir: spoolDir, noSync: true });
+  const spool = new JournalSpool({ dir: spoolDir, noSync: true, minFree: 0 });
+  await spool.init();
+  await spool.recover();
   const dead: string[] = [];
   for (const who of ["x@retry.test", "y@gone.test"]) {
     const m = await put(spool, "sender@origin.test", [who], 0);
@@ -167,6 +173,7 @@ test("mxd running: GET and DELETE /queue/ID for dead letters, POST /queue/retry 
     await spool.bury(m.id, "bounce could not be delivered: 550 5.1.1 no such user");
     dead.push(m.id);
   }
+  await spool.close();
   const d = await startDaemonProcess(cfg);
   try {
     let r = await api("GET", `/queue/${dead[0]}`);

@@ -31,7 +31,7 @@ afterEach(closeClients);
 after(cleanup);
 
 async function spoolEmpty(s: Inbound): Promise<{ queue: string[]; tmp: string[] }> {
-  return { queue: await listDir(join(s.dir, "queue")), tmp: await listDir(join(s.dir, "tmp")) };
+  return { queue: await queueIds(s.dir), tmp: await listDir(join(s.dir, "bodies")) };
 }
 
 describe("session basics", () => {
@@ -373,7 +373,7 @@ describe("SMTP smuggling (SEC Consult)", () => {
         else assert.equal(added.length, 0);
         for (const id of added) assert.equal((await readEntry(s.dir, id)).meta.sender, "real@example.org");
         for (const e of await readAll(s.dir)) assert.notEqual(e.meta.sender, "evil@x");
-        assert.deepEqual(await listDir(join(s.dir, "tmp")), [], "refused message left in tmp/");
+        assert.deepEqual(await listDir(join(s.dir, "bodies")), [], "refused message left a body file");
       });
     }
   }
@@ -459,6 +459,27 @@ describe("limits", () => {
     await s.close();
   });
 
+  test("invalid UTF-8 in an address after SMTPUTF8 → 553 5.6.7, never stored as U+FFFD", async () => {
+    const s = await startInbound();
+    const c = await session(s.port);
+    const latin1 = (t: string) => Buffer.from(t + "\r\n", "latin1"); // "ö" as the single octet 0xF6
+    c.write(latin1("MAIL FROM:<j\u00f6rg@example.de> SMTPUTF8"));
+    assert.match((await c.reply()).text, /^553 5\.6\.7 .*invalid UTF-8/);
+    await c.cmd("MAIL FROM:<ok@example.de> SMTPUTF8", 250);
+    c.write(latin1("RCPT TO:<j\u00f6rg@example.net>"));
+    assert.match((await c.reply()).text, /^553 5\.6\.7 .*invalid UTF-8/);
+    c.write(Buffer.concat([Buffer.from("RCPT TO:<"), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from("@example.net>\r\n")])); // a surrogate
+    assert.match((await c.reply()).text, /^553 5\.6\.7 /);
+    await c.cmd("RCPT TO:<j\u00f6rg@example.net>", 250); // the same address in UTF-8
+    await c.cmd("DATA", 354);
+    c.write("Subject: x\r\n\r\nx\r\n.\r\n");
+    const e = await readEntry(s.dir, queuedId(await c.reply()));
+    assert.equal(e.meta.sender, "ok@example.de");
+    assert.deepEqual(e.meta.recipients.map((r) => r.address), ["j\u00f6rg@example.net"]);
+    assert.ok(!JSON.stringify(e.meta).includes("\ufffd"), "no U+FFFD in the stored envelope");
+    await s.close();
+  });
+
   test("a DATA line longer than 1000 octets → 554, nothing spooled, session continues", async () => {
     const s = await startInbound();
     const c = await session(s.port);
@@ -523,7 +544,8 @@ describe("limits", () => {
   });
 
   test("RCPT TO:<Postmaster> is accepted from anyone (RFC 5321 §4.5.1) and goes to the postmaster address", async () => {
-    const s = await startInbound({ relay: { allowedNetworks: ["127.0.0.1/32"] }, postmaster: "hostmaster@example.org" });
+    // The postmaster address must be local or routed (never MX-delivered on a stranger's behalf).
+    const s = await startInbound({ relay: { allowedNetworks: ["127.0.0.1/32"] }, postmaster: "hostmaster@example.org", routes: { "example.org": ["127.0.0.1:9"] } });
     const outsider = await session(s.port, { localAddress: "127.0.0.2" });
     await outsider.cmd("MAIL FROM:<someone@example.net>", 250);
     assert.match((await outsider.cmd("RCPT TO:<PostMaster>", 250)).text, /^250 2\.1\.5 /);
@@ -534,12 +556,14 @@ describe("limits", () => {
     const id = queuedId(await outsider.reply(5000));
     const e = await readEntry(s.dir, id);
     assert.deepEqual(e.meta.recipients.map((r) => r.address), ["hostmaster@example.org"]);
+    assert.equal(e.meta.client.relayAllowed, false, "the envelope marks the stranger");
     await s.close();
     // Without a configured address it is postmaster@<hostname>.
     const d = await startInbound({});
     const c = await session(d.port);
     const meta = (await readEntry(d.dir, queuedId(await sendMessage(c, "a@example.org", ["Postmaster"], "x\r\n")))).meta;
     assert.deepEqual(meta.recipients.map((x) => x.address), [`postmaster@${d.config.hostname}`]);
+    assert.equal(meta.client.relayAllowed, true);
     await d.close();
   });
 
@@ -578,6 +602,41 @@ describe("limits", () => {
     await s.close();
   });
 
+  test("overload: outsiders cannot take the reserved slots, and idle timeouts shrink to stressTimeout", { timeout: 30_000 }, async () => {
+    // 10 slots, 2 reserved for relay clients (127.0.0.1); stress from 8 connections (80%).
+    const s = await startInbound({
+      relay: { allowedNetworks: ["127.0.0.1/32"] },
+      limits: { connections: 10, connectionsPerClient: 10, reservedConnections: 2, commandTimeout: "60s", stressTimeout: "1s" },
+    });
+    // Control: one idle outsider on a quiet server keeps the normal timeout.
+    const first = await RawClient.connect(s.port, { localAddress: "127.0.0.230" });
+    assert.equal((await first.reply()).code, 220);
+    assert.equal(await first.closedWithin(1800), false, "no stress, no short timeout");
+    // 30 more outsiders: only 10 - 2 - 1 = 7 get a slot.
+    const hogs = await Promise.all(Array.from({ length: 30 }, (_, i) => RawClient.connect(s.port, { localAddress: `127.0.0.${231 + (i % 15)}` })));
+    const codes = await Promise.all(hogs.map((h) => h.reply(3000).then((r) => r.code)));
+    assert.equal(codes.filter((c) => c === 220).length, 7, `greetings: ${codes.join(",")}`);
+    assert.equal(codes.filter((c) => c === 421).length, 23);
+    // A relay client still gets in at once and is served.
+    const t0 = Date.now();
+    const ok = await session(s.port);
+    queuedId(await sendMessage(ok, "a@example.org", ["b@example.net"], "Subject: reserved\r\n\r\nin\r\n"));
+    assert.ok(Date.now() - t0 < 2000, "served without waiting for the hogs");
+    // Under stress every idle outsider (the first one too) is cut after stressTimeout, not 60 s.
+    const held = [first, ...hogs.filter((_, i) => codes[i] === 220)];
+    const cut = await Promise.all(held.map((h) => h.closedWithin(4000)));
+    assert.equal(cut.filter(Boolean).length, held.length, "idle outsiders cut under stress");
+    assert.match(await first.drain(0), /421 4\.4\.2 .*timeout exceeded/);
+    // Stress over: the normal timeout again.
+    ok.destroy();
+    assert.ok(await eventually(() => s.server.connectionCount === 0, 3000));
+    assert.equal(s.server.stressed, false);
+    const later = await RawClient.connect(s.port, { localAddress: "127.0.0.230" });
+    assert.equal((await later.reply()).code, 220);
+    assert.equal(await later.closedWithin(1800), false, "normal timeout once the overload is over");
+    await s.close();
+  });
+
   test("command timeout → 421 4.4.2 and close", async () => {
     const s = await startInbound({ limits: { commandTimeout: "1s", dataTimeout: "5s" } });
     const c = await session(s.port);
@@ -601,7 +660,7 @@ describe("limits", () => {
     assert.match(r.text, /^421 4\.4\.2 /);
     assert.ok(Date.now() - t0 < 3500, "data timeout did not use limits.dataTimeout");
     assert.ok(await c.closedWithin(2000));
-    assert.ok(await eventually(async () => (await listDir(join(s.dir, "tmp"))).length === 0, 2000), "tmp/ not cleaned");
+    assert.ok(await eventually(async () => (await listDir(join(s.dir, "bodies"))).length === 0, 2000), "bodies/ not cleaned");
     assert.deepEqual(await queueIds(s.dir), []);
     await s.close();
   });
@@ -615,7 +674,7 @@ describe("limits", () => {
     c.write("Subject: gone\r\n\r\n" + "x".repeat(500) + "\r\n");
     await sleep(100);
     c.destroy();
-    assert.ok(await eventually(async () => (await listDir(join(s.dir, "tmp"))).length === 0, 2000), "tmp/ not cleaned");
+    assert.ok(await eventually(async () => (await listDir(join(s.dir, "bodies"))).length === 0, 2000), "bodies/ not cleaned");
     assert.deepEqual(await queueIds(s.dir), []);
     await s.close();
   });

@@ -119,11 +119,12 @@ test("real Postfix as MX (via dnsmasq): every message stored byte for byte as su
 });
 
 test("SMTPUTF8 and 8BITMIME reach Postfix: a UTF-8 recipient is delivered", { skip }, async () => {
-  const rcpt = "jörg@pf.test";
+  // Wire writes strings as latin1: pass the address's UTF-8 octets (mxd refuses invalid UTF-8).
+  const rcpt = Buffer.from("jörg@pf.test", "utf8").toString("latin1");
   const body = msg("utf8-rcpt", Buffer.from("für Jörg\r\n", "utf8"));
   const r = await sendMessage(mxd.port, HOST, { from: "alice@aio.test", to: [rcpt], mailParams: "SMTPUTF8 BODY=8BITMIME" }, body);
   assert.equal(r.reply.code, 250, r.reply.text);
-  await waitFor(() => /to=<j\S*rg@pf\.test>.*status=sent/.test(pf.log()), 20_000, "Postfix to deliver to jörg@pf.test");
+  await waitFor(() => /to=<jörg@pf\.test>.*status=sent/.test(pf.log()), 20_000, "Postfix to deliver to jörg@pf.test");
   const log = pf.log();
   assert.match(log, /smtputf8|SMTPUTF8|status=sent/);
 });

@@ -40,7 +40,9 @@ after(async () => {
 });
 
 function stored(id: string): { eml: Buffer; meta: Record<string, any> } {
-  return { eml: readFileSync(join(spool(), "queue", id + ".eml")), meta: JSON.parse(readFileSync(join(spool(), "queue", id + ".json"), "utf8")) };
+  const e = spoolSnapshot(spool()).get(id);
+  assert.ok(e, `${id} is queued`);
+  return { eml: e.eml, meta: e.meta as unknown as Record<string, any> };
 }
 
 /** The spool copy is mxd's Received header followed by exactly the submitted bytes. */
@@ -137,15 +139,14 @@ test("swaks: 8-bit body and a 998-octet line are kept byte for byte", { skip: sk
 
 test("smtp-source: 20 parallel sessions (200 messages, 2,000 with MXD_STRESS) are all queued intact", { skip: skip || skipUnless("smtp-source") }, async () => {
   requirePeers("smtp-source");
-  const before = new Set(readdirSync(join(spool(), "queue")));
+  const before = new Set(queuedIdsSync(spool()));
   const n = process.env.MXD_STRESS ? 2000 : 200;
   const r = await runTool(peerPath("smtp-source")!, ["-s", "20", "-m", String(n), "-d", "-l", "2048", "-M", "source.test", "-f", "load@source.test", "-t", "sink@pf.test", "-S", "smtp-source load", `${HOST}:${mxd.port}`], { timeoutMs: 120_000 });
   assert.equal(r.code, 0, `smtp-source failed: ${r.stdout}\n${r.stderr}`);
   let fresh: string[] = [];
-  await waitFor(() => (fresh = readdirSync(join(spool(), "queue")).filter((f) => f.endsWith(".json") && !before.has(f))).length >= n, 10_000, `${n} queued messages`);
+  await waitFor(() => (fresh = queuedIdsSync(spool()).filter((id) => !before.has(id))).length >= n, 10_000, `${n} queued messages`);
   assert.equal(fresh.length, n);
-  for (const f of fresh.slice(0, 50)) {
-    const id = f.slice(0, -5);
+  for (const id of fresh.slice(0, 50)) {
     const { eml, meta } = stored(id);
     assert.equal(meta.sender, "load@source.test");
     assert.equal(meta.recipients[0].address, "sink@pf.test");
@@ -174,18 +175,19 @@ code, resp = s.noop()
 print("refused", refused)
 s.quit()
 `;
+import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
 
 test("Python smtplib (plain and STARTTLS): accepted and stored intact", { skip: skip || (existsSync(SYSTEM_PYTHON) || inCI ? false : "missing package: python3") }, async () => {
   const script = join(base, "submit.py");
   writeFileSync(script, SMTPLIB);
   for (const mode of ["plain", "starttls"]) {
-    const before = new Set(readdirSync(join(spool(), "queue")));
+    const before = new Set(queuedIdsSync(spool()));
     const r = await runTool(SYSTEM_PYTHON, [script, HOST, String(mxd.port), mode], { timeoutMs: 30_000 });
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /refused \{\}/);
-    const fresh = readdirSync(join(spool(), "queue")).filter((f) => f.endsWith(".json") && !before.has(f));
+    const fresh = queuedIdsSync(spool()).filter((id) => !before.has(id));
     assert.equal(fresh.length, 1);
-    const id = fresh[0]!.slice(0, -5);
+    const id = fresh[0]!;
     const meta = assertStoredAs(id, Buffer.from(`From: py@client.test\r\nTo: r@pf.test\r\nSubject: smtplib ${mode}\r\n\r\nhello from smtplib\r\n.dot\r\n`, "latin1"), mode === "starttls" ? /ESMTPS/ : /ESMTP/);
     assert.equal(meta.client.tls, mode === "starttls");
     assert.deepEqual(meta.recipients.map((x: { address: string }) => x.address), ["r@pf.test", "s@pf.test"]);
@@ -200,9 +202,9 @@ test("delivery.enabled=false: accepted mail stays queued, no delivery attempt is
     const r = await sendMessage(d.port, HOST, { from: "a@client.test", to: ["b@pf.test"] }, "Subject: hold\r\n\r\nkeep me\r\n");
     assert.equal(r.reply.code, 250, r.reply.text);
     await new Promise((res) => setTimeout(res, 1500));
-    const q = join(dir, "spool", "queue");
-    assert.ok(existsSync(join(q, r.id + ".json")), "the message is still queued");
-    const meta = JSON.parse(readFileSync(join(q, r.id + ".json"), "utf8"));
+    const e = spoolSnapshot(join(dir, "spool")).get(r.id!);
+    assert.ok(e, "the message is still queued");
+    const meta = e.meta;
     assert.equal(meta.recipients[0].attempts, 0, `no attempt was made: ${JSON.stringify(meta.recipients[0].history)}`);
   } finally {
     await d.stop();

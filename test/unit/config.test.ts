@@ -189,3 +189,39 @@ test("config: check-config shows durations and sizes as written", async () => {
   assert.equal(shown.delivery.retry.minDelay, 60000, "a number of ms stays a number");
   assert.equal(shown.limits.recipientsPerMessage, 1000, "plain numbers unchanged");
 });
+
+test("config: limits.reservedConnections defaults to a tenth of limits.connections and must stay below it; stressTimeout 10 s", () => {
+  assert.equal(parseConfig({}).limits.reservedConnections, 10);
+  assert.equal(parseConfig({ limits: { connections: 20 } }).limits.reservedConnections, 2);
+  assert.equal(parseConfig({ limits: { connections: 5 } }).limits.reservedConnections, 0);
+  assert.equal(parseConfig({ limits: { connections: 20, reservedConnections: 5 } }).limits.reservedConnections, 5);
+  assert.deepEqual(problems({ limits: { connections: 4, reservedConnections: 4 } }), ["limits.reservedConnections: expected fewer than limits.connections (4), got 4"]);
+  assert.match(problems({ limits: { reservedConnections: -1 } })[0]!, /^limits\.reservedConnections: /);
+  assert.equal(parseConfig({}).limits.stressTimeout, 10_000);
+  assert.equal(parseConfig({ limits: { stressTimeout: "3s" } }).limits.stressTimeout, 3000);
+  assert.match(problems({ limits: { stressTimeout: "soon" } })[0]!, /^limits\.stressTimeout: expected a duration/);
+});
+
+test("config: postmaster defaults to the local drop mailbox postmaster@<hostname>", () => {
+  const c = parseConfig({ hostname: "MX.Example.org" });
+  assert.equal(c.postmaster, "postmaster@mx.example.org");
+  assert.deepEqual(c.localDomains["mx.example.org"], { recipients: ["postmaster"] });
+  // An existing local domain of that name gets the mailbox added (or keeps its catch-all).
+  const d = parseConfig({ hostname: "mx.example.org", localDomains: { "mx.example.org": { recipients: ["alice"] } } });
+  assert.deepEqual(d.localDomains["mx.example.org"]!.recipients, ["alice", "postmaster"]);
+  const e = parseConfig({ hostname: "mx.example.org", localDomains: { "mx.example.org": { catchAll: "all" } } });
+  assert.deepEqual(e.localDomains["mx.example.org"], { recipients: [], catchAll: "all" });
+  assert.match(problems({ hostname: "not a name" })[0]!, /^postmaster: hostname "not a name" is not a domain name/);
+});
+
+test("config: an explicit postmaster must be a local drop mailbox or routed, never MX-delivered", () => {
+  assert.deepEqual(problems({ postmaster: "hostmaster@elsewhere.example" }), [
+    'postmaster: "hostmaster@elsewhere.example" is neither a local drop mailbox (localDomains) nor routed (routes); mail to <Postmaster> comes from anyone and must not be relayed by MX',
+  ]);
+  assert.match(problems({ postmaster: "nobody@corp.example", localDomains: { "corp.example": { recipients: ["alice"] } } })[0]!, /^postmaster: "nobody@corp\.example" is not a mailbox of localDomains\.corp\.example/);
+  assert.equal(parseConfig({ postmaster: "alice@corp.example", localDomains: { "corp.example": { recipients: ["alice"] } } }).postmaster, "alice@corp.example");
+  assert.equal(parseConfig({ postmaster: "pm@hq.example", routes: { "hq.example": ["10.0.0.5:25"] } }).postmaster, "pm@hq.example");
+  assert.equal(parseConfig({ postmaster: "pm@mail.hq.example", routes: { ".hq.example": ["10.0.0.5:25"] } }).postmaster, "pm@mail.hq.example");
+  // No implicit local domain when the postmaster is set.
+  assert.equal(parseConfig({ hostname: "mx.example.org", postmaster: "pm@hq.example", routes: { "hq.example": ["10.0.0.5"] } }).localDomains["mx.example.org"], undefined);
+});

@@ -9,8 +9,9 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { simpleParser, type ParsedMail } from "mailparser";
-import { buildDsn, dsnRecipientsFor, headerBlockFrom, type DsnInput } from "../../src/bounce/dsn.js";
+import { buildDsn, dsnRecipientsFor, headerBlockFrom, mayReturnBody, type DsnInput } from "../../src/bounce/dsn.js";
 import type { AttemptRecord, MessageMeta, RecipientState } from "../../src/core/envelope.js";
+import { EXCERPT_MAX } from "../../src/core/smtp-reply.js";
 
 // Tests run from dist/test/unit: the fixtures are in the source tree.
 const FIXTURES = new URL("../../../test/fixtures/", import.meta.url);
@@ -426,7 +427,10 @@ test("long remote replies are folded in the status part and never exceed 998 oct
   const mail = await parse(dsn.body);
   const g = statusGroups(mail.attachments[0]!.content.toString("latin1"))[1]!;
   assert.ok(g.get("diagnostic-code")!.startsWith("smtp; 554 5.7.1 word0 word1"));
-  assert.ok(g.get("diagnostic-code")!.includes("word79"));
+  assert.ok(g.get("diagnostic-code")!.includes("word60"));
+  // Quoted as an excerpt of EXCERPT_MAX characters (docs/security.md "Outbound bounds").
+  assert.ok(!g.get("diagnostic-code")!.includes("z".repeat(100)), "the reply is cut");
+  assert.ok(g.get("diagnostic-code")!.length <= "smtp; ".length + EXCERPT_MAX + 3, `${g.get("diagnostic-code")!.length}`);
 });
 
 test("Status falls back to a class-consistent code when the record has none", async () => {
@@ -456,4 +460,31 @@ test("headerBlockFrom", () => {
   for (const [name, inp, expected] of table) {
     assert.equal(headerBlockFrom(Buffer.from(inp)).toString("latin1"), expected, name);
   }
+});
+
+test("mayReturnBody: RET=FULL only, and never for a client without relay rights", () => {
+  const client = (relayAllowed?: boolean) => ({ ip: "192.0.2.1", ...(relayAllowed === undefined ? {} : { relayAllowed }) });
+  // [RET, client.relayAllowed, body returned]
+  const cases: [("FULL" | "HDRS" | undefined), boolean | undefined, boolean][] = [
+    ["FULL", true, true],
+    ["FULL", undefined, true], // entries written before the marker existed
+    ["FULL", false, false],
+    ["HDRS", true, false],
+    ["HDRS", false, false],
+    [undefined, true, false],
+    [undefined, false, false],
+  ];
+  for (const [ret, relayAllowed, want] of cases) {
+    assert.equal(mayReturnBody({ params: ret ? { ret } : {}, client: client(relayAllowed) }), want, `RET=${ret} relayAllowed=${relayAllowed}`);
+  }
+});
+
+test("a stranger's message (client.relayAllowed false) with RET=FULL: headers only, even when the body is supplied", async () => {
+  const m = meta({ params: { ret: "FULL" }, recipients: [bob()], client: { ip: "192.0.2.66", helo: "stranger.example", relayAllowed: false } });
+  const dsn = buildDsn(input({ original: m, originalBody: ORIGINAL_MESSAGE }));
+  const raw = dsn.body.toString("latin1");
+  assert.match(raw, /\r\nContent-Type: text\/rfc822-headers\r\n/);
+  assert.doesNotMatch(raw, /message\/rfc822/);
+  assert.ok(!raw.includes("the figures are attached"), "no body text");
+  assertWellFormed(dsn.body);
 });

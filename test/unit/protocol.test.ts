@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CommandReader, DataReader } from "../../src/smtp/protocol.js";
+import { CommandReader, DataReader, isValidUtf8 } from "../../src/smtp/protocol.js";
 
 const b = (s: string) => Buffer.from(s, "latin1");
 
@@ -250,5 +250,39 @@ test("CommandReader: takeRest returns everything after the last complete line (D
   assert.deepEqual(r.next(), { line: "DATA", tooLong: false });
   assert.equal(r.takeRest().toString("latin1"), "Subject: x\r\n\r\nbody");
   assert.equal(r.buffered, 0);
+  assert.equal(r.next(), undefined);
+});
+
+test("isValidUtf8: well-formed UTF-8 only (RFC 3629)", () => {
+  const cases: [string, number[], boolean][] = [
+    ["empty", [], true],
+    ["ASCII", [...Buffer.from("MAIL FROM:<a@b>")], true],
+    ["2-octet ö", [0xc3, 0xb6], true],
+    ["3-octet 用", [0xe7, 0x94, 0xa8], true],
+    ["4-octet U+1F600", [0xf0, 0x9f, 0x98, 0x80], true],
+    ["lone continuation", [0x80], false],
+    ["Latin-1 ö", [0x6a, 0xf6, 0x72, 0x67], false],
+    ["truncated 2-octet", [0xc3], false],
+    ["truncated 3-octet", [0xe7, 0x94], false],
+    ["overlong /", [0xc0, 0xaf], false],
+    ["overlong NUL", [0xe0, 0x80, 0x80], false],
+    ["surrogate U+D800", [0xed, 0xa0, 0x80], false],
+    ["past U+10FFFF", [0xf4, 0x90, 0x80, 0x80], false],
+    ["0xFF", [0xff], false],
+    ["U+FFFD itself is valid", [0xef, 0xbf, 0xbd], true],
+  ];
+  for (const [name, bytes, want] of cases) assert.equal(isValidUtf8(Uint8Array.from(bytes)), want, name);
+});
+
+test("CommandReader flags lines that are not valid UTF-8, and only those", () => {
+  const r = new CommandReader(2048);
+  r.push(Buffer.concat([b("MAIL FROM:<j"), Buffer.from([0xf6]), b("rg@x.de> SMTPUTF8\r\n"), Buffer.from("RCPT TO:<jörg@x.de>\r\nNOOP\r\n", "utf8")]));
+  const a = r.next()!;
+  assert.equal(a.invalidUtf8, true);
+  assert.equal(a.line, "MAIL FROM:<j\ufffdrg@x.de> SMTPUTF8");
+  const c = r.next()!;
+  assert.equal(c.invalidUtf8, undefined);
+  assert.equal(c.line, "RCPT TO:<jörg@x.de>");
+  assert.equal(r.next()!.invalidUtf8, undefined);
   assert.equal(r.next(), undefined);
 });

@@ -1,7 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  EXCERPT_MAX,
+  REPLY_LIMITS,
   ReplyAssembler,
+  decodeReplyLine,
+  excerpt,
   ReplyParseError,
   classifyReply,
   formatReply,
@@ -127,4 +131,73 @@ test("xtext (RFC 3461 §4)", () => {
   assert.equal(xtext("a+2Bb"), "a+2B2Bb");
   assert.equal(xtext("a+41"), "a+2B41");
   assert.equal(xtext("é"), "+C3+A9");
+});
+
+// ------------------------------------------------------------------ outbound bounds (issue 8 §2)
+
+test("decodeReplyLine: valid UTF-8 kept, controls, C1 and invalid octets escaped", () => {
+  const cases: [name: string, bytes: number[] | string, want: string][] = [
+    ["ASCII", "250 ok", "250 ok"],
+    ["UTF-8 é € 😀", "550 é € 😀", "550 é € 😀"],
+    ["0xFF", [0x35, 0x35, 0x30, 0x20, 0xff], "550 \\xFF"],
+    ["ESC sequence", "550 \x1b[2J", "550 \\x1B[2J"],
+    ["NUL, BEL, TAB, DEL", "5\x00\x07\t\x7f", "5\\x00\\x07\\x09\\x7F"],
+    ["C1 control U+0085 in UTF-8", [0xc2, 0x85], "\\xC2\\x85"],
+    ["overlong '/'", [0xc0, 0xaf], "\\xC0\\xAF"],
+    ["overlong 3-octet", [0xe0, 0x80, 0xaf], "\\xE0\\x80\\xAF"],
+    ["surrogate", [0xed, 0xa0, 0x80], "\\xED\\xA0\\x80"],
+    ["above U+10FFFF", [0xf4, 0x90, 0x80, 0x80], "\\xF4\\x90\\x80\\x80"],
+    ["truncated sequence at the end", [0x41, 0xe2, 0x82], "A\\xE2\\x82"],
+    ["lone continuation", [0x80, 0x41], "\\x80A"],
+  ];
+  for (const [name, bytes, want] of cases) {
+    const b = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : Buffer.from(bytes);
+    assert.equal(decodeReplyLine(b), want, name);
+  }
+});
+
+test("excerpt: controls escaped, at most max characters with a note, idempotent", () => {
+  const cases: [input: string, max: number, want: string][] = [
+    ["short", 512, "short"],
+    ["a\nb\rc\x00", 512, "a\\x0Ab\\x0Dc\\x00"],
+    ["x".repeat(100), 50, "x".repeat(26) + "... (+74 cut)"],
+    ["😀".repeat(30), 40, "😀".repeat(8) + "... (+44 cut)"], // never half a surrogate pair
+  ];
+  for (const [input, max, want] of cases) {
+    const e = excerpt(input, max);
+    assert.equal(e, want, JSON.stringify(input.slice(0, 20)));
+    assert.ok(e.length <= Math.max(max, input.length <= max ? input.length * 4 : 0));
+    assert.equal(excerpt(e, max), e, "idempotent");
+  }
+  assert.equal(excerpt("y".repeat(10 * 1024 * 1024)).length <= EXCERPT_MAX, true);
+});
+
+test("formatReply is an excerpt whatever the reply's size", () => {
+  const r = { code: 550, enhanced: "5.1.1", lines: Array.from({ length: 100 }, () => "z".repeat(2000)) };
+  const s = formatReply(r);
+  assert.ok(s.startsWith("550 5.1.1 zzz"));
+  assert.ok(s.length <= EXCERPT_MAX, `${s.length}`);
+});
+
+test("ReplyAssembler limits: line length, line count, total octets", () => {
+  const limits = { maxLineOctets: 20, maxLines: 3, maxOctets: 50 };
+  const cases: [name: string, lines: string[], want: string | RegExp][] = [
+    ["within every bound", ["250-a", "250-b", "250 c"], "250 a b c"],
+    ["a line of exactly maxLineOctets", ["250 " + "x".repeat(16)], "250 " + "x".repeat(16)],
+    ["a line one octet too long", ["250 " + "x".repeat(17)], /reply line longer than 20 octets/],
+    ["one line too many", ["250-a", "250-b", "250-c", "250 d"], /multi-line reply longer than 3 lines/],
+    ["too many octets", ["250-" + "x".repeat(16), "250-" + "x".repeat(16), "250 " + "x".repeat(16)], /multi-line reply larger than 50 octets/],
+  ];
+  for (const [name, lines, want] of cases) {
+    const a = new ReplyAssembler(limits);
+    const run = () => {
+      let r;
+      for (const l of lines) r = a.push(l);
+      return r;
+    };
+    if (typeof want === "string") assert.equal(formatReply(run()!), want, name);
+    else assert.throws(run, (e: unknown) => e instanceof ReplyParseError && want.test((e as Error).message), name);
+  }
+  // The default bounds: a reply of the RFC's size passes with room; the issue's replies do not.
+  assert.deepEqual(REPLY_LIMITS, { maxLineOctets: 2048, maxLines: 100, maxOctets: 16384 });
 });

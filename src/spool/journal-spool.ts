@@ -1,0 +1,806 @@
+// The journal spool (docs/spool.md): every accepted message and every state change is a
+// checksummed record appended to a segment file and made durable by group commit
+// (spool/group-commit.ts): one fdatasync per batch instead of two files, two fsyncs, two
+// renames and a directory fsync per message.
+//
+// Layout under spoolDir:
+//   journal/NNNNNNNN.seg   segments: MSG (state + body), STATE and DONE records (journal-format.ts)
+//   bodies/<ID>.eml        bodies larger than inlineMax (written and fsynced on their own)
+//   dead/                  entries that could not be read or delivered (<ID>.json, .eml, .reason)
+//   queue/                 the previous per-message layout; migrated into the journal at start
+//
+// In memory there is one small entry per queued message: where its body and its current
+// state are. States are read back from the segment when needed, so memory does not grow with
+// the size of states. A message counts as queued exactly when its MSG record is intact and no
+// DONE record follows it.
+//
+// Segments are deleted oldest first, once nothing in them is current: a DONE or STATE record
+// must outlive the records it supersedes, so a segment waits for every older one. A deferred
+// message would pin its segment — and so every newer one — forever: when the journal holds
+// more than `compactAfterSegments` sealed segments, the live messages of the oldest are
+// copied to the head (a new MSG record with the current state) and the segment is deleted.
+import { promises as fsp, createReadStream, existsSync, constants as FS } from "node:fs";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import type { MessageMeta } from "../core/envelope.js";
+import { MxdError } from "../core/errors.js";
+import type { ScanProblem, Spool, SpoolWriter } from "./spool.js";
+import { decodeMeta, encodeMeta, isQueueId, newQueueId } from "./format.js";
+import { FLAG_EXTERNAL_BODY, HEADER_SIZE, RecordType, encodeRecord, segmentName, segmentNumber } from "./journal-format.js";
+import { GroupCommitLog } from "./group-commit.js";
+import { replaySegment, type Damage } from "./journal-replay.js";
+import { FsSpool } from "./fs-spool.js";
+import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
+
+export interface JournalSpoolOptions {
+  dir: string;
+  now?: () => number;
+  /** Skip fsync (tests of logic only; never in production). */
+  noSync?: boolean;
+  /** Rotate segments at this size (default 64 MB). */
+  segmentSize?: number;
+  /** Bodies up to this size are kept in the journal record (default 256 KB). */
+  inlineMax?: number;
+  /** Refuse new mail while the file system has less free space than this (bytes; 0 = never). */
+  minFree?: number;
+  /** Compact the oldest segment when more sealed segments than this exist (default 4). */
+  compactAfterSegments?: number;
+  /** Open for reading only: no new segment, no migration, no compaction (the CLI's list/show). */
+  readOnly?: boolean;
+  /** Test hook passed to the group commit (simulated write/sync failures). */
+  faultHook?: (batchBytes: number) => void;
+  /** Free bytes of the spool's file system (default: statfs); tests inject a full disk. */
+  freeSpace?: () => Promise<number>;
+}
+
+interface Entry {
+  /** Segment of the MSG record; the body follows its state there unless `external` (bodies/). */
+  msgSeg: number;
+  external: boolean;
+  bodyOff: number;
+  bodyLen: number;
+  /** Segment, offset and length of the current state JSON. */
+  stSeg: number;
+  stOff: number;
+  stLen: number;
+  /** Bytes this entry keeps live in msgSeg (MSG header + inline body) and in stSeg (state). */
+  msgCost: number;
+  stCost: number;
+}
+
+interface SegInfo {
+  size: number;
+  live: number;
+  sealed: boolean;
+  /** Open body streams: the file is not deleted under them. */
+  readers: number;
+}
+
+export interface SpoolCheckReport {
+  segments: { seg: number; size: number; records: number; damage: Damage[] }[];
+  messages: number;
+  problems: string[];
+}
+
+export class JournalSpool implements Spool {
+  readonly dir: string;
+  readonly journalDir: string;
+  readonly bodiesDir: string;
+  readonly deadDir: string;
+  readonly legacyQueueDir: string;
+  private readonly now: () => number;
+  private readonly sync: boolean;
+  readonly inlineMax: number;
+  /** Segments that existed before this process opened the spool (replayed by recover()). */
+  private preexisting: number[] | undefined;
+  private readonly o: JournalSpoolOptions;
+  private readonly index = new Map<string, Entry>();
+  private readonly segs = new Map<number, SegInfo>();
+  private readonly readFds = new Map<number, Promise<fsp.FileHandle>>();
+  private log: GroupCommitLog | undefined;
+  private recovered: Promise<void> | undefined;
+  private recoveryDone = false;
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private compacting = false;
+  private freeCache = { at: 0, bytes: Infinity };
+  readonly problems: ScanProblem[] = [];
+  readonly damage: { seg: number; damage: Damage }[] = [];
+
+  constructor(opts: JournalSpoolOptions) {
+    this.o = opts;
+    this.dir = opts.dir;
+    this.journalDir = join(opts.dir, "journal");
+    this.bodiesDir = join(opts.dir, "bodies");
+    this.deadDir = join(opts.dir, "dead");
+    this.legacyQueueDir = join(opts.dir, "queue");
+    this.now = opts.now ?? Date.now;
+    this.sync = !opts.noSync;
+    this.inlineMax = opts.inlineMax ?? 256 * 1024;
+  }
+
+  /**
+   * Create the directories and open a new head segment. Fast whatever the queue size: the
+   * existing segments are replayed by recover(), which may run while new mail is accepted
+   * (new records go to the new segment; replay only reads older ones).
+   */
+  async init(): Promise<{ cleaned: number }> {
+    if (this.o.readOnly) return { cleaned: 0 };
+    for (const d of [this.dir, this.journalDir, this.bodiesDir, this.deadDir]) await fsp.mkdir(d, { recursive: true });
+    const existing = await this.segmentNumbers();
+    this.preexisting = existing;
+    const first = (existing.length ? existing[existing.length - 1]! : 0) + 1;
+    for (const n of existing) this.segs.set(n, { size: 0, live: 0, sealed: true, readers: 0 });
+    this.log = new GroupCommitLog({
+      dir: this.journalDir,
+      firstSegment: first,
+      segmentSize: this.o.segmentSize ?? 64 * 1024 * 1024,
+      sync: this.sync,
+      faultHook: this.o.faultHook,
+      onSegment: (e) => {
+        if (e.event === "created") this.segs.set(e.seg, { size: 0, live: 0, sealed: false, readers: 0 });
+        else {
+          const s = this.segs.get(e.seg);
+          if (s) {
+            s.sealed = true;
+            s.size = e.size;
+          }
+          this.maybeCollect();
+        }
+      },
+    });
+    return { cleaned: 0 };
+  }
+
+  private async segmentNumbers(): Promise<number[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.journalDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw e;
+    }
+    return names
+      .map(segmentNumber)
+      .filter((n): n is number => n !== undefined)
+      .sort((a, b) => a - b);
+  }
+
+  /** Replay the journal and migrate the old layout (once; later calls wait for the first). */
+  recover(): Promise<void> {
+    this.recovered ??= this.doRecover();
+    return this.recovered;
+  }
+
+  private async doRecover(): Promise<void> {
+    for (const n of this.preexisting ?? (await this.segmentNumbers())) await this.replay(n);
+    if (!this.o.readOnly) {
+      await this.migrateLegacy();
+      await this.cleanOrphanBodies();
+    }
+    this.recoveryDone = true;
+    this.maybeCollect();
+  }
+
+  private async replay(n: number): Promise<void> {
+    const info = this.segs.get(n) ?? { size: 0, live: 0, sealed: true, readers: 0 };
+    this.segs.set(n, info);
+    const { size } = await replaySegment(
+      join(this.journalDir, segmentName(n)),
+      (r) => {
+        const { head } = r;
+        if (head.type === RecordType.Done) {
+          this.drop(head.id);
+          return;
+        }
+        const stOff = r.off + HEADER_SIZE;
+        if (head.type === RecordType.Msg) {
+          this.drop(head.id);
+          const external = (head.flags & FLAG_EXTERNAL_BODY) !== 0;
+          this.setEntry(head.id, msgEntry(n, r.off, head.stateLen, head.bodyLen, external));
+          return;
+        }
+        // STATE of a message whose MSG record is gone (removed, then its segment deleted): ignore.
+        const e = this.index.get(head.id);
+        if (!e) return;
+        this.charge(e.stSeg, -e.stCost);
+        e.stSeg = n;
+        e.stOff = stOff;
+        e.stLen = head.stateLen;
+        e.stCost = HEADER_SIZE + head.stateLen;
+        this.charge(n, e.stCost);
+      },
+      (d) => this.damage.push({ seg: n, damage: d }),
+    );
+    info.size = size;
+  }
+
+  private setEntry(id: string, e: Entry): void {
+    this.index.set(id, e);
+    this.charge(e.msgSeg, e.msgCost);
+    this.charge(e.stSeg, e.stCost);
+  }
+
+  private drop(id: string): Entry | undefined {
+    const e = this.index.get(id);
+    if (!e) return undefined;
+    this.index.delete(id);
+    this.charge(e.msgSeg, -e.msgCost);
+    this.charge(e.stSeg, -e.stCost);
+    return e;
+  }
+
+  private charge(seg: number, bytes: number): void {
+    const s = this.segs.get(seg);
+    if (s) s.live += bytes;
+  }
+
+  // ------------------------------------------------------------------ writing
+
+  async begin(): Promise<SpoolWriter> {
+    const log = this.writable();
+    if (this.o.minFree) {
+      const free = await this.freeBytes();
+      if (free < this.o.minFree) {
+        throw new MxdError("MXD_SPOOL_FULL", `spool file system has ${free} bytes free, below the reserve of ${this.o.minFree} (spool.minFree)`);
+      }
+    }
+    void log;
+    return new JournalWriter(this, newQueueId(this.now()));
+  }
+
+  private writable(): GroupCommitLog {
+    if (!this.log) throw new MxdError("MXD_SPOOL_IO", this.o.readOnly ? "spool opened read-only" : "spool not initialised");
+    return this.log;
+  }
+
+  private async freeBytes(): Promise<number> {
+    const t = this.now();
+    if (t - this.freeCache.at < 1000) return this.freeCache.bytes;
+    let bytes: number;
+    try {
+      if (this.o.freeSpace) bytes = await this.o.freeSpace();
+      else {
+        const s = await fsp.statfs(this.dir);
+        bytes = s.bavail * s.bsize;
+      }
+    } catch {
+      bytes = Infinity;
+    }
+    this.freeCache = { at: t, bytes };
+    return bytes;
+  }
+
+  /** A writer's message, made durable: the MSG record is appended and synced. */
+  async commitMessage(id: string, meta: MessageMeta, inline: Buffer | null): Promise<void> {
+    const log = this.writable();
+    const state = encodeMeta(meta);
+    const rec = encodeRecord(RecordType.Msg, id, state, inline, inline ? 0 : FLAG_EXTERNAL_BODY);
+    const [p] = await log.append([rec]);
+    this.setEntry(id, msgEntry(p!.seg, p!.off, state.length, inline?.length ?? 0, !inline));
+  }
+
+  async put(meta: Omit<MessageMeta, "id" | "size">, body: Buffer): Promise<MessageMeta> {
+    const id = newQueueId(this.now());
+    const full = { ...meta, id, size: body.length } as MessageMeta;
+    if (body.length > this.inlineMax) {
+      await this.writeBodyFile(id, [body]);
+      try {
+        await this.commitMessage(id, full, null);
+      } catch (e) {
+        await fsp.rm(this.externalPath(id), { force: true }).catch(() => undefined);
+        throw e;
+      }
+    } else await this.commitMessage(id, full, body);
+    return full;
+  }
+
+  externalPath(id: string): string {
+    return join(this.bodiesDir, id + ".eml");
+  }
+
+  async writeBodyFile(id: string, chunks: Buffer[]): Promise<fsp.FileHandle> {
+    const fh = await fsp.open(this.externalPath(id), FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o640);
+    try {
+      for (const c of chunks) await fh.write(c);
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      await fsp.rm(this.externalPath(id), { force: true }).catch(() => undefined);
+      throw e;
+    }
+    return fh;
+  }
+
+  async syncBodyFile(fh: fsp.FileHandle): Promise<void> {
+    if (this.sync) await fh.sync();
+    await fh.close();
+    if (this.sync) await syncDir(this.bodiesDir);
+  }
+
+  /** Serialise every change to one message (update, remove, bury, compaction's copy). */
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return run;
+  }
+
+  update(meta: MessageMeta): Promise<void> {
+    return this.withLock(meta.id, async () => {
+      const log = this.writable();
+      if (!this.index.has(meta.id)) throw notFound(meta.id);
+      const state = encodeMeta(meta);
+      const [p] = await log.append([encodeRecord(RecordType.State, meta.id, state, null)]);
+      const e = this.index.get(meta.id);
+      if (!e) return; // removed while the record was written: the DONE record came first
+      this.charge(e.stSeg, -e.stCost);
+      e.stSeg = p!.seg;
+      e.stOff = p!.off + HEADER_SIZE;
+      e.stLen = state.length;
+      e.stCost = HEADER_SIZE + state.length;
+      this.charge(e.stSeg, e.stCost);
+      this.maybeCollect();
+    });
+  }
+
+  remove(id: string): Promise<void> {
+    return this.withLock(id, async () => {
+      const log = this.writable();
+      if (!this.index.has(id)) return;
+      await log.append([encodeRecord(RecordType.Done, id, null, null)]);
+      const e = this.drop(id);
+      if (e?.external) await fsp.rm(this.externalPath(id), { force: true }).catch(() => undefined);
+      this.maybeCollect();
+    });
+  }
+
+  /** Move an entry to dead/ (<ID>.json as stored, <ID>.eml, <ID>.reason), then out of the queue. */
+  bury(id: string, reason: string): Promise<void> {
+    return this.withLock(id, async () => {
+      const e = this.index.get(id);
+      if (!e) return;
+      const stamp = new Date(this.now()).toISOString();
+      const state = await this.readAt(e.stSeg, e.stOff, e.stLen);
+      await writeFileSynced(join(this.deadDir, id + ".json"), state, this.sync);
+      if (e.external) {
+        await fsp.rename(this.externalPath(id), join(this.deadDir, id + ".eml")).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== "ENOENT") throw err;
+        });
+      } else {
+        await writeFileSynced(join(this.deadDir, id + ".eml"), await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen), this.sync);
+      }
+      await writeFileSynced(join(this.deadDir, id + ".reason"), Buffer.from(`${stamp} ${reason}\n`), this.sync);
+      if (this.sync) await syncDir(this.deadDir);
+      await this.writable().append([encodeRecord(RecordType.Done, id, null, null)]);
+      this.drop(id);
+      this.maybeCollect();
+    });
+  }
+
+  /** Remove a dead letter (all its files, the reason last). False when there is none. */
+  async removeDead(id: string): Promise<boolean> {
+    if (!isQueueId(id)) throw new MxdError("MXD_SPOOL_NOT_FOUND", `not a queue id: ${id}`);
+    const reason = join(this.deadDir, id + ".reason");
+    if (!existsSync(reason)) return false;
+    for (const ext of [".json", ".eml"]) await fsp.rm(join(this.deadDir, id + ext), { force: true });
+    await fsp.rm(reason, { force: true });
+    if (this.sync) await syncDir(this.deadDir);
+    return true;
+  }
+
+  /**
+   * Move a dead letter back into the queue with the state `prepare` gives it: its MSG record
+   * is made durable first, then the dead-letter files are removed — a crash leaves it queued
+   * (and, at worst, still listed in dead/), never lost.
+   */
+  unbury(id: string, prepare: (meta: MessageMeta) => MessageMeta): Promise<MessageMeta> {
+    if (!isQueueId(id)) return Promise.reject(new MxdError("MXD_SPOOL_NOT_FOUND", `not a queue id: ${id}`));
+    return this.withLock(id, async () => {
+      const deadBody = join(this.deadDir, id + ".eml");
+      const meta = prepare(decodeMeta(await fsp.readFile(join(this.deadDir, id + ".json")), id));
+      if (!this.index.has(id)) {
+        const size = (await fsp.stat(deadBody)).size;
+        meta.size = size;
+        if (size > this.inlineMax) {
+          await fsp.rename(deadBody, this.externalPath(id));
+          if (this.sync) await syncDir(this.bodiesDir);
+          await this.commitMessage(id, meta, null);
+        } else await this.commitMessage(id, meta, await fsp.readFile(deadBody));
+      }
+      for (const ext of [".json", ".eml"]) await fsp.rm(join(this.deadDir, id + ext), { force: true });
+      await fsp.rm(join(this.deadDir, id + ".reason"), { force: true });
+      if (this.sync) await syncDir(this.deadDir);
+      return meta;
+    });
+  }
+
+  // ------------------------------------------------------------------ reading
+
+  has(id: string): boolean {
+    return this.index.has(id);
+  }
+
+  get size(): number {
+    return this.index.size;
+  }
+
+  private fd(seg: number): Promise<fsp.FileHandle> {
+    let p = this.readFds.get(seg);
+    if (!p) {
+      p = fsp.open(join(this.journalDir, segmentName(seg)), "r");
+      p.catch(() => this.readFds.delete(seg));
+      this.readFds.set(seg, p);
+    }
+    return p;
+  }
+
+  async readAt(seg: number, off: number, len: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(len);
+    if (!len) return buf;
+    const s = this.segs.get(seg);
+    if (s) s.readers++;
+    try {
+      const fh = await this.fd(seg);
+      let got = 0;
+      while (got < len) {
+        const { bytesRead } = await fh.read(buf, got, len - got, off + got);
+        if (bytesRead === 0) throw new MxdError("MXD_SPOOL_IO", `segment ${segmentName(seg)} ends before offset ${off + len}`);
+        got += bytesRead;
+      }
+      return buf;
+    } finally {
+      if (s) s.readers--;
+    }
+  }
+
+  async load(id: string): Promise<MessageMeta> {
+    if (!isQueueId(id)) throw new MxdError("MXD_SPOOL_NOT_FOUND", `not a queue id: ${id}`);
+    const e = this.index.get(id);
+    if (!e) throw notFound(id);
+    const buf = await this.readAt(e.stSeg, e.stOff, e.stLen);
+    try {
+      return decodeMeta(buf, id);
+    } catch (err) {
+      throw new MxdError("MXD_SPOOL_INVALID", (err as Error).message, { cause: err });
+    }
+  }
+
+  /** The envelope of a state that does not decode (it is at most MAX_STATE octets). */
+  async salvage(id: string): Promise<SalvagedEnvelope | undefined> {
+    const e = this.index.get(id);
+    if (!e) return undefined;
+    const s = new EnvelopeSalvager();
+    try {
+      s.push(await this.readAt(e.stSeg, e.stOff, e.stLen));
+    } catch {
+      return undefined;
+    }
+    return s.result();
+  }
+
+  openBody(id: string): Readable {
+    const e = this.index.get(id);
+    if (!e) {
+      const r = new Readable({ read() {} });
+      process.nextTick(() => r.destroy(notFound(id)));
+      return r;
+    }
+    if (e.external) return createReadStream(this.externalPath(id), { highWaterMark: 64 * 1024 });
+    if (e.bodyLen === 0) return Readable.from([]);
+    if (e.bodyLen <= this.inlineMax) {
+      // One positional read on the segment's cached descriptor (no open/close per delivery);
+      // inline bodies are at most inlineMax, so this is the same bound as receiving them.
+      // The segment is pinned (readers) from now until the read is done or abandoned, so
+      // compaction cannot delete it under a delivery.
+      const { msgSeg, bodyOff, bodyLen } = e;
+      const seg = this.segs.get(msgSeg);
+      if (seg) seg.readers++;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        if (seg) seg.readers--;
+        this.maybeCollect();
+      };
+      const r = Readable.from(
+        (async function* (spool: JournalSpool) {
+          try {
+            yield await spool.readAt(msgSeg, bodyOff, bodyLen);
+          } finally {
+            release();
+          }
+        })(this),
+        { objectMode: false },
+      );
+      r.once("close", release);
+      return r;
+    }
+    const s = this.segs.get(e.msgSeg);
+    if (s) s.readers++;
+    const stream = createReadStream(join(this.journalDir, segmentName(e.msgSeg)), { start: e.bodyOff, end: e.bodyOff + e.bodyLen - 1, highWaterMark: 64 * 1024 });
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (s) s.readers--;
+      this.maybeCollect();
+    };
+    stream.once("close", release);
+    stream.once("error", release);
+    return stream;
+  }
+
+  bodyPath(id: string): string {
+    const e = this.index.get(id);
+    return e && !e.external ? `${join(this.journalDir, segmentName(e.msgSeg))}@${e.bodyOff}+${e.bodyLen}` : this.externalPath(id);
+  }
+
+  async readHead(id: string, max: number): Promise<Buffer> {
+    const e = this.index.get(id);
+    if (!e) throw notFound(id);
+    if (!e.external) return this.readAt(e.msgSeg, e.bodyOff, Math.min(max, e.bodyLen));
+    const fh = await fsp.open(this.externalPath(id), "r");
+    try {
+      const buf = Buffer.alloc(max);
+      const { bytesRead } = await fh.read(buf, 0, max, 0);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Ids of the queued messages in arrival order. */
+  async listIds(): Promise<string[]> {
+    await this.recover();
+    return [...this.index.keys()].sort();
+  }
+
+  async *scan(onProblem?: (p: ScanProblem) => void): AsyncIterable<MessageMeta> {
+    await this.recover();
+    const ids = [...this.index.keys()];
+    // Read ahead a window of states (the thread pool reads them in parallel).
+    const WINDOW = 64;
+    const read = (id: string) =>
+      this.load(id).then(
+        (m) => m,
+        (e: MxdError) => {
+          if (e.code !== "MXD_SPOOL_NOT_FOUND") onProblem?.({ id, reason: e.message });
+          return undefined;
+        },
+      );
+    const pending: Promise<MessageMeta | undefined>[] = [];
+    let next = 0;
+    while (next < ids.length && pending.length < WINDOW) pending.push(read(ids[next++]!));
+    while (pending.length) {
+      const m = await pending.shift()!;
+      if (next < ids.length) pending.push(read(ids[next++]!));
+      if (m) yield m;
+    }
+  }
+
+  // ------------------------------------------------------------------ upkeep
+
+  /** Delete segments nothing refers to, oldest first; compact when old segments pile up. */
+  private maybeCollect(): void {
+    if (!this.recoveryDone || this.o.readOnly || !this.log) return;
+    const head = this.log.headSegment;
+    const sealed = [...this.segs.keys()].filter((n) => n < head).sort((a, b) => a - b);
+    for (const n of sealed) {
+      const s = this.segs.get(n)!;
+      if (s.live > 0 || s.readers > 0) break;
+      this.segs.delete(n);
+      const fd = this.readFds.get(n);
+      this.readFds.delete(n);
+      void fd?.then((f) => f.close()).catch(() => undefined);
+      void fsp.rm(join(this.journalDir, segmentName(n)), { force: true }).catch(() => undefined);
+    }
+    const left = [...this.segs.keys()].filter((n) => n < head).sort((a, b) => a - b);
+    const oldest = left.length ? this.segs.get(left[0]!)! : undefined;
+    // Compact only a segment that something current still pins; one with open readers is
+    // deleted once they finish.
+    if (left.length > (this.o.compactAfterSegments ?? 4) && oldest && oldest.live > 0 && !this.compacting) {
+      this.compacting = true;
+      void this.compact(left[0]!).then((moved) => {
+        this.compacting = false;
+        // Nothing could be moved (I/O errors): try again later, not in a loop.
+        if (moved) this.maybeCollect();
+        else setTimeout(() => this.maybeCollect(), 10_000).unref();
+      });
+    }
+  }
+
+  /** Copy every message still current in segment n to the head, so n can be deleted. */
+  async compact(n: number): Promise<number> {
+    let moved = 0;
+    const ids = [...this.index].filter(([, e]) => e.msgSeg === n || e.stSeg === n).map(([id]) => id);
+    for (const id of ids) {
+      await this.withLock(id, async () => {
+        const e = this.index.get(id);
+        if (!e || (e.msgSeg !== n && e.stSeg !== n)) return;
+        const state = await this.readAt(e.stSeg, e.stOff, e.stLen);
+        const body = e.external ? null : await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen);
+        const [p] = await this.writable().append([encodeRecord(RecordType.Msg, id, state, body, body ? 0 : FLAG_EXTERNAL_BODY)]);
+        this.drop(id);
+        this.setEntry(id, msgEntry(p!.seg, p!.off, state.length, body?.length ?? 0, !body));
+        moved++;
+      }).catch(() => undefined); // a failed copy leaves the message where it was
+    }
+    return moved;
+  }
+
+  /** The previous layout (queue/<ID>.json + .eml): copy each entry into the journal, then remove it. */
+  private async migrateLegacy(): Promise<void> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.legacyQueueDir);
+    } catch {
+      return;
+    }
+    if (!names.some((n) => n.endsWith(".json"))) return;
+    const old = new FsSpool({ dir: this.dir, now: this.now, noSync: !this.sync });
+    await fsp.mkdir(join(this.dir, "tmp"), { recursive: true });
+    await old.init();
+    for await (const meta of old.scan((p) => this.problems.push(p))) {
+      const id = meta.id;
+      if (!this.index.has(id)) {
+        if (meta.size > this.inlineMax) {
+          await fsp.rename(old.bodyPath(id), this.externalPath(id));
+          if (this.sync) await syncDir(this.bodiesDir);
+          await this.commitMessage(id, meta, null);
+        } else {
+          await this.commitMessage(id, meta, await fsp.readFile(old.bodyPath(id)));
+        }
+      }
+      await old.remove(id);
+    }
+    // Unreadable old entries go to dead/ with their reason, as before.
+    for (const p of this.problems) {
+      await old.bury(p.id, `unreadable spool entry (old layout): ${p.reason}`).catch(() => undefined);
+    }
+  }
+
+  /** Body files without a queued message: the crash came between the body and its MSG record. */
+  private async cleanOrphanBodies(): Promise<void> {
+    for (const f of await fsp.readdir(this.bodiesDir).catch(() => [] as string[])) {
+      const id = f.replace(/\.eml$/, "");
+      if (!this.index.has(id) && !this.pendingBodies.has(id)) await fsp.rm(join(this.bodiesDir, f), { force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Ids whose body file is being written right now (not orphans). */
+  readonly pendingBodies = new Set<string>();
+
+  /** Verify every segment: records, damage, and whether every current state decodes. */
+  async check(): Promise<SpoolCheckReport> {
+    const report: SpoolCheckReport = { segments: [], messages: 0, problems: [] };
+    for (const n of await this.segmentNumbers()) {
+      const seg = { seg: n, size: 0, records: 0, damage: [] as Damage[] };
+      const { size } = await replaySegment(join(this.journalDir, segmentName(n)), () => seg.records++, (d) => seg.damage.push(d));
+      seg.size = size;
+      report.segments.push(seg);
+    }
+    await this.recover();
+    for await (const m of this.scan((p) => report.problems.push(`${p.id}: ${p.reason}`))) {
+      void m;
+      report.messages++;
+    }
+    for (const [id, e] of this.index) {
+      if (e.external) {
+        try {
+          await fsp.access(this.externalPath(id));
+        } catch {
+          report.problems.push(`${id}: body file ${this.externalPath(id)} is missing`);
+        }
+      }
+    }
+    return report;
+  }
+
+  /** Is there a spool here at all (either layout)? A wrong spoolDir must not look like an empty queue. */
+  exists(): boolean {
+    return existsSync(this.journalDir) || existsSync(this.legacyQueueDir);
+  }
+
+  /** Stop writing: wait for the batch in flight. */
+  async close(): Promise<void> {
+    await this.log?.close();
+    for (const p of this.readFds.values()) void p.then((f) => f.close()).catch(() => undefined);
+    this.readFds.clear();
+  }
+
+  get journalStats(): { batches: number; records: number; bytes: number; failures: number; segments: number } {
+    return { ...(this.log?.stats ?? { batches: 0, records: 0, bytes: 0, failures: 0 }), segments: this.segs.size };
+  }
+}
+
+/** The entry for a MSG record at `off` in segment `seg`. */
+function msgEntry(seg: number, off: number, stateLen: number, bodyLen: number, external: boolean): Entry {
+  const stOff = off + HEADER_SIZE;
+  return { msgSeg: seg, external, bodyOff: stOff + stateLen, bodyLen, stSeg: seg, stOff, stLen: stateLen, msgCost: HEADER_SIZE + bodyLen, stCost: stateLen };
+}
+
+function notFound(id: string): MxdError {
+  const e = new MxdError("MXD_SPOOL_NOT_FOUND", `no such message: ${id}`);
+  (e as unknown as { errno: string }).errno = "ENOENT";
+  return e;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const dh = await fsp.open(dir, "r");
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}
+
+async function writeFileSynced(path: string, data: Buffer, sync: boolean): Promise<void> {
+  const fh = await fsp.open(path, "w", 0o640);
+  try {
+    await fh.writeFile(data);
+    if (sync) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Receives one body: in memory up to inlineMax, then spilled to bodies/<ID>.eml. */
+class JournalWriter implements SpoolWriter {
+  size = 0;
+  private chunks: Buffer[] = [];
+  private fh: fsp.FileHandle | undefined;
+  private done = false;
+  constructor(private readonly spool: JournalSpool, readonly id: string) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.done) throw new MxdError("MXD_SPOOL_IO", "spool writer is closed");
+    try {
+      if (this.fh) await this.fh.write(chunk);
+      else {
+        this.chunks.push(chunk);
+        if (this.size + chunk.length > this.spool.inlineMax) {
+          this.spool.pendingBodies.add(this.id);
+          this.fh = await this.spool.writeBodyFile(this.id, this.chunks);
+          this.chunks = [];
+        }
+      }
+      this.size += chunk.length;
+    } catch (e) {
+      throw new MxdError("MXD_SPOOL_IO", `spool write failed: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  async commit(partial: Omit<MessageMeta, "id" | "size">): Promise<MessageMeta> {
+    if (this.done) throw new MxdError("MXD_SPOOL_IO", "spool writer is closed");
+    const meta = { ...partial, id: this.id, size: this.size } as MessageMeta;
+    try {
+      if (this.fh) {
+        const fh = this.fh;
+        this.fh = undefined;
+        await this.spool.syncBodyFile(fh);
+        await this.spool.commitMessage(this.id, meta, null);
+      } else {
+        await this.spool.commitMessage(this.id, meta, this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks));
+      }
+      this.done = true;
+      this.chunks = [];
+      this.spool.pendingBodies.delete(this.id);
+      return meta;
+    } catch (e) {
+      await this.abort();
+      throw e instanceof MxdError ? e : new MxdError("MXD_SPOOL_IO", `spool commit failed: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    this.chunks = [];
+    if (this.fh) await this.fh.close().catch(() => undefined);
+    this.fh = undefined;
+    if (this.spool.pendingBodies.delete(this.id)) await fsp.rm(this.spool.externalPath(this.id), { force: true }).catch(() => undefined);
+  }
+}
