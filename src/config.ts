@@ -255,7 +255,8 @@ type ParsedConfig = Omit<z.output<typeof configBase>, "postmaster"> & { postmast
  */
 export function postmasterProblem(c: ParsedConfig): string | undefined {
   if (c.postmaster === undefined) {
-    return hostDomain.test(c.hostname) ? undefined : `hostname ${JSON.stringify(c.hostname)} is not a domain name, so postmaster@<hostname> cannot be the default; set postmaster`;
+    // A hostname that is not a host name at all is reported under `hostname` already.
+    return hostDomain.test(c.hostname) || !isHostName(c.hostname) ? undefined : `hostname ${JSON.stringify(c.hostname)} is not a domain name, so postmaster@<hostname> cannot be the default; set postmaster`;
   }
   const domain = c.postmaster.slice(c.postmaster.lastIndexOf("@") + 1).toLowerCase();
   if (Object.hasOwn(c.localDomains, domain)) {
