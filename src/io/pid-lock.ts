@@ -44,8 +44,17 @@ export async function acquirePidLock(spoolDir: string): Promise<PidLock> {
   }
   // Free, stale, or ours (several daemons inside one test process are told apart by the admin socket).
   const tmp = `${path}.${process.pid}.tmp`;
-  await fsp.writeFile(tmp, `${process.pid}\n`);
-  await fsp.rename(tmp, path);
+  try {
+    await fsp.writeFile(tmp, `${process.pid}\n`);
+    await fsp.rename(tmp, path);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    // A full file system: the stale lock file's block can still be overwritten in place
+    // (padded to its old length, never truncated, so no new block is needed).
+    if (!(await overwriteInPlace(path, process.pid))) {
+      throw Object.assign(new Error(`cannot write the spool lock ${path}: ${(e as Error).message}`), { code: (e as NodeJS.ErrnoException).code ?? "EIO" });
+    }
+  }
   return {
     async release() {
       try {
@@ -55,4 +64,22 @@ export async function acquirePidLock(spoolDir: string): Promise<PidLock> {
       }
     },
   };
+}
+
+async function overwriteInPlace(path: string, pid: number): Promise<boolean> {
+  try {
+    const fh = await fsp.open(path, "r+");
+    try {
+      const { size } = await fh.stat();
+      const text = `${pid}\n`;
+      if (size < text.length) return false;
+      await fh.write(text.padEnd(size - 1, " ") + (size > text.length ? "\n" : ""), 0);
+      await fh.sync();
+      return true;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return false;
+  }
 }

@@ -6,7 +6,8 @@
 //   to again; the results are recorded once space returns.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, readdirSync, openSync, writeSync, closeSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config.js";
@@ -125,4 +126,36 @@ test("disk full: results that cannot be recorded are kept; a delivered recipient
   assert.deepEqual(calls.filter((c) => c === "ok.test"), ["ok.test"]);
   const saved = await spool.load(m.id);
   assert.equal(saved.recipients.find((x) => x.address === "x@ok.test")!.status, "delivered");
+});
+
+test("a full spool disk: mxd still starts (the stale lock is overwritten in place), refuses mail with 4xx, leaves no temporary file", { skip: process.getuid?.() === 0 ? false : "needs root to mount a small tmpfs" }, async () => {
+  const base = mkdtempSync(join(tmpdir(), "mxd-fullstart-"));
+  const mnt = join(base, "mnt");
+  mkdirSync(mnt);
+  const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt], { encoding: "utf8", timeout: 10_000 });
+  assert.equal(m.status, 0, `cannot mount tmpfs: ${m.stderr}`);
+  cleanups.push(() => {
+    spawnSync("umount", ["-l", mnt], { timeout: 10_000 });
+    rmSync(base, { recursive: true, force: true });
+  });
+  const spoolDir = join(mnt, "spool");
+  mkdirSync(spoolDir);
+  writeFileSync(join(spoolDir, "mxd.pid"), "999999\n"); // left by a daemon that crashed
+  // Fill the file system to the last byte.
+  const fd = openSync(join(mnt, "ballast"), "w");
+  try {
+    for (;;) writeSync(fd, Buffer.alloc(4096));
+  } catch (e) {
+    assert.equal((e as NodeJS.ErrnoException).code, "ENOSPC");
+  } finally {
+    closeSync(fd);
+  }
+  const cfg = writeConfig(base, { hostname: "mxd.test", listen: [{ host: "127.0.0.134", port: 0 }], spoolDir, admin: { listen: null }, spool: { minFree: 0 }, log: { level: "info" } });
+  const d = await startDaemonProcess(cfg);
+  cleanups.push(() => d.stop());
+  assert.equal(Number(readFileSync(join(spoolDir, "mxd.pid"), "utf8").trim()), d.child.pid);
+  const r = await sendMessage(d.smtpPort, "127.0.0.134", { from: "a@sender.test", to: ["b@x.test"] }, "Subject: full\r\n\r\nno room\r\n");
+  assert.match(`${r.reply.code}`, /^4/, `a full disk refuses with 4xx: ${r.reply.text}`);
+  assert.deepEqual(readdirSync(spoolDir).filter((f) => f.endsWith(".tmp")), [], "no temporary lock file left");
+  assert.equal(await d.stop(), 0);
 });
