@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Config } from "../config.js";
 import { openSpool } from "../spool/open-spool.js";
+import { readFileHead } from "../spool/fs-spool.js";
 import type { JournalSpool } from "../spool/journal-spool.js";
 import { isMxdError } from "../core/errors.js";
 import { isQueueId } from "../spool/format.js";
@@ -468,15 +469,7 @@ async function show(spool: JournalSpool, config: Config, id: string, json: boole
 }
 
 async function readHead(path: string, max: number): Promise<string> {
-  const fh = await fsp.open(path, "r").catch(() => undefined);
-  if (!fh) return "";
-  try {
-    const buf = Buffer.alloc(max);
-    const { bytesRead } = await fh.read(buf, 0, max, 0);
-    return buf.subarray(0, bytesRead).toString("utf8");
-  } finally {
-    await fh.close();
-  }
+  return readFileHead(path, max).then((b) => b.toString("utf8"), () => "");
 }
 
 async function streamToString(r: NodeJS.ReadableStream): Promise<string> {

@@ -150,15 +150,8 @@ export class FsSpool implements Spool {
     return createReadStream(this.bodyPath(id), { highWaterMark: 64 * 1024 });
   }
 
-  async readHead(id: string, max: number): Promise<Buffer> {
-    const fh = await fsp.open(this.bodyPath(id), "r");
-    try {
-      const buf = Buffer.alloc(max);
-      const { bytesRead } = await fh.read(buf, 0, max, 0);
-      return buf.subarray(0, bytesRead);
-    } finally {
-      await fh.close();
-    }
+  readHead(id: string, max: number): Promise<Buffer> {
+    return readFileHead(this.bodyPath(id), max);
   }
 
   async load(id: string): Promise<MessageMeta> {
@@ -330,5 +323,17 @@ class FsSpoolWriter implements SpoolWriter {
     this.fh = null;
     await fsp.rm(this.path, { force: true }).catch(() => undefined);
     await fsp.rm(join(this.spool.tmpDir, this.id + META_EXT), { force: true }).catch(() => undefined);
+  }
+}
+
+/** The first `max` octets of a file (fewer when it is shorter). */
+export async function readFileHead(path: string, max: number): Promise<Buffer> {
+  const fh = await fsp.open(path, "r");
+  try {
+    const buf = Buffer.alloc(max);
+    const { bytesRead } = await fh.read(buf, 0, max, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
   }
 }

@@ -29,7 +29,7 @@ import { decodeMeta, encodeMeta, isQueueId, newQueueId } from "./format.js";
 import { FLAG_EXTERNAL_BODY, HEADER_SIZE, RecordType, encodeRecord, segmentName, segmentNumber } from "./journal-format.js";
 import { GroupCommitLog } from "./group-commit.js";
 import { replaySegment, type Damage } from "./journal-replay.js";
-import { FsSpool } from "./fs-spool.js";
+import { FsSpool, readFileHead } from "./fs-spool.js";
 import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
 
 export interface JournalSpoolOptions {
@@ -496,15 +496,7 @@ export class JournalSpool implements Spool {
       // The segment is pinned (readers) from now until the read is done or abandoned, so
       // compaction cannot delete it under a delivery.
       const { msgSeg, bodyOff, bodyLen } = e;
-      const seg = this.segs.get(msgSeg);
-      if (seg) seg.readers++;
-      let released = false;
-      const release = () => {
-        if (released) return;
-        released = true;
-        if (seg) seg.readers--;
-        this.maybeCollect();
-      };
+      const release = this.pin(msgSeg);
       const r = Readable.from(
         (async function* (spool: JournalSpool) {
           try {
@@ -518,19 +510,24 @@ export class JournalSpool implements Spool {
       r.once("close", release);
       return r;
     }
-    const s = this.segs.get(e.msgSeg);
-    if (s) s.readers++;
+    const release = this.pin(e.msgSeg);
     const stream = createReadStream(join(this.journalDir, segmentName(e.msgSeg)), { start: e.bodyOff, end: e.bodyOff + e.bodyLen - 1, highWaterMark: 64 * 1024 });
+    stream.once("close", release);
+    stream.once("error", release);
+    return stream;
+  }
+
+  /** Keep segment `seg` from being deleted until the returned function is called (once or more). */
+  private pin(seg: number): () => void {
+    const s = this.segs.get(seg);
+    if (s) s.readers++;
     let released = false;
-    const release = () => {
+    return () => {
       if (released) return;
       released = true;
       if (s) s.readers--;
       this.maybeCollect();
     };
-    stream.once("close", release);
-    stream.once("error", release);
-    return stream;
   }
 
   bodyPath(id: string): string {
@@ -542,14 +539,7 @@ export class JournalSpool implements Spool {
     const e = this.index.get(id);
     if (!e) throw notFound(id);
     if (!e.external) return this.readAt(e.msgSeg, e.bodyOff, Math.min(max, e.bodyLen));
-    const fh = await fsp.open(this.externalPath(id), "r");
-    try {
-      const buf = Buffer.alloc(max);
-      const { bytesRead } = await fh.read(buf, 0, max, 0);
-      return buf.subarray(0, bytesRead);
-    } finally {
-      await fh.close();
-    }
+    return readFileHead(this.externalPath(id), max);
   }
 
   /** Ids of the queued messages in arrival order. */
