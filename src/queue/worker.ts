@@ -10,16 +10,17 @@
 // and nothing is ever delivered or scheduled.
 import PQueue from "p-queue";
 import type { Config } from "../config.js";
-import { groupByDomain, newMessage, newRecipient, pendingRecipients, type AttemptRecord, type MessageMeta, type RecipientState } from "../core/envelope.js";
+import { groupByDomain, newMessage, newRecipient, pendingRecipients, type MessageMeta, type RecipientState } from "../core/envelope.js";
 import type { Clock } from "../io/clock.js";
 import type { Logger } from "../io/log.js";
 import type { Spool } from "../spool/spool.js";
 import type { Courier, RecipientResult } from "../delivery/courier.js";
 import { Scheduler } from "./scheduler.js";
+import { afterRun, expireRecipient, recordResult } from "./outcome.js";
 import { faultResults } from "./delivery-fault.js";
 import { orderedHosts } from "../delivery/host-report.js";
 import { deliveryLogFields, messageIdOf, type DeliveryLogFields, type LogStatus } from "./delivery-log.js";
-import { expiresAt, isExpired, nextAttemptAt, shouldWarnDelay } from "./retry-policy.js";
+import { expiresAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom, mayReturnBody } from "../bounce/dsn.js";
 import { excerpt } from "../core/smtp-reply.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
@@ -90,11 +91,7 @@ function isNotFound(e: unknown): boolean {
   return code === "ENOENT" || code === "MXD_SPOOL_NOT_FOUND";
 }
 
-/**
- * Attempts kept per recipient (newest last), so a long-deferred message's state stays small;
- * each reply in it is an excerpt (core/smtp-reply.ts EXCERPT_MAX).
- */
-export const HISTORY_MAX = 20;
+export { HISTORY_MAX } from "./outcome.js";
 
 /** Largest original message returned whole in a RET=FULL bounce; bigger ones get headers only. */
 const RET_FULL_MAX = 1024 * 1024;
@@ -658,41 +655,23 @@ export class QueueManager {
     const now = clock.now();
     // Recipients at paused destinations were not attempted: they neither retry nor expire now.
     const pending = pendingRecipients(meta).filter((r) => !this.isPaused(r.domain));
-    if (pending.length && pending.every((r) => soon.has(r)) && !isExpired(Date.parse(meta.receivedAt), now, config.delivery.maxQueueTime)) {
-      // Only busy hosts this time (no attempt made): again in 1–2 s, not after a backoff.
-      meta.nextAttemptAt = new Date(now + 1000 + Math.floor(this.random() * 1000)).toISOString();
-    } else if (pending.length) {
+    const plan = afterRun({ pending, busy: soon, receivedAtMs: Date.parse(meta.receivedAt), nowMs: now, policy: config.delivery.retry, maxQueueTime: config.delivery.maxQueueTime, random: this.random });
+    if (plan.kind === "soon") meta.nextAttemptAt = new Date(plan.at).toISOString();
+    else if (plan.kind === "expire") {
       const receivedAt = Date.parse(meta.receivedAt);
-      const attempts = Math.max(...pending.map((r) => r.attempts));
-      const next = nextAttemptAt({ attempts, receivedAtMs: receivedAt, nowMs: now, policy: config.delivery.retry, maxQueueTime: config.delivery.maxQueueTime, random: this.random });
-      if (next === null || isExpired(receivedAt, now, config.delivery.maxQueueTime)) {
-        for (const r of pending) {
-          const last = r.history[r.history.length - 1];
-          r.status = "failed";
-          r.finalAt = new Date(now).toISOString();
-          r.history.push({
-            at: new Date(now).toISOString(),
-            outcome: "permanent",
-            status: "4.4.7",
-            reply: `delivery time expired after ${Math.round(config.delivery.maxQueueTime / 3_600_000)}h${last ? `; last error: ${last.reply}` : ""}`,
-            remote: last?.remote,
-            mx: last?.mx,
-            ip: last?.ip,
-          });
-          r.dsnOwed = true;
-          failedNow.push(r);
-          this.stats.bounced++;
-          this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - receivedAt });
-          const rec = r.history[r.history.length - 1]!;
-          log.info(this.logged(id, deliveryLogFields({ config, meta, rcpt: r, result: { reply: rec.reply, status: rec.status, mx: rec.mx, ip: rec.ip }, status: "expired", attemptStartMs: now, nowMs: now })), "bounced");
-        }
-        log.info({ rcpts: pending.map((r) => r.address) }, "message expired");
-      } else {
-        meta.nextAttemptAt = new Date(next).toISOString();
-        if (shouldWarnDelay(meta, now, config.delivery.delayWarningAfter)) {
-          await this.sendDsn(meta, pending, "delayed", log);
-          meta.delayWarned = true;
-        }
+      for (const r of pending) {
+        const rec = expireRecipient(r, now, config.delivery.maxQueueTime);
+        failedNow.push(r);
+        this.stats.bounced++;
+        this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - receivedAt });
+        log.info(this.logged(id, deliveryLogFields({ config, meta, rcpt: r, result: { reply: rec.reply, status: rec.status, mx: rec.mx, ip: rec.ip }, status: "expired", attemptStartMs: now, nowMs: now })), "bounced");
+      }
+      log.info({ rcpts: pending.map((r) => r.address) }, "message expired");
+    } else if (plan.kind === "retry") {
+      meta.nextAttemptAt = new Date(plan.at).toISOString();
+      if (shouldWarnDelay(meta, now, config.delivery.delayWarningAfter)) {
+        await this.sendDsn(meta, pending, "delayed", log);
+        meta.delayWarned = true;
       }
     }
     if (failedNow.length) await this.sendDsn(meta, failedNow, "failed", log);
@@ -781,29 +760,19 @@ export class QueueManager {
         status: "4.3.0",
         remote: false,
       };
-      // Whatever the courier says is kept as a short excerpt: a remote's reply never grows the
-      // state file, a log line or a bounce (couriers bound it already; this holds for any).
-      const reply = excerpt(res.reply);
-      if (res.retrySoon && res.outcome === "transient") {
+      // The state change is outcome.ts's; here: logs, metrics, the DSN list.
+      const { event } = recordResult(r, res, nowIso, res.hosts ? orderedHosts(res.hosts) : undefined);
+      if (event === "busy") {
         // Not an attempt: the host was busy with our own deliveries. Retried within seconds.
         soon.add(r);
-        log.debug({ rcpt: r.address, reply }, "destination busy; retrying soon");
+        log.debug({ rcpt: r.address, reply: excerpt(res.reply) }, "destination busy; retrying soon");
         continue;
       }
-      const rec: AttemptRecord = { at: nowIso, outcome: res.outcome, reply, status: excerpt(res.status, 16), remote: res.remote };
-      if (res.mx) rec.mx = excerpt(res.mx, 255);
-      if (res.ip) rec.ip = res.ip;
-      if (res.hosts) rec.hosts = orderedHosts(res.hosts);
-      r.attempts++;
-      r.history.push(rec);
-      // Bound the history so a long-deferred message's state file stays small.
-      if (r.history.length > HISTORY_MAX) r.history.splice(0, r.history.length - HISTORY_MAX);
+      const reply = r.history[r.history.length - 1]!.reply;
       this.stats.attempts++;
       const fields = (status: LogStatus) => this.logged(meta.id, deliveryLogFields({ config: this.deps.config, meta, rcpt: r, result: res, status, attemptStartMs, nowMs: this.deps.clock.now() }));
       const sinceReceivedMs = this.deps.clock.now() - Date.parse(meta.receivedAt);
-      if (res.outcome === "delivered") {
-        r.status = "delivered";
-        r.finalAt = nowIso;
+      if (event === "delivered") {
         this.stats.delivered++;
         this.deps.events?.result?.({ outcome: "delivered", domain: r.domain, sinceReceivedMs });
         log.info(fields("sent"), "delivered");
@@ -811,10 +780,7 @@ export class QueueManager {
       }
       this.errors.push({ at: nowIso, qid: meta.id, rcpt: r.address, reply });
       if (this.errors.length > 20) this.errors.shift();
-      if (res.outcome === "permanent") {
-        r.status = "failed";
-        r.finalAt = nowIso;
-        r.dsnOwed = true;
+      if (event === "bounced") {
         failedNow.push(r);
         this.stats.bounced++;
         this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs });
