@@ -103,6 +103,7 @@ export class JournalSpool implements Spool {
   private readonly locks = new Map<string, Promise<unknown>>();
   private compacting = false;
   private freeCache = { at: 0, bytes: Infinity };
+  private writtenSinceStat = 0;
   readonly problems: ScanProblem[] = [];
   readonly damage: { seg: number; damage: Damage }[] = [];
 
@@ -253,9 +254,13 @@ export class JournalSpool implements Spool {
     return this.log;
   }
 
+  /**
+   * Free bytes of the spool's file system: statfs at most once a second, minus what this
+   * spool wrote since (so a burst of mail cannot run past the reserve between two checks).
+   */
   private async freeBytes(): Promise<number> {
     const t = this.now();
-    if (t - this.freeCache.at < 1000) return this.freeCache.bytes;
+    if (t - this.freeCache.at < 1000) return this.freeCache.bytes - this.writtenSinceStat;
     let bytes: number;
     try {
       if (this.o.freeSpace) bytes = await this.o.freeSpace();
@@ -267,6 +272,7 @@ export class JournalSpool implements Spool {
       bytes = Infinity;
     }
     this.freeCache = { at: t, bytes };
+    this.writtenSinceStat = 0;
     return bytes;
   }
 
@@ -275,6 +281,7 @@ export class JournalSpool implements Spool {
     const log = this.writable();
     const state = encodeMeta(meta);
     const rec = encodeRecord(RecordType.Msg, id, state, inline, inline ? 0 : FLAG_EXTERNAL_BODY);
+    this.writtenSinceStat += rec.length;
     const [p] = await log.append([rec]);
     this.setEntry(id, msgEntry(p!.seg, p!.off, state.length, inline?.length ?? 0, !inline));
   }
@@ -296,6 +303,11 @@ export class JournalSpool implements Spool {
 
   externalPath(id: string): string {
     return join(this.bodiesDir, id + ".eml");
+  }
+
+  /** Bytes a writer put into a body file (counted against the free-space reserve). */
+  countWritten(n: number): void {
+    this.writtenSinceStat += n;
   }
 
   async writeBodyFile(id: string, chunks: Buffer[]): Promise<fsp.FileHandle> {
@@ -333,6 +345,7 @@ export class JournalSpool implements Spool {
       const log = this.writable();
       if (!this.index.has(meta.id)) throw notFound(meta.id);
       const state = encodeMeta(meta);
+      this.writtenSinceStat += state.length + HEADER_SIZE;
       const [p] = await log.append([encodeRecord(RecordType.State, meta.id, state, null)]);
       const e = this.index.get(meta.id);
       if (!e) return; // removed while the record was written: the DONE record came first
@@ -748,8 +761,10 @@ class JournalWriter implements SpoolWriter {
   async write(chunk: Buffer): Promise<void> {
     if (this.done) throw new MxdError("MXD_SPOOL_IO", "spool writer is closed");
     try {
-      if (this.fh) await this.fh.write(chunk);
-      else {
+      if (this.fh) {
+        await this.fh.write(chunk);
+        this.spool.countWritten(chunk.length);
+      } else {
         this.chunks.push(chunk);
         if (this.size + chunk.length > this.spool.inlineMax) {
           this.spool.pendingBodies.add(this.id);

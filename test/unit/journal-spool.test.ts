@@ -209,6 +209,26 @@ test("free-space reserve: begin() refuses with MXD_SPOOL_FULL; put() (bounces) s
   await s.close();
 });
 
+test("free-space reserve: what was written since the last statfs counts (a burst cannot run past the reserve)", async (t) => {
+  const dir = tmp(t);
+  const clock = 5000; // frozen: statfs is taken once and then cached
+  const s = await open(dir, { minFree: 1024 * 1024, freeSpace: async () => 1024 * 1024 + 300 * 1024, now: () => clock });
+  await s.recover();
+  let accepted = 0;
+  for (let i = 0; i < 10; i++) {
+    try {
+      const w = await s.begin();
+      await w.write(Buffer.alloc(100 * 1024, "a"));
+      await w.commit(meta());
+      accepted++;
+    } catch (e) {
+      assert.ok(isMxdError(e, "MXD_SPOOL_FULL"));
+    }
+  }
+  assert.equal(accepted, 3, "300 KB above the reserve hold three 100 KB messages, not ten");
+  await s.close();
+});
+
 test("group commit: many concurrent writers share few syncs", async (t) => {
   const dir = tmp(t);
   const s = await open(dir);
