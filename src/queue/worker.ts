@@ -205,7 +205,7 @@ export class QueueManager {
       n++;
     }
     const { paused, pausedDomains } = this.control;
-    logger.info({ recovered: n, held: this.counts().held, paused, pausedDomains, ms: this.deps.clock.now() - t0 }, "queue recovered");
+    logger.info({ recovered: n, held: this.counts().held, paused, pausedDomains, ms: this.deps.clock.now() - t0, ...memoryMB() }, "queue recovered");
     release();
   }
 
@@ -880,4 +880,10 @@ export class QueueManager {
     await Promise.race([Promise.allSettled([...this.running.values()]), new Promise((r) => (t = setTimeout(r, timeoutMs)))]);
     clearTimeout(t);
   }
+}
+
+/** Memory in MB, for the log lines that report on a large queue. */
+function memoryMB(): { heapMB: number; rssMB: number; externalMB: number } {
+  const m = process.memoryUsage();
+  return { heapMB: Math.round(m.heapUsed / 1048576), rssMB: Math.round(m.rss / 1048576), externalMB: Math.round((m.external + m.arrayBuffers) / 1048576) };
 }

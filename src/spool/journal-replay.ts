@@ -10,7 +10,7 @@ export interface ReplayedRecord {
   /** Offset of the record in the segment. */
   off: number;
   size: number;
-  /** The state JSON bytes (MSG and STATE records), copied. */
+  /** The state JSON bytes (MSG and STATE records): a view, valid only during the callback. */
   state: Buffer;
 }
 
@@ -21,7 +21,7 @@ export interface Damage {
   skipped: number;
 }
 
-const CHUNK = 4 * 1024 * 1024;
+const CHUNK = 1024 * 1024;
 
 /** Replay one segment file; `onRecord` sees every intact record in file order. */
 export async function replaySegment(path: string, onRecord: (r: ReplayedRecord) => void, onDamage?: (d: Damage) => void): Promise<{ size: number; end: number }> {
@@ -76,7 +76,7 @@ export async function replaySegment(path: string, onRecord: (r: ReplayedRecord) 
       if (f.ok) {
         endDamage(pos);
         const o = pos - bufStart + HEADER_SIZE;
-        onRecord({ head: f.head, off: pos, size: f.size, state: Buffer.from(buf.subarray(o, o + f.head.stateLen)) });
+        onRecord({ head: f.head, off: pos, size: f.size, state: buf.subarray(o, o + f.head.stateLen) });
         pos += f.size;
         lastGoodEnd = pos;
         continue;
