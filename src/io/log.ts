@@ -16,7 +16,8 @@ export function createLogger(level: string = "info", destination?: pino.Destinat
   // Not a terminal: asynchronous writes to stdout (lines that arrive while one write is in
   // flight go out together). A synchronous write per line cost an eighth of the CPU time of a
   // delivery run (profiled, docs/performance.md); pino flushes what is pending at exit.
-  destination ??= pino.destination({ dest: 1, sync: false });
+  // Bounded: when stdout cannot keep up, lines beyond 16 MB of backlog are dropped, never memory.
+  destination ??= pino.destination({ dest: 1, sync: false, maxLength: 16 * 1024 * 1024 });
   return pino(opts, destination);
 }
 
