@@ -6,17 +6,17 @@ import type { Clock, TimerHandle } from "../io/clock.js";
 interface Entry {
   due: number;
   id: string;
-  gen: number;
 }
 
 export class Scheduler {
   private heap: Entry[] = [];
-  /** Current generation per id: stale heap entries (rescheduled/removed) are skipped lazily. */
-  private gens = new Map<string, number>();
-  private dueOf = new Map<string, number>();
+  /**
+   * The current heap entry per id: a heap entry that is not the current one of its id
+   * (rescheduled or removed) is skipped lazily. One map, one object per queued message.
+   */
+  private current = new Map<string, Entry>();
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
-  private gen = 0;
   private stopped = false;
   /** While held, entries are indexed but no timer fires (spool recovery at start). */
   private held = false;
@@ -24,29 +24,27 @@ export class Scheduler {
   constructor(private readonly clock: Clock, private readonly onDue: (id: string) => void) {}
 
   get size(): number {
-    return this.gens.size;
+    return this.current.size;
   }
 
   has(id: string): boolean {
-    return this.gens.has(id);
+    return this.current.has(id);
   }
 
   dueAt(id: string): number | undefined {
-    return this.dueOf.get(id);
+    return this.current.get(id)?.due;
   }
 
   /** Schedule (or reschedule) id at time `due` (ms). */
   schedule(id: string, due: number): void {
-    const g = ++this.gen;
-    this.gens.set(id, g);
-    this.dueOf.set(id, due);
-    this.push({ due, id, gen: g });
+    const e = { due, id };
+    this.current.set(id, e);
+    this.push(e);
     this.arm();
   }
 
   remove(id: string): void {
-    this.gens.delete(id);
-    this.dueOf.delete(id);
+    this.current.delete(id);
   }
 
   /** Index without firing: used while the spool is being recovered. */
@@ -75,14 +73,13 @@ export class Scheduler {
     const now = this.clock.now();
     while (this.heap.length) {
       const top = this.heap[0]!;
-      if (this.gens.get(top.id) !== top.gen) {
+      if (this.current.get(top.id) !== top) {
         this.pop();
         continue;
       }
       if (top.due > now) break;
       this.pop();
-      this.gens.delete(top.id);
-      this.dueOf.delete(top.id);
+      this.current.delete(top.id);
       this.onDue(top.id);
     }
     this.timerAt = Infinity;
@@ -93,7 +90,7 @@ export class Scheduler {
 
   private arm(): void {
     if (this.stopped || this.held) return;
-    while (this.heap.length && this.gens.get(this.heap[0]!.id) !== this.heap[0]!.gen) this.pop();
+    while (this.heap.length && this.current.get(this.heap[0]!.id) !== this.heap[0]!) this.pop();
     const top = this.heap[0];
     if (!top) return;
     if (top.due >= this.timerAt && this.timer) return;

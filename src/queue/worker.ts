@@ -258,8 +258,26 @@ export class QueueManager {
   }
 
   private indexSet(meta: MessageMeta): void {
-    if (!this.deps.offline) this.index.set(meta.id, { domains: pendingDomains(meta), state: messageState(meta) });
+    if (this.deps.offline) return;
+    // One entry per queued message, so it is kept small: the domain lists are shared (most
+    // messages have one destination, and a queue has far fewer destinations than messages),
+    // and the id string already held by the index is reused.
+    const domains = pendingDomains(meta);
+    const key = domains.join(" ");
+    let shared = this.domainLists.get(key);
+    if (!shared) {
+      shared = Object.freeze(domains) as string[];
+      if (this.domainLists.size < 100_000) this.domainLists.set(key, shared);
+    }
+    const prev = this.index.get(meta.id);
+    if (prev) {
+      prev.domains = shared;
+      prev.state = messageState(meta);
+    } else this.index.set(meta.id, { domains: shared, state: messageState(meta) });
   }
+
+  /** Interned pending-domain lists (see indexSet), bounded. */
+  private readonly domainLists = new Map<string, string[]>();
 
   private forget(id: string): void {
     this.index.delete(id);

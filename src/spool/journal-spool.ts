@@ -606,6 +606,7 @@ export class JournalSpool implements Spool {
             if (code !== "MXD_SPOOL_NOT_FOUND") onProblem?.({ id, reason: (err as Error).message });
             continue;
           }
+          meta.id = id; // the index's own string: one copy per message, however many maps hold it
           yield meta;
         }
         i = j;
