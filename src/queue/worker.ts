@@ -630,7 +630,11 @@ export class QueueManager {
     }
     // Outcomes of each domain are persisted as soon as that domain finishes (serialised per
     // message), so a crash never re-sends to recipients that were already delivered.
-    let chain = Promise.resolve();
+    // Results of each domain are recorded as soon as it finishes, so a crash never re-sends to
+    // recipients already delivered. At most one state write per message is in flight; results
+    // that arrive meanwhile go into the next one (a message to 500 domains is not rewritten
+    // 500 times).
+    const record = new Coalesced(() => this.persist(meta, log).then(() => undefined));
     const soon = new Set<RecipientState>();
     const startedAt = new Map<string, number>();
     if (meta.messageId === undefined) meta.messageId = messageIdOf(await spool.readHead(id, 16 * 1024).catch(() => Buffer.alloc(0))) ?? "";
@@ -656,19 +660,15 @@ export class QueueManager {
             }),
           ),
         )
-        .then((results) => {
-          if (!results) return chain;
-          chain = chain.then(async () => {
-            this.apply(meta, rcpts, results, failedNow, soon, log, startedAt.get(domain));
-            // A failure and the DSN it owes are one record; a message with nothing left
-            // to do is recorded by its removal instead.
-            if (pendingRecipients(meta).length || rcpts.some((r) => r.dsnOwed)) await this.persist(meta, log);
-          });
-          return chain;
+        .then(async (results) => {
+          if (!results) return;
+          this.apply(meta, rcpts, results, failedNow, soon, log, startedAt.get(domain));
+          // A failure and the DSN it owes are one record; a message with nothing left to do
+          // is recorded by its removal instead.
+          if (pendingRecipients(meta).length || rcpts.some((r) => r.dsnOwed)) await record.run();
         }),
     );
     await Promise.all(jobs);
-    await chain;
 
     const now = clock.now();
     // Recipients at paused destinations were not attempted: they neither retry nor expire now.
@@ -904,4 +904,33 @@ export class QueueManager {
 function memoryMB(): { heapMB: number; rssMB: number; externalMB: number } {
   const m = process.memoryUsage();
   return { heapMB: Math.round(m.heapUsed / 1048576), rssMB: Math.round(m.rss / 1048576), externalMB: Math.round((m.external + m.arrayBuffers) / 1048576) };
+}
+
+/**
+ * Runs `fn` at most once at a time; a call made while it runs is answered by the next run,
+ * which starts when the current one ends (and serves every call made meanwhile). Each call's
+ * promise settles after a run that started after the call.
+ */
+class Coalesced {
+  private running: Promise<void> | undefined;
+  private next: Promise<void> | undefined;
+  constructor(private readonly fn: () => Promise<void>) {}
+
+  run(): Promise<void> {
+    if (!this.running) {
+      this.running = this.fn().finally(() => (this.running = undefined));
+      return this.running;
+    }
+    this.next ??= this.running.then(
+      () => {
+        this.next = undefined;
+        return this.run();
+      },
+      () => {
+        this.next = undefined;
+        return this.run();
+      },
+    );
+    return this.next;
+  }
 }
