@@ -25,7 +25,7 @@ import { Readable } from "node:stream";
 import type { MessageMeta } from "../core/envelope.js";
 import { MxdError } from "../core/errors.js";
 import type { ScanProblem, Spool, SpoolWriter } from "./spool.js";
-import { decodeMeta, decodeMetaForIndex, encodeMeta, isQueueId, newQueueId } from "./format.js";
+import { decodeMeta, decodeMetaForIndex, isQueueId, newQueueId } from "./format.js";
 import { FLAG_EXTERNAL_BODY, HEADER_SIZE, RecordType, encodeRecord, segmentName, segmentNumber } from "./journal-format.js";
 import { GroupCommitLog } from "./group-commit.js";
 import { replaySegment, type Damage } from "./journal-replay.js";
@@ -279,7 +279,7 @@ export class JournalSpool implements Spool {
   /** A writer's message, made durable: the MSG record is appended and synced. */
   async commitMessage(id: string, meta: MessageMeta, inline: Buffer | null): Promise<void> {
     const log = this.writable();
-    const state = encodeMeta(meta);
+    const state = encodeState(meta);
     const rec = encodeRecord(RecordType.Msg, id, state, inline, inline ? 0 : FLAG_EXTERNAL_BODY);
     this.writtenSinceStat += rec.length;
     const [p] = await log.append([rec]);
@@ -344,7 +344,7 @@ export class JournalSpool implements Spool {
     return this.withLock(meta.id, async () => {
       const log = this.writable();
       if (!this.index.has(meta.id)) throw notFound(meta.id);
-      const state = encodeMeta(meta);
+      const state = encodeState(meta);
       this.writtenSinceStat += state.length + HEADER_SIZE;
       const [p] = await log.append([encodeRecord(RecordType.State, meta.id, state, null)]);
       const e = this.index.get(meta.id);
@@ -753,6 +753,11 @@ export class JournalSpool implements Spool {
 function msgEntry(seg: number, off: number, stateLen: number, bodyLen: number, external: boolean): Entry {
   const stOff = off + HEADER_SIZE;
   return { msgSeg: seg, external, bodyOff: stOff + stateLen, bodyLen, stSeg: seg, stOff, stLen: stateLen, msgCost: HEADER_SIZE + bodyLen, stCost: stateLen };
+}
+
+/** A state as the journal stores it: compact JSON (the records are read by mxd and its tools). */
+function encodeState(meta: MessageMeta): Buffer {
+  return Buffer.from(JSON.stringify(meta), "utf8");
 }
 
 function notFound(id: string): MxdError {
