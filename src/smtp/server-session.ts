@@ -18,6 +18,8 @@ export interface Transaction {
   sender: Mailbox | null;
   params: EsmtpParams;
   recipients: RecipientState[];
+  /** Lower-cased addresses of `recipients` (duplicates are accepted once; O(1) per RCPT). */
+  seen?: Set<string>;
 }
 
 export interface SessionEnv {
@@ -265,7 +267,9 @@ export class ServerSession {
       return this.ok(r(452, "4.5.3", "Error: too many recipients"));
     }
     const lower = mb.address.toLowerCase();
-    if (!this.tx.recipients.some((x) => x.address.toLowerCase() === lower)) {
+    const seen = (this.tx.seen ??= new Set(this.tx.recipients.map((x) => x.address.toLowerCase())));
+    if (!seen.has(lower)) {
+      seen.add(lower);
       const st = newRecipient(mb.address);
       if (notify) st.notify = notify;
       if (orcpt) st.orcpt = orcpt;
