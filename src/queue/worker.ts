@@ -280,6 +280,7 @@ export class QueueManager {
   private readonly domainLists = new Map<string, string[]>();
 
   private forget(id: string): void {
+    this.unsaved.delete(id);
     this.index.delete(id);
     this.parked.delete(id);
     this.unwait(id);
@@ -422,6 +423,9 @@ export class QueueManager {
   }
 
   private loadForOp(id: string): Promise<MessageMeta | OpResult> {
+    // Results not yet recorded (disk full) are the truth: an action must not write older ones back.
+    const unsaved = this.unsaved.get(id);
+    if (unsaved) return Promise.resolve(unsaved);
     return this.deps.spool.load(id).catch((e: NodeJS.ErrnoException) => ({ id, ok: false, status: isNotFound(e) ? "no such message" : `unreadable: ${e.message}` }));
   }
 
