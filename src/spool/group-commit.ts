@@ -130,6 +130,8 @@ export class GroupCommitLog {
   }
 
   private async rotate(): Promise<void> {
+    // Until a new segment is open, every batch must try again to open one.
+    this.needNewSegment = true;
     if (this.fh) {
       const size = this.off;
       await this.fh.close().catch(() => undefined);

@@ -195,6 +195,27 @@ test("a failed batch is refused to every writer in it and never recovered", asyn
   await r.close();
 });
 
+test("a segment that cannot be created fails its batch only; the next batch opens one", async (t) => {
+  const dir = tmp(t);
+  const s = await open(dir, { segmentSize: 4096, noSync: true });
+  await s.recover();
+  await s.put(meta(), Buffer.alloc(2600, "a"));
+  // The next segment's name is taken (by a directory): opening it fails, whoever we are.
+  const { mkdirSync: mk, rmdirSync } = await import("node:fs");
+  const blocker = join(dir, "journal", "00000002.seg");
+  mk(blocker);
+  const r = await s.put(meta(), Buffer.alloc(1500, "b")).then(() => "ok", (e: Error) => e.message);
+  assert.match(r, /spool journal write failed/);
+  rmdirSync(blocker);
+  // A small record would still fit in the old segment's space: it must go to a new segment.
+  const after = await s.put(meta(), Buffer.from("small"));
+  assert.ok(after.id, "writes work again once the segment can be created");
+  await s.close();
+  const re = await open(dir);
+  assert.equal((await all(re)).length, 2);
+  await re.close();
+});
+
 test("free-space reserve: begin() refuses with MXD_SPOOL_FULL; put() (bounces) still works", async (t) => {
   const dir = tmp(t);
   let free = 10 * 1024 * 1024;
