@@ -238,14 +238,13 @@ export class JournalSpool implements Spool {
   // ------------------------------------------------------------------ writing
 
   async begin(): Promise<SpoolWriter> {
-    const log = this.writable();
+    this.writable(); // a read-only or unopened spool refuses at once, before any body arrives
     if (this.o.minFree) {
       const free = await this.freeBytes();
       if (free < this.o.minFree) {
         throw new MxdError("MXD_SPOOL_FULL", `spool file system has ${free} bytes free, below the reserve of ${this.o.minFree} (spool.minFree)`);
       }
     }
-    void log;
     return new JournalWriter(this, newQueueId(this.now()));
   }
 
