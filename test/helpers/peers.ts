@@ -34,12 +34,26 @@ export const ADDR = {
   smtpSink: "127.0.0.201",
   postfix: "127.0.0.202",
   aiosmtpd: "127.0.0.203",
+  haproxy: "127.0.0.204",
+  unbound: "127.0.0.205",
+  httpsServer: "127.0.0.206",
 } as const;
 
 // ---------------------------------------------------------------------------------------------
 // Which peers are installed
 
-export type PeerName = "swaks" | "smtp-source" | "smtp-sink" | "postfix" | "dnsmasq" | "aiosmtpd" | "openssl";
+export type PeerName =
+  | "swaks"
+  | "smtp-source"
+  | "smtp-sink"
+  | "postfix"
+  | "dnsmasq"
+  | "aiosmtpd"
+  | "openssl"
+  | "haproxy"
+  | "unbound"
+  | "dkimverify"
+  | "ldns-signzone";
 
 const BINARIES: Record<Exclude<PeerName, "aiosmtpd">, string[]> = {
   swaks: ["/usr/bin/swaks", "/usr/local/bin/swaks"],
@@ -48,6 +62,10 @@ const BINARIES: Record<Exclude<PeerName, "aiosmtpd">, string[]> = {
   postfix: ["/usr/sbin/postfix"],
   dnsmasq: ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"],
   openssl: ["/usr/bin/openssl"],
+  haproxy: ["/usr/sbin/haproxy"],
+  unbound: ["/usr/sbin/unbound"],
+  dkimverify: ["/usr/bin/dkimverify"],
+  "ldns-signzone": ["/usr/bin/ldns-signzone"],
 };
 
 /** The Debian package that provides each peer (what the skip line names). */
@@ -59,6 +77,10 @@ export const PACKAGE: Record<PeerName, string> = {
   dnsmasq: "dnsmasq-base",
   aiosmtpd: "python3-aiosmtpd",
   openssl: "openssl",
+  haproxy: "haproxy",
+  unbound: "unbound",
+  dkimverify: "python3-dkim",
+  "ldns-signzone": "ldnsutils",
 };
 
 const found = new Map<PeerName, string | undefined>();
