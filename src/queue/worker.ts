@@ -8,7 +8,6 @@
 // so an operator action never races a delivery that would write the old state back.
 // With `offline: true` (the CLI while the daemon is down) the same operations edit the spool,
 // and nothing is ever delivered or scheduled.
-import PQueue from "p-queue";
 import type { Config } from "../config.js";
 import { groupByDomain, newMessage, newRecipient, pendingRecipients, type MessageMeta, type RecipientState } from "../core/envelope.js";
 import type { Clock } from "../io/clock.js";
@@ -23,6 +22,9 @@ import { deliveryLogFields, messageIdOf, type DeliveryLogFields, type LogStatus 
 import { expiresAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom, mayReturnBody } from "../bounce/dsn.js";
 import { excerpt } from "../core/smtp-reply.js";
+import { DeliverySlots } from "./delivery-slots.js";
+import { Coalesced, MessageRuns } from "./message-runs.js";
+import { planAction, type OperatorAction, type OpResult } from "./operator-actions.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
 
 /** What the queue reports as it works (metrics are built from these in main.ts). */
@@ -57,13 +59,7 @@ export interface LastError {
   reply: string;
 }
 
-/** Result of an operator action on one message. */
-export interface OpResult {
-  id: string;
-  ok: boolean;
-  /** flushed | held | released | deleted | bounced | paused | not found | not held | ... */
-  status: string;
-}
+export type { OpResult } from "./operator-actions.js";
 
 interface IndexEntry {
   domains: string[];
@@ -98,21 +94,12 @@ const RET_FULL_MAX = 1024 * 1024;
 
 export class QueueManager {
   private readonly scheduler: Scheduler;
-  private readonly global: PQueue;
-  private readonly perDomain = new Map<string, PQueue>();
-  private readonly running = new Map<string, Promise<void>>();
+  /** Admission (messages loaded at once, globally and per domain) and delivery slots. */
+  private readonly slots: DeliverySlots;
+  /** One change at a time per message: delivery runs and operator actions. */
+  private readonly runs: MessageRuns;
+  /** Messages to run again when their current run ends (flushed, released, new results). */
   private readonly rerun = new Set<string>();
-  /** Due ids waiting for a free slot (bounded number of messages loaded at once). */
-  private readonly waiting = new Set<string>();
-  private readonly maxActive: number;
-  /**
-   * Messages loaded per destination domain, and due ids waiting because every destination
-   * they have is at its backlog bound. A slow or dead domain can hold at most
-   * `perDomainBacklog` loaded messages, so it never starves the others of slots.
-   */
-  private readonly loadedPerDomain = new Map<string, number>();
-  private readonly waitingByDomain = new Map<string, Set<string>>();
-  private readonly perDomainBacklog: number;
   private stopped = false;
   private readonly random: () => number;
   readonly stats = { delivered: 0, deferred: 0, bounced: 0, attempts: 0 };
@@ -120,8 +107,6 @@ export class QueueManager {
   private readonly index = new Map<string, IndexEntry>();
   /** Due messages whose every pending recipient waits for a paused destination. */
   private readonly parked = new Set<string>();
-  /** Operator actions waiting for the run in progress on the same message. */
-  private readonly afterRun = new Map<string, (() => void)[]>();
   private control: ControlState = { ...INITIAL_CONTROL, pausedDomains: [] };
   private readonly errors: LastError[] = [];
   /** States that could not be recorded (full disk): the truth for these messages until they are. */
@@ -129,10 +114,15 @@ export class QueueManager {
 
   constructor(private readonly deps: QueueManagerDeps) {
     this.scheduler = new Scheduler(deps.clock, (id) => this.kick(id));
-    this.global = new PQueue({ concurrency: deps.config.delivery.concurrency });
+    const d = deps.config.delivery;
+    this.slots = new DeliverySlots({
+      maxActive: deps.maxActive ?? Math.max(1000, d.concurrency * 10),
+      perDomainBacklog: d.perDomainConcurrency * 2,
+      concurrency: d.concurrency,
+      perDomainConcurrency: d.perDomainConcurrency,
+    });
+    this.runs = new MessageRuns((id) => this.idle(id));
     this.random = deps.random ?? Math.random;
-    this.maxActive = deps.maxActive ?? Math.max(1000, deps.config.delivery.concurrency * 10);
-    this.perDomainBacklog = deps.config.delivery.perDomainConcurrency * 2;
   }
 
   /** Working on the spool for the CLI while the daemon is down (never delivering). */
@@ -147,7 +137,7 @@ export class QueueManager {
 
   /** Outbound deliveries in progress (each holds one outbound connection). */
   get deliveriesInFlight(): number {
-    return this.global.pending;
+    return this.slots.inFlight;
   }
 
   get pauseState(): ControlState {
@@ -161,7 +151,7 @@ export class QueueManager {
 
   /** Messages by state; parked (waiting for a paused destination) ones also count in their state. */
   counts(): Record<MessageState | "total" | "active" | "parked", number> {
-    const c = { queued: 0, deferred: 0, held: 0, total: this.index.size, active: this.running.size, parked: this.parked.size };
+    const c = { queued: 0, deferred: 0, held: 0, total: this.index.size, active: this.runs.size, parked: this.parked.size };
     for (const e of this.index.values()) c[e.state]++;
     return c;
   }
@@ -283,7 +273,7 @@ export class QueueManager {
     this.unsaved.delete(id);
     this.index.delete(id);
     this.parked.delete(id);
-    this.unwait(id);
+    this.slots.unwait(id);
     this.scheduler.remove(id);
   }
 
@@ -301,88 +291,34 @@ export class QueueManager {
   private kick(id: string): void {
     // delivery.enabled=false: mail is accepted and kept, and attempted after a restart with delivery on.
     if (this.stopped || this.deps.offline || !this.deps.config.delivery.enabled) return;
-    if (this.running.has(id)) {
+    if (this.runs.has(id)) {
       this.rerun.add(id);
       return;
     }
-    // Bound the messages loaded at once (a recovered queue of 100,000 due messages must not
-    // mean 100,000 states in memory): the rest wait as bare ids, in order. The bound is kept
-    // per destination too, so that one dead domain's backlog never fills every slot.
     const domains = (this.index.get(id)?.domains ?? []).filter((d) => !this.isPaused(d));
-    if (domains.length && domains.every((d) => (this.loadedPerDomain.get(d) ?? 0) >= this.perDomainBacklog)) {
-      this.unwait(id);
-      const set = this.waitingByDomain.get(domains[0]!) ?? new Set<string>();
-      set.add(id);
-      this.waitingByDomain.set(domains[0]!, set);
-      return;
-    }
-    if (this.running.size >= this.maxActive) {
-      this.unwait(id);
-      this.waiting.add(id);
-      return;
-    }
-    this.unwait(id);
+    if (this.slots.admit(id, domains, this.runs.size) === "wait") return;
     this.parked.delete(id);
-    for (const d of domains) this.loadedPerDomain.set(d, (this.loadedPerDomain.get(d) ?? 0) + 1);
-    this.track(
+    this.runs.track(
       id,
       this.attempt(id)
         .catch((e) => this.deps.logger.error({ qid: id, err: (e as Error).stack }, "delivery run failed; retrying later"))
         .finally(() => {
-          for (const d of domains) {
-            const n = (this.loadedPerDomain.get(d) ?? 1) - 1;
-            if (n > 0) this.loadedPerDomain.set(d, n);
-            else this.loadedPerDomain.delete(d);
-            this.wakeDomain(d);
-          }
+          for (const next of this.slots.done(domains)) this.kick(next);
         }),
     );
   }
 
-  /** A slot for domain d freed up: admit the next message waiting for it. */
-  private wakeDomain(d: string): void {
-    const set = this.waitingByDomain.get(d);
-    if (!set || (this.loadedPerDomain.get(d) ?? 0) >= this.perDomainBacklog) return;
-    const next = set.values().next();
-    if (next.done) return;
-    set.delete(next.value);
-    if (!set.size) this.waitingByDomain.delete(d);
-    this.kick(next.value);
-  }
-
-  private isWaiting(id: string): boolean {
-    if (this.waiting.has(id)) return true;
-    for (const set of this.waitingByDomain.values()) if (set.has(id)) return true;
-    return false;
-  }
-
-  private unwait(id: string): void {
-    this.waiting.delete(id);
-    for (const [d, set] of this.waitingByDomain) {
-      if (set.delete(id) && !set.size) this.waitingByDomain.delete(d);
-    }
-  }
-
-  /** Mark `id` busy until p settles; then run what waited for it, in order. */
-  private track(id: string, p: Promise<void>): void {
-    this.running.set(
-      id,
-      p.finally(() => {
-        this.running.delete(id);
-        const next = this.afterRun.get(id)?.shift();
-        if (this.afterRun.get(id)?.length === 0) this.afterRun.delete(id);
-        if (next) return next();
-        const w = this.waiting.values().next();
-        if (!w.done) this.kick(w.value);
-        if (this.rerun.delete(id)) this.kick(id);
-        else this.ensureScheduled(id);
-      }),
-    );
+  /** A message's run ended and nothing waits for it: admit the next waiting one; run it again if asked. */
+  private idle(id: string): void {
+    const w = this.slots.nextWaiting();
+    if (w !== undefined) this.kick(w);
+    if (this.rerun.delete(id)) this.kick(id);
+    else this.ensureScheduled(id);
   }
 
   /** A run that failed locally (disk error) must not forget the message. */
   private ensureScheduled(id: string): void {
-    const busy = () => this.stopped || this.scheduler.has(id) || this.parked.has(id) || this.running.has(id) || this.isWaiting(id);
+    const busy = () => this.stopped || this.scheduler.has(id) || this.parked.has(id) || this.runs.has(id) || this.slots.isWaiting(id);
     if (this.deps.offline || busy()) return;
     void this.deps.spool
       .load(id)
@@ -392,18 +328,6 @@ export class QueueManager {
         }
       })
       .catch(() => undefined);
-  }
-
-  /** Run fn with exclusive access to message `id` (after a delivery run in progress, if any). */
-  private exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const run = () => this.track(id, fn().then(resolve, reject));
-      if (this.running.has(id)) {
-        const list = this.afterRun.get(id) ?? [];
-        list.push(run);
-        this.afterRun.set(id, list);
-      } else run();
-    });
   }
 
   private isPaused(domain: string): boolean {
@@ -431,73 +355,20 @@ export class QueueManager {
 
   /** Attempt now. A held message is not attempted; a paused destination stays paused. */
   flush(id: string): Promise<OpResult> {
-    return this.exclusive(id, async () => {
-      const m = await this.loadForOp(id);
-      if (!("version" in m)) return m;
-      if (m.held) return { id, ok: false, status: "held (release it first)" };
-      if (!pendingRecipients(m).length) return { id, ok: false, status: "nothing pending" };
-      const paused = pendingDomains(m).every((d) => this.isPaused(d));
-      if (this.deps.offline) {
-        // Due now: the daemon attempts it as soon as it starts.
-        m.nextAttemptAt = new Date(this.deps.clock.now()).toISOString();
-        await this.deps.spool.update(m);
-        return { id, ok: true, status: paused ? "due now, but its destination is paused" : "due now (attempted when mxd starts)" };
-      }
-      this.scheduler.remove(id);
-      this.parked.delete(id);
-      if (this.deps.config.delivery.enabled) this.rerun.add(id);
-      this.deps.logger.info({ qid: id }, "flush requested by the operator");
-      return { id, ok: true, status: paused ? "paused (not attempted until resumed)" : "flushed" };
-    });
+    return this.act("flush", id);
   }
 
   hold(id: string): Promise<OpResult> {
-    return this.exclusive(id, async () => {
-      const m = await this.loadForOp(id);
-      if (!("version" in m)) return m;
-      if (m.held) return { id, ok: true, status: "already held" };
-      m.held = true;
-      await this.deps.spool.update(m);
-      this.scheduler.remove(id);
-      this.parked.delete(id);
-      this.unwait(id);
-      this.rerun.delete(id);
-      this.indexSet(m);
-      this.deps.logger.info({ qid: id }, "message held by the operator");
-      return { id, ok: true, status: "held" };
-    });
+    return this.act("hold", id);
   }
 
   release(id: string): Promise<OpResult> {
-    return this.exclusive(id, async () => {
-      const m = await this.loadForOp(id);
-      if (!("version" in m)) return m;
-      if (!m.held) return { id, ok: false, status: "not held" };
-      m.held = false;
-      m.nextAttemptAt = new Date(this.deps.clock.now()).toISOString();
-      await this.deps.spool.update(m);
-      this.indexSet(m);
-      if (!this.deps.offline) {
-        if (this.deps.config.delivery.enabled) this.rerun.add(id);
-        else this.scheduler.schedule(id, Date.parse(m.nextAttemptAt));
-      }
-      this.deps.logger.info({ qid: id }, "message released by the operator");
-      return { id, ok: true, status: "released" };
-    });
+    return this.act("release", id);
   }
 
   /** Remove without a bounce (postsuper -d). An unreadable entry can be deleted too. */
   delete(id: string): Promise<OpResult> {
-    return this.exclusive(id, async () => {
-      const m = await this.loadForOp(id);
-      if (!("version" in m) && m.status === "no such message") return m;
-      await this.deps.spool.remove(id);
-      this.forget(id);
-      this.rerun.delete(id);
-      this.deps.logger.info({ qid: id }, "message deleted by the operator");
-      this.deps.logger.info({ qid: id, event: "removed", reason: "deleted by the operator" }, "removed");
-      return { id, ok: true, status: "deleted" };
-    });
+    return this.act("delete", id);
   }
 
   /**
@@ -505,56 +376,69 @@ export class QueueManager {
    * goes when nothing else is pending (like removing one destination's queue in Exchange).
    */
   deleteRecipients(id: string, domain: string): Promise<OpResult> {
-    const d = domain.toLowerCase();
-    return this.exclusive(id, async () => {
-      const m = await this.loadForOp(id);
-      if (!("version" in m)) return m;
-      const pending = pendingRecipients(m);
-      const hit = pending.filter((r) => r.domain === d);
-      if (!hit.length) return { id, ok: false, status: `no pending recipient at ${d}` };
-      if (hit.length === pending.length) {
-        await this.deps.spool.remove(id);
-        this.forget(id);
-        this.rerun.delete(id);
-        this.deps.logger.info({ qid: id, domain: d }, "message deleted by the operator");
-        this.deps.logger.info({ qid: id, event: "removed", reason: "deleted by the operator" }, "removed");
-        return { id, ok: true, status: "deleted" };
-      }
-      const iso = new Date(this.deps.clock.now()).toISOString();
-      for (const r of hit) {
-        r.status = "failed";
-        r.finalAt = iso;
-        r.history.push({ at: iso, outcome: "permanent", status: "5.0.0", reply: "deleted by the postmaster (no bounce sent)" });
-      }
-      await this.deps.spool.update(m);
-      this.indexSet(m);
-      this.deps.logger.info({ qid: id, domain: d, rcpts: hit.map((r) => r.address) }, "recipients deleted by the operator");
-      return { id, ok: true, status: `deleted ${hit.length} recipient(s) at ${d}` };
-    });
+    return this.act("deleteRecipients", id, domain.toLowerCase());
   }
 
   /** Fail every pending recipient now, with a DSN to the sender (and bounce.copyTo). */
   bounce(id: string): Promise<OpResult> {
-    return this.exclusive(id, async () => {
-      const m = await this.loadForOp(id);
-      if (!("version" in m)) return m;
-      const pending = pendingRecipients(m);
-      if (!pending.length) return { id, ok: false, status: "nothing pending" };
-      const now = this.deps.clock.now();
-      const iso = new Date(now).toISOString();
-      for (const r of pending) {
-        const last = r.history[r.history.length - 1];
-        r.status = "failed";
-        r.finalAt = iso;
-        r.history.push({ at: iso, outcome: "permanent", status: "5.0.0", reply: `delivery cancelled by the postmaster${last ? `; last error: ${last.reply}` : ""}` });
-        this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - Date.parse(m.receivedAt) });
+    return this.act("bounce", id);
+  }
+
+  /** Carry out an operator action (operator-actions.ts decides) with exclusive access to the message. */
+  private act(action: OperatorAction, id: string, domain?: string): Promise<OpResult> {
+    return this.runs.exclusive(id, async () => {
+      const loaded = await this.loadForOp(id);
+      if (!("version" in loaded)) {
+        // An unreadable entry can still be deleted.
+        if (action !== "delete" || loaded.status === "no such message") return loaded;
       }
+      const m = "version" in loaded ? loaded : undefined;
+      const now = this.deps.clock.now();
+      const plan = m ? planAction(action, m, { nowMs: now, offline: !!this.deps.offline, isPaused: (d) => this.isPaused(d), domain }) : ({ kind: "remove", result: { id, ok: true, status: "deleted" } } as const);
       const log = this.deps.logger.child({ qid: id });
-      log.info({ rcpts: pending.map((r) => r.address) }, "message bounced by the operator");
-      this.rerun.delete(id);
-      await this.sendDsn(m, pending, "failed", log);
-      await this.finish(m, log);
-      return { id, ok: true, status: "bounced" };
+      switch (plan.kind) {
+        case "refuse":
+          return plan.result;
+        case "attempt":
+          this.scheduler.remove(id);
+          this.parked.delete(id);
+          if (this.deps.config.delivery.enabled) this.rerun.add(id);
+          log.info("flush requested by the operator");
+          return plan.result;
+        case "remove":
+          await this.deps.spool.remove(id);
+          this.forget(id);
+          this.rerun.delete(id);
+          log.info(domain ? { domain } : {}, "message deleted by the operator");
+          log.info({ event: "removed", reason: "deleted by the operator" }, "removed");
+          return plan.result;
+        case "update":
+          await this.deps.spool.update(m!);
+          this.indexSet(m!);
+          if (plan.then === "hold") {
+            this.scheduler.remove(id);
+            this.parked.delete(id);
+            this.slots.unwait(id);
+            this.rerun.delete(id);
+            log.info("message held by the operator");
+          } else if (plan.then === "release") {
+            if (!this.deps.offline) {
+              if (this.deps.config.delivery.enabled) this.rerun.add(id);
+              else this.scheduler.schedule(id, Date.parse(m!.nextAttemptAt));
+            }
+            log.info("message released by the operator");
+          } else if (plan.changed) {
+            log.info({ domain, rcpts: plan.changed.map((r) => r.address) }, "recipients deleted by the operator");
+          }
+          return plan.result;
+        case "bounce":
+          for (const r of plan.failed) this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - Date.parse(m!.receivedAt) });
+          log.info({ rcpts: plan.failed.map((r) => r.address) }, "message bounced by the operator");
+          this.rerun.delete(id);
+          await this.sendDsn(m!, plan.failed, "failed", log);
+          await this.finish(m!, log);
+          return plan.result;
+      }
     });
   }
 
@@ -577,18 +461,6 @@ export class QueueManager {
       if (!e || e.domains.some((d) => !this.isPaused(d))) this.kick(id);
     }
     return this.pauseState;
-  }
-
-  private domainQueue(domain: string): PQueue {
-    let q = this.perDomain.get(domain);
-    if (!q) {
-      q = new PQueue({ concurrency: this.deps.config.delivery.perDomainConcurrency });
-      q.on("idle", () => {
-        if (q!.size === 0 && q!.pending === 0) this.perDomain.delete(domain);
-      });
-      this.perDomain.set(domain, q);
-    }
-    return q;
   }
 
   private async attempt(id: string): Promise<void> {
@@ -643,9 +515,8 @@ export class QueueManager {
     const startedAt = new Map<string, number>();
     if (meta.messageId === undefined) meta.messageId = messageIdOf(await spool.readHead(id, 16 * 1024).catch(() => Buffer.alloc(0))) ?? "";
     const jobs = [...groups].map(([domain, rcpts]) =>
-      this.domainQueue(domain)
-        .add(() =>
-          this.global.add(() =>
+      this.slots
+        .deliver(domain, () =>
             // Paused while this job waited for a slot: leave its recipients untouched.
             this.isPaused(domain) ? Promise.resolve(undefined) : (startedAt.set(domain, clock.now()), courier).deliver({
               id,
@@ -662,7 +533,6 @@ export class QueueManager {
               log.error({ domain, err: (e as Error)?.stack ?? String(e) }, "delivery agent failed; recipients deferred");
               return faultResults(rcpts, e);
             }),
-          ),
         )
         .then(async (results) => {
           if (!results) return;
@@ -832,10 +702,10 @@ export class QueueManager {
         if (due !== undefined && (v.nextAttemptMs === undefined || due < v.nextAttemptMs)) v.nextAttemptMs = due;
       }
     }
-    for (const [d, q] of this.perDomain) {
+    for (const [d, n] of this.slots.domainLoad()) {
       let v = by.get(d);
       if (!v) by.set(d, (v = { domain: d, messages: 0, held: 0, inFlight: 0, paused: this.isPaused(d) }));
-      v.inFlight = q.pending + q.size;
+      v.inFlight = n;
     }
     return [...by.values()].sort((a, b) => b.messages - a.messages || b.inFlight - a.inFlight || a.domain.localeCompare(b.domain)).slice(0, limit);
   }
@@ -899,7 +769,7 @@ export class QueueManager {
     this.stopped = true;
     this.scheduler.stop();
     let t: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.running.values()]), new Promise((r) => (t = setTimeout(r, timeoutMs)))]);
+    await Promise.race([Promise.allSettled(this.runs.all()), new Promise((r) => (t = setTimeout(r, timeoutMs)))]);
     clearTimeout(t);
   }
 }
@@ -908,33 +778,4 @@ export class QueueManager {
 function memoryMB(): { heapMB: number; rssMB: number; externalMB: number } {
   const m = process.memoryUsage();
   return { heapMB: Math.round(m.heapUsed / 1048576), rssMB: Math.round(m.rss / 1048576), externalMB: Math.round((m.external + m.arrayBuffers) / 1048576) };
-}
-
-/**
- * Runs `fn` at most once at a time; a call made while it runs is answered by the next run,
- * which starts when the current one ends (and serves every call made meanwhile). Each call's
- * promise settles after a run that started after the call.
- */
-class Coalesced {
-  private running: Promise<void> | undefined;
-  private next: Promise<void> | undefined;
-  constructor(private readonly fn: () => Promise<void>) {}
-
-  run(): Promise<void> {
-    if (!this.running) {
-      this.running = this.fn().finally(() => (this.running = undefined));
-      return this.running;
-    }
-    this.next ??= this.running.then(
-      () => {
-        this.next = undefined;
-        return this.run();
-      },
-      () => {
-        this.next = undefined;
-        return this.run();
-      },
-    );
-    return this.next;
-  }
 }
