@@ -1,5 +1,6 @@
 // Composition root: builds the real I/O, wires the modules, owns signals. Nothing else in
 // mxd touches process-wide state.
+import { holdYoungGeneration } from "./io/young-generation.js";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import type { Config } from "./config.js";
@@ -133,7 +134,12 @@ async function wire(
   });
   await server.listen();
   logger.info({ listen: server.addresses, admin: admin.addresses, hostname: config.hostname, spoolDir: config.spoolDir, paused: q.pauseState }, "ready");
-  const recovering = q.start().catch((e) => logger.fatal({ err: e }, "queue recovery failed"));
+  // The young generation stays small while the journal is replayed (io/young-generation.ts).
+  const releaseYoung = holdYoungGeneration();
+  const recovering = q
+    .start()
+    .catch((e) => logger.fatal({ err: e }, "queue recovery failed"))
+    .finally(releaseYoung);
 
   let stopping: Promise<void> | undefined;
   return {

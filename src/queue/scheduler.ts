@@ -3,25 +3,29 @@
 // entry, on the injected clock.
 import type { Clock, TimerHandle } from "../io/clock.js";
 
-interface Entry {
-  due: number;
-  id: string;
-}
-
 export class Scheduler {
-  private heap: Entry[] = [];
   /**
-   * The current heap entry per id: a heap entry that is not the current one of its id
-   * (rescheduled or removed) is skipped lazily. One map, one object per queued message.
+   * A binary min-heap in two parallel arrays (due times, ids), no object per entry. Due times
+   * are kept relative to `base` so that they stay small integers (V8 Smis, no boxed number per
+   * entry: a queue of 1,000,000 deferred messages costs two array slots and one map entry each).
    */
-  private current = new Map<string, Entry>();
+  private dues: number[] = [];
+  private ids: string[] = [];
+  /**
+   * The current due time (relative) per id: a heap entry whose time is not the current one of
+   * its id (rescheduled or removed) is skipped lazily.
+   */
+  private current = new Map<string, number>();
+  private readonly base: number;
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
   private stopped = false;
   /** While held, entries are indexed but no timer fires (spool recovery at start). */
   private held = false;
 
-  constructor(private readonly clock: Clock, private readonly onDue: (id: string) => void) {}
+  constructor(private readonly clock: Clock, private readonly onDue: (id: string) => void) {
+    this.base = clock.now();
+  }
 
   get size(): number {
     return this.current.size;
@@ -32,14 +36,16 @@ export class Scheduler {
   }
 
   dueAt(id: string): number | undefined {
-    return this.current.get(id)?.due;
+    const d = this.current.get(id);
+    return d === undefined ? undefined : d + this.base;
   }
 
   /** Schedule (or reschedule) id at time `due` (ms). */
   schedule(id: string, due: number): void {
-    const e = { due, id };
-    this.current.set(id, e);
-    this.push(e);
+    // An unparseable time (NaN) is due now, as it always was.
+    const rel = (Number.isNaN(due) ? this.clock.now() : Math.round(due)) - this.base;
+    this.current.set(id, rel);
+    this.push(rel, id);
     this.arm();
   }
 
@@ -67,20 +73,25 @@ export class Scheduler {
     this.timer = undefined;
   }
 
+  /** Is the heap's top entry the current one of its id? */
+  private topIsCurrent(): boolean {
+    return this.current.get(this.ids[0]!) === this.dues[0];
+  }
+
   /** Fire everything due now (also called by the timer). */
   runDue(): void {
     if (this.stopped || this.held) return;
-    const now = this.clock.now();
-    while (this.heap.length) {
-      const top = this.heap[0]!;
-      if (this.current.get(top.id) !== top) {
+    const now = this.clock.now() - this.base;
+    while (this.ids.length) {
+      if (!this.topIsCurrent()) {
         this.pop();
         continue;
       }
-      if (top.due > now) break;
+      if (this.dues[0]! > now) break;
+      const id = this.ids[0]!;
       this.pop();
-      this.current.delete(top.id);
-      this.onDue(top.id);
+      this.current.delete(id);
+      this.onDue(id);
     }
     this.timerAt = Infinity;
     this.timer?.cancel();
@@ -90,49 +101,58 @@ export class Scheduler {
 
   private arm(): void {
     if (this.stopped || this.held) return;
-    while (this.heap.length && this.current.get(this.heap[0]!.id) !== this.heap[0]!) this.pop();
-    const top = this.heap[0];
-    if (!top) return;
-    if (top.due >= this.timerAt && this.timer) return;
+    while (this.ids.length && !this.topIsCurrent()) this.pop();
+    if (!this.ids.length) return;
+    const due = this.dues[0]! + this.base;
+    if (due >= this.timerAt && this.timer) return;
     this.timer?.cancel();
-    this.timerAt = top.due;
+    this.timerAt = due;
     this.timer = this.clock.setTimer(() => {
       this.timer = undefined;
       this.timerAt = Infinity;
       this.runDue();
-    }, Math.max(0, top.due - this.clock.now()));
+    }, Math.max(0, due - this.clock.now()));
   }
 
-  private push(e: Entry): void {
-    const h = this.heap;
-    h.push(e);
+  private swap(a: number, b: number): void {
+    const d = this.dues[a]!;
+    this.dues[a] = this.dues[b]!;
+    this.dues[b] = d;
+    const i = this.ids[a]!;
+    this.ids[a] = this.ids[b]!;
+    this.ids[b] = i;
+  }
+
+  private push(due: number, id: string): void {
+    const h = this.dues;
+    h.push(due);
+    this.ids.push(id);
     let i = h.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (h[p]!.due <= h[i]!.due) break;
-      [h[p], h[i]] = [h[i]!, h[p]!];
+      if (h[p]! <= h[i]!) break;
+      this.swap(p, i);
       i = p;
     }
   }
 
-  private pop(): Entry | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length && last) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && h[l]!.due < h[m]!.due) m = l;
-        if (r < h.length && h[r]!.due < h[m]!.due) m = r;
-        if (m === i) break;
-        [h[m], h[i]] = [h[i]!, h[m]!];
-        i = m;
-      }
+  private pop(): void {
+    const h = this.dues;
+    const lastDue = h.pop()!;
+    const lastId = this.ids.pop()!;
+    if (!h.length) return;
+    h[0] = lastDue;
+    this.ids[0] = lastId;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && h[l]! < h[m]!) m = l;
+      if (r < h.length && h[r]! < h[m]!) m = r;
+      if (m === i) break;
+      this.swap(m, i);
+      i = m;
     }
-    return top;
   }
 }

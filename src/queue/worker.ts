@@ -62,8 +62,8 @@ export interface LastError {
 export type { OpResult } from "./operator-actions.js";
 
 interface IndexEntry {
-  domains: string[];
-  state: MessageState;
+  readonly domains: string[];
+  readonly state: MessageState;
 }
 
 export interface QueueManagerDeps {
@@ -249,25 +249,26 @@ export class QueueManager {
 
   private indexSet(meta: MessageMeta): void {
     if (this.deps.offline) return;
-    // One entry per queued message, so it is kept small: the domain lists are shared (most
-    // messages have one destination, and a queue has far fewer destinations than messages),
-    // and the id string already held by the index is reused.
-    const domains = pendingDomains(meta);
-    const key = domains.join(" ");
-    let shared = this.domainLists.get(key);
-    if (!shared) {
-      shared = Object.freeze(domains) as string[];
-      if (this.domainLists.size < 100_000) this.domainLists.set(key, shared);
-    }
-    const prev = this.index.get(meta.id);
-    if (prev) {
-      prev.domains = shared;
-      prev.state = messageState(meta);
-    } else this.index.set(meta.id, { domains: shared, state: messageState(meta) });
+    this.index.set(meta.id, this.indexEntry(pendingDomains(meta), messageState(meta)));
   }
 
-  /** Interned pending-domain lists (see indexSet), bounded. */
-  private readonly domainLists = new Map<string, string[]>();
+  /**
+   * One index entry per queued message, so it is kept small: entries are shared by every
+   * message with the same pending domains and state (most messages have one destination, and
+   * a queue has far fewer destinations than messages), frozen, and bounded in number.
+   */
+  private indexEntry(domains: string[], state: MessageState): IndexEntry {
+    const key = `${state} ${domains.join(" ")}`;
+    let e = this.entries.get(key);
+    if (!e) {
+      e = Object.freeze({ domains: Object.freeze(domains) as string[], state });
+      if (this.entries.size < 100_000) this.entries.set(key, e);
+    }
+    return e;
+  }
+
+  /** Interned index entries (see indexEntry), bounded. */
+  private readonly entries = new Map<string, IndexEntry>();
 
   private forget(id: string): void {
     this.unsaved.delete(id);
@@ -612,7 +613,7 @@ export class QueueManager {
       // Not recorded: the message would be attempted again from its last saved state. Keep
       // the final state in memory and retry the removal instead of delivering again.
       this.unsaved.set(meta.id, meta);
-      this.index.set(meta.id, { domains: [], state: messageState(meta) });
+      this.index.set(meta.id, this.indexEntry([], messageState(meta)));
       this.scheduler.schedule(meta.id, this.deps.clock.now() + this.deps.config.delivery.retry.minDelay);
       log.error({ err: (e as Error).message }, "cannot remove the finished message from the spool; retrying later");
       return;

@@ -63,9 +63,19 @@ interface Entry {
   stSeg: number;
   stOff: number;
   stLen: number;
-  /** Bytes this entry keeps live in msgSeg (MSG header + inline body) and in stSeg (state). */
-  msgCost: number;
-  stCost: number;
+}
+
+/** Bytes an entry keeps live in its MSG record's segment: the record's header and inline body. */
+function msgCost(e: Entry): number {
+  return HEADER_SIZE + e.bodyLen;
+}
+
+/**
+ * Bytes its current state keeps live in stSeg: the state inside the MSG record (it ends where
+ * the body starts; its header is counted in msgCost), or a STATE record with its own header.
+ */
+function stCost(e: Entry): number {
+  return e.stLen + (e.stSeg === e.msgSeg && e.stOff + e.stLen === e.bodyOff ? 0 : HEADER_SIZE);
 }
 
 interface SegInfo {
@@ -203,12 +213,11 @@ export class JournalSpool implements Spool {
         // STATE of a message whose MSG record is gone (removed, then its segment deleted): ignore.
         const e = this.index.get(head.id);
         if (!e) return;
-        this.charge(e.stSeg, -e.stCost);
+        this.charge(e.stSeg, -stCost(e));
         e.stSeg = n;
         e.stOff = stOff;
         e.stLen = head.stateLen;
-        e.stCost = HEADER_SIZE + head.stateLen;
-        this.charge(n, e.stCost);
+        this.charge(n, stCost(e));
       },
       (d) => this.damage.push({ seg: n, damage: d }),
     );
@@ -217,16 +226,16 @@ export class JournalSpool implements Spool {
 
   private setEntry(id: string, e: Entry): void {
     this.index.set(id, e);
-    this.charge(e.msgSeg, e.msgCost);
-    this.charge(e.stSeg, e.stCost);
+    this.charge(e.msgSeg, msgCost(e));
+    this.charge(e.stSeg, stCost(e));
   }
 
   private drop(id: string): Entry | undefined {
     const e = this.index.get(id);
     if (!e) return undefined;
     this.index.delete(id);
-    this.charge(e.msgSeg, -e.msgCost);
-    this.charge(e.stSeg, -e.stCost);
+    this.charge(e.msgSeg, -msgCost(e));
+    this.charge(e.stSeg, -stCost(e));
     return e;
   }
 
@@ -348,12 +357,11 @@ export class JournalSpool implements Spool {
       const [p] = await log.append([encodeRecord(RecordType.State, meta.id, state, null)]);
       const e = this.index.get(meta.id);
       if (!e) return; // removed while the record was written: the DONE record came first
-      this.charge(e.stSeg, -e.stCost);
+      this.charge(e.stSeg, -stCost(e));
       e.stSeg = p!.seg;
       e.stOff = p!.off + HEADER_SIZE;
       e.stLen = state.length;
-      e.stCost = HEADER_SIZE + state.length;
-      this.charge(e.stSeg, e.stCost);
+      this.charge(e.stSeg, stCost(e));
       this.maybeCollect();
     });
   }
@@ -751,7 +759,7 @@ export class JournalSpool implements Spool {
 /** The entry for a MSG record at `off` in segment `seg`. */
 function msgEntry(seg: number, off: number, stateLen: number, bodyLen: number, external: boolean): Entry {
   const stOff = off + HEADER_SIZE;
-  return { msgSeg: seg, external, bodyOff: stOff + stateLen, bodyLen, stSeg: seg, stOff, stLen: stateLen, msgCost: HEADER_SIZE + bodyLen, stCost: stateLen };
+  return { msgSeg: seg, external, bodyOff: stOff + stateLen, bodyLen, stSeg: seg, stOff, stLen: stateLen };
 }
 
 /** A state as the journal stores it: compact JSON (the records are read by mxd and its tools). */
