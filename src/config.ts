@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { parseCidr } from "./core/cidr.js";
 import { hostKind, isHostName, parseHostPort } from "./core/host-port.js";
 import { describeIssue, displayConfig as displayAsWritten } from "./config-describe.js";
-import { localMailbox } from "./delivery/local-drop.js";
+import { localMailbox } from "./core/local-domains.js";
 import { findRoute } from "./delivery/router.js";
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
