@@ -15,6 +15,7 @@ import { isQueueId } from "../spool/format.js";
 import { listDead, scanStates, toListEntry, readDead } from "./queue-view.js";
 import { matchesDead, matchesMessage, parseFilter, type QueueFilter } from "../queue/filter.js";
 import { parseDuration } from "../config.js";
+import { hostAndPort } from "../core/host-port.js";
 import { STATUS_PAGE_HTML } from "./status-page-html.js";
 import { ACTIONS, isDeadLetter, runAction, selectTargets, type Action } from "./queue-actions.js";
 
@@ -103,9 +104,7 @@ export class AdminServer {
     this.socketPath = path;
     this.addresses.push(path);
     if (tcp) {
-      const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(tcp) ?? /^([^:]+)(?::(\d+))?$/.exec(tcp);
-      const host = m?.[1] ?? "127.0.0.1";
-      const port = m?.[2] !== undefined ? Number(m[2]) : 8025;
+      const { host, port } = hostAndPort(tcp, 8025);
       try {
         const srv = await this.start({ host, port }, false);
         const a = srv.address() as net.AddressInfo;
