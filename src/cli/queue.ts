@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Config } from "../config.js";
 import { openSpool } from "../spool/open-spool.js";
-import { readFileHead } from "../spool/fs-spool.js";
+import { readFileHead } from "../io/durable-file.js";
 import type { JournalSpool } from "../spool/journal-spool.js";
 import { isMxdError } from "../core/errors.js";
 import { isQueueId } from "../spool/format.js";

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import type { Config } from "../config.js";
 import { localMailbox } from "../core/local-domains.js";
+import { syncDir } from "../io/durable-file.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
 
 export interface LocalDropOptions {
@@ -64,12 +65,7 @@ export class LocalDropCourier implements Courier {
     await fh.close();
     const final = join(dir, "new", name);
     await fsp.rename(tmp, final);
-    const dh = await fsp.open(join(dir, "new"), "r");
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    await syncDir(join(dir, "new"));
     return final;
   }
 
