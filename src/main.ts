@@ -12,7 +12,7 @@ import { SmtpServer } from "./smtp/server.js";
 import { QueueManager } from "./queue/worker.js";
 import { createCourier } from "./delivery/factory.js";
 import { AdminServer } from "./admin/server.js";
-import { ControlFile } from "./admin/control-file.js";
+import { ControlFile } from "./queue/control-file.js";
 import { acquirePidLock, type PidLock } from "./io/pid-lock.js";
 import { MxdMetrics } from "./admin/mxd-metrics.js";
 import { countDead } from "./admin/queue-view.js";

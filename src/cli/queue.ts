@@ -22,7 +22,7 @@ import { nearest } from "../config-describe.js";
 import { UsageError } from "./args.js";
 import { silentLogger } from "../io/log.js";
 import { systemClock } from "../io/clock.js";
-import { ControlFile } from "../admin/control-file.js";
+import { ControlFile } from "../queue/control-file.js";
 import { listDead, scanStates, toListEntry, type ListEntry } from "../admin/queue-view.js";
 import { connectDaemon, type AdminClient } from "./admin-client.js";
 import { resolveConfig } from "./resolve-config.js";

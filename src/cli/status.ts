@@ -5,7 +5,7 @@ import { parseOptions } from "./args.js";
 import { existsSync } from "node:fs";
 import { openSpool } from "../spool/open-spool.js";
 import { messageState } from "../queue/state.js";
-import { ControlFile } from "../admin/control-file.js";
+import { ControlFile } from "../queue/control-file.js";
 import { adminSocketPath } from "../admin/server.js";
 import { countDead, scanStates } from "../admin/queue-view.js";
 import type { LastError } from "../queue/worker.js";
