@@ -15,7 +15,7 @@ import { AdminServer } from "./admin/server.js";
 import { ControlFile } from "./queue/control-file.js";
 import { acquirePidLock, type PidLock } from "./io/pid-lock.js";
 import { MxdMetrics } from "./admin/mxd-metrics.js";
-import { countDead } from "./admin/queue-view.js";
+import { countDead } from "./spool/dead-letters.js";
 import { LiveStats } from "./admin/live-stats.js";
 import { buildSnapshot, type LiveSnapshot } from "./admin/status-page.js";
 import type { QueueEvents } from "./queue/worker.js";

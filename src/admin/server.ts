@@ -12,7 +12,8 @@ import type { Logger } from "../io/log.js";
 import type { JournalSpool } from "../spool/journal-spool.js";
 import type { OpResult, QueueManager } from "../queue/worker.js";
 import { isQueueId } from "../spool/format.js";
-import { listDead, scanStates, toListEntry, readDead } from "./queue-view.js";
+import { toListEntry } from "./queue-view.js";
+import { listDead, readDead } from "../spool/dead-letters.js";
 import { matchesDead, matchesMessage, parseFilter, type QueueFilter } from "../queue/filter.js";
 import { parseDuration } from "../config.js";
 import { hostAndPort } from "../core/host-port.js";
@@ -336,7 +337,7 @@ export class AdminServer {
     }
     const control = deps.queue.pauseState;
     const now = (deps.now ?? Date.now)();
-    for await (const m of scanStates(deps.spool)) {
+    for await (const m of deps.spool.scan()) {
       if (!matchesMessage(m, filter, now)) continue;
       if (!(await write(JSON.stringify(toListEntry(m, now, control)) + "\n"))) return;
     }

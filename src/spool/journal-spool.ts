@@ -543,11 +543,6 @@ export class JournalSpool implements Spool {
     };
   }
 
-  bodyPath(id: string): string {
-    const e = this.index.get(id);
-    return e && !e.external ? `${join(this.journalDir, segmentName(e.msgSeg))}@${e.bodyOff}+${e.bodyLen}` : this.externalPath(id);
-  }
-
   async readHead(id: string, max: number): Promise<Buffer> {
     const e = this.index.get(id);
     if (!e) throw notFound(id);
