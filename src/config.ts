@@ -6,9 +6,9 @@ import { z } from "zod";
 import { hostname as osHostname } from "node:os";
 import { readFileSync } from "node:fs";
 import { parseCidr } from "./core/cidr.js";
-import { hostKind, isHostName, parseHostPort } from "./core/host-port.js";
+import { hostAndPort, hostKind, isHostName, parseHostPort } from "./core/host-port.js";
 import { describeIssue, displayConfig as displayAsWritten } from "./config-describe.js";
-import { localMailbox } from "./delivery/local-drop.js";
+import { localMailbox } from "./core/local-domains.js";
 import { findRoute } from "./delivery/router.js";
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
@@ -92,8 +92,7 @@ const localDomainSchema = z
 
 /** "127.0.0.1:8025", "localhost:8025", "[::1]:8025": is the host part a loopback address? */
 export function isLoopbackHost(hostPort: string): boolean {
-  const m = /^\[([^\]]+)\]/.exec(hostPort);
-  const host = (m ? m[1]! : hostPort.split(":")[0]!).toLowerCase();
+  const host = hostAndPort(hostPort, 0).host.toLowerCase();
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 

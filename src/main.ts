@@ -1,5 +1,5 @@
-// Composition root: builds the real I/O, wires the modules, owns signals. Nothing else in
-// mxd touches process-wide state.
+// Composition root: builds the real I/O and wires the modules. Signals are cli.ts's (the
+// process entry point); nothing else in mxd touches process-wide state.
 import { holdYoungGeneration } from "./io/young-generation.js";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
@@ -12,12 +12,11 @@ import type { JournalSpool } from "./spool/journal-spool.js";
 import { SmtpServer } from "./smtp/server.js";
 import { QueueManager } from "./queue/worker.js";
 import { createCourier } from "./delivery/factory.js";
-import { LocalDropCourier, RoutingCourier } from "./delivery/local-drop.js";
 import { AdminServer } from "./admin/server.js";
-import { ControlFile } from "./admin/control-file.js";
+import { ControlFile } from "./queue/control-file.js";
 import { acquirePidLock, type PidLock } from "./io/pid-lock.js";
 import { MxdMetrics } from "./admin/mxd-metrics.js";
-import { countDead } from "./admin/queue-view.js";
+import { countDead } from "./spool/dead-letters.js";
 import { LiveStats } from "./admin/live-stats.js";
 import { buildSnapshot, type LiveSnapshot } from "./admin/status-page.js";
 import type { QueueEvents } from "./queue/worker.js";
@@ -74,7 +73,7 @@ async function wire(
     tlsCredentials = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) };
   }
   const resolver = createNodeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, tries: config.dns.tries });
-  const courier = new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), createCourier({ config, resolver, logger, clock }));
+  const courier = createCourier({ config, resolver, logger, clock });
   const live = new LiveStats(() => clock.now());
   const events: QueueEvents = { ...metrics.queueEvents, delivery: (qid, f) => live.delivery(qid, f) };
   const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events });

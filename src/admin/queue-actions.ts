@@ -2,13 +2,11 @@
 // the CLI (daemon stopped: an offline QueueManager): ids, or a filter (queue/filter.ts) over the
 // queue and dead/. Dead letters can be deleted and retried (moved back into the queue); every
 // other action is about queued messages (issue 13, bug 4).
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import type { JournalSpool } from "../spool/journal-spool.js";
 import type { OpResult, QueueManager } from "../queue/worker.js";
 import { isNarrowed, matchesDead, matchesMessage, type QueueFilter } from "../queue/filter.js";
 import { requeueDeadState } from "../queue/requeue.js";
-import { listDead, scanStates } from "./queue-view.js";
+import { isDead, listDead } from "../spool/dead-letters.js";
 
 export const ACTIONS = ["flush", "delete", "bounce", "hold", "release", "retry", "requeue"] as const;
 export type Action = (typeof ACTIONS)[number];
@@ -30,7 +28,7 @@ export interface Selection {
 
 /** Is `id` a dead letter (and not queued)? */
 export function isDeadLetter(spool: JournalSpool, id: string): boolean {
-  return !spool.has(id) && existsSync(join(spool.deadDir, id + ".reason"));
+  return !spool.has(id) && isDead(spool, id);
 }
 
 /** The messages a selection names, in queue-id (arrival) order. */
@@ -42,7 +40,7 @@ export async function selectTargets(spool: JournalSpool, q: QueueManager, action
   const onlyDomain = !isNarrowed({ ...f, domain: undefined });
   if (onlyDomain && !q.isOffline) return (await q.select(f.domain, { skipHeld: action === "flush" || action === "requeue" })).sort().map((id) => ({ id, dead: false }));
   const out: Target[] = [];
-  for await (const m of scanStates(spool)) {
+  for await (const m of spool.scan()) {
     if (!matchesMessage(m, f, nowMs)) continue;
     // A bulk flush leaves held messages alone (they wait for release), without failing.
     if ((action === "flush" || action === "requeue") && m.held) continue;

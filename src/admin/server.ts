@@ -12,9 +12,11 @@ import type { Logger } from "../io/log.js";
 import type { JournalSpool } from "../spool/journal-spool.js";
 import type { OpResult, QueueManager } from "../queue/worker.js";
 import { isQueueId } from "../spool/format.js";
-import { listDead, scanStates, toListEntry, readDead } from "./queue-view.js";
+import { toListEntry } from "./queue-view.js";
+import { listDead, readDead } from "../spool/dead-letters.js";
 import { matchesDead, matchesMessage, parseFilter, type QueueFilter } from "../queue/filter.js";
 import { parseDuration } from "../config.js";
+import { hostAndPort } from "../core/host-port.js";
 import { STATUS_PAGE_HTML } from "./status-page-html.js";
 import { ACTIONS, isDeadLetter, runAction, selectTargets, type Action } from "./queue-actions.js";
 
@@ -103,9 +105,7 @@ export class AdminServer {
     this.socketPath = path;
     this.addresses.push(path);
     if (tcp) {
-      const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(tcp) ?? /^([^:]+)(?::(\d+))?$/.exec(tcp);
-      const host = m?.[1] ?? "127.0.0.1";
-      const port = m?.[2] !== undefined ? Number(m[2]) : 8025;
+      const { host, port } = hostAndPort(tcp, 8025);
       try {
         const srv = await this.start({ host, port }, false);
         const a = srv.address() as net.AddressInfo;
@@ -337,7 +337,7 @@ export class AdminServer {
     }
     const control = deps.queue.pauseState;
     const now = (deps.now ?? Date.now)();
-    for await (const m of scanStates(deps.spool)) {
+    for await (const m of deps.spool.scan()) {
       if (!matchesMessage(m, filter, now)) continue;
       if (!(await write(JSON.stringify(toListEntry(m, now, control)) + "\n"))) return;
     }

@@ -610,4 +610,3 @@ function hasEightBit(buf: Buffer): boolean {
   return false;
 }
 
-export { rfc5322Date };

@@ -7,6 +7,7 @@ import { adminSocketPath } from "../admin/server.js";
 import { lockHolder, PID_FILE } from "../io/pid-lock.js";
 import { realpathSync } from "node:fs";
 import { resolve } from "node:path";
+import { hostAndPort } from "../core/host-port.js";
 
 export class AdminError extends Error {
   constructor(readonly status: number, message: string) {
@@ -82,8 +83,7 @@ export async function connectDaemon(config: Config): Promise<AdminClient | undef
   if (s === "up") return client({ socketPath }, socketPath);
   let problem = s === "down" ? undefined : s;
   if (config.admin.listen) {
-    const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(config.admin.listen) ?? /^([^:]+)(?::(\d+))?$/.exec(config.admin.listen);
-    const t: Target = { host: m?.[1] ?? "127.0.0.1", port: m?.[2] !== undefined ? Number(m[2]) : 8025, token: config.admin.token };
+    const t: Target = { ...hostAndPort(config.admin.listen, 8025), token: config.admin.token };
     const r = await probe(t);
     if (r === "up") {
       // The TCP address may belong to another mxd on this host (another spool): act only on ours.

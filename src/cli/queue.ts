@@ -3,12 +3,9 @@
 // admin API when it runs — so the delivery side knows at once — and straight to the spool when
 // it does not (the same QueueManager code, in offline mode, never delivering).
 import { parseOptions } from "./args.js";
-import { createReadStream, existsSync, promises as fsp } from "node:fs";
-import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Config } from "../config.js";
 import { openSpool } from "../spool/open-spool.js";
-import { readFileHead } from "../spool/fs-spool.js";
 import type { JournalSpool } from "../spool/journal-spool.js";
 import { isMxdError } from "../core/errors.js";
 import { isQueueId } from "../spool/format.js";
@@ -22,8 +19,9 @@ import { nearest } from "../config-describe.js";
 import { UsageError } from "./args.js";
 import { silentLogger } from "../io/log.js";
 import { systemClock } from "../io/clock.js";
-import { ControlFile } from "../admin/control-file.js";
-import { listDead, scanStates, toListEntry, type ListEntry } from "../admin/queue-view.js";
+import { ControlFile } from "../queue/control-file.js";
+import { toListEntry, type ListEntry } from "../admin/queue-view.js";
+import { listDead, openDeadBody, readDeadFiles } from "../spool/dead-letters.js";
 import { connectDaemon, type AdminClient } from "./admin-client.js";
 import { resolveConfig } from "./resolve-config.js";
 import { formatAge, formatSize } from "./format.js";
@@ -323,7 +321,7 @@ async function list(spool: JournalSpool, config: Config, filter: QueueFilter, js
   const counts = { queued: 0, deferred: 0, held: 0 };
   let n = 0;
   const out = new BufferedStdout();
-  for await (const m of scanStates(spool, (id, reason) => console.error(`${id}: unreadable (${reason}); mxd moves it to dead/ at start`))) {
+  for await (const m of spool.scan((p) => console.error(`${p.id}: unreadable (${p.reason}); mxd moves it to dead/ at start`))) {
     if (!matchesMessage(m, filter, now)) continue;
     const e = toListEntry(m, now, control);
     if (n === 0 && !json) await out.write(`${"ID".padEnd(16)}  ${"STATE".padEnd(9)} ${"AGE".padStart(4)} ${"SIZE".padStart(6)}  SENDER  NEXT ATTEMPT\n    RECIPIENT STATE  <RECIPIENT>  [ATTEMPTS] LAST REPLY\n`);
@@ -347,7 +345,7 @@ async function summaryCommand(spool: JournalSpool, filter: QueueFilter, json: bo
   }
   const now = Date.now();
   const shape = new ShapeBuilder();
-  for await (const m of scanStates(spool)) if (matchesMessage(m, filter, now)) shape.add(m, now);
+  for await (const m of spool.scan()) if (matchesMessage(m, filter, now)) shape.add(m, now);
   const r = shape.result(reasons);
   if (json) console.log(JSON.stringify({ buckets: BUCKET_LABELS, ...r }));
   else console.log(renderShape(r));
@@ -412,13 +410,12 @@ async function show(spool: JournalSpool, config: Config, id: string, json: boole
       queued = true;
     } else if (!isMxdError(e, "MXD_SPOOL_NOT_FOUND")) throw e;
   }
+  let deadHead = "";
   if (!queued) {
-    try {
-      text = await fsp.readFile(join(spool.deadDir, id + ".json"), "utf8");
-    } catch {
-      text = "";
-    }
-    reason = await fsp.readFile(join(spool.deadDir, id + ".reason"), "utf8").then((s) => s.trim(), () => undefined);
+    const dead = await readDeadFiles(spool, id);
+    text = dead.stateText;
+    reason = dead.reasonLine;
+    deadHead = dead.head;
     if (!text && !reason) {
       console.error(`mxd queue show: ${id}: no such message`);
       return 1;
@@ -430,9 +427,8 @@ async function show(spool: JournalSpool, config: Config, id: string, json: boole
   } catch {
     meta = { id, unreadable: text.slice(0, 2000) };
   }
-  const emlPath = join(spool.deadDir, id + ".eml");
-  const head = queued ? (await spool.readHead(id, 64 * 1024).catch(() => Buffer.alloc(0))).toString("utf8") : await readHead(emlPath, 64 * 1024);
-  const bodyStream = () => (queued ? spool.openBody(id) : createReadStream(emlPath));
+  const head = queued ? (await spool.readHead(id, 64 * 1024).catch(() => Buffer.alloc(0))).toString("utf8") : deadHead;
+  const bodyStream = () => (queued ? spool.openBody(id) : openDeadBody(spool, id));
   const headerEnd = head.indexOf("\r\n\r\n");
   const headers = headerEnd >= 0 ? head.slice(0, headerEnd + 2) : head;
   if (json) {
@@ -466,10 +462,6 @@ async function show(spool: JournalSpool, config: Config, id: string, json: boole
     await pipeline(bodyStream(), process.stdout, { end: false });
   } else console.log(`\n${headers}`);
   return 0;
-}
-
-async function readHead(path: string, max: number): Promise<string> {
-  return readFileHead(path, max).then((b) => b.toString("utf8"), () => "");
 }
 
 async function streamToString(r: NodeJS.ReadableStream): Promise<string> {

@@ -5,9 +5,9 @@ import { parseOptions } from "./args.js";
 import { existsSync } from "node:fs";
 import { openSpool } from "../spool/open-spool.js";
 import { messageState } from "../queue/state.js";
-import { ControlFile } from "../admin/control-file.js";
+import { ControlFile } from "../queue/control-file.js";
 import { adminSocketPath } from "../admin/server.js";
-import { countDead, scanStates } from "../admin/queue-view.js";
+import { countDead } from "../spool/dead-letters.js";
 import type { LastError } from "../queue/worker.js";
 import { connectDaemon } from "./admin-client.js";
 import { resolveConfig } from "./resolve-config.js";
@@ -67,7 +67,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const control = await new ControlFile(config.spoolDir).load();
   const q = { queued: 0, deferred: 0, held: 0, total: 0, dead: await countDead(spool) };
   if (spool.exists()) {
-    for await (const m of scanStates(spool)) {
+    for await (const m of spool.scan()) {
       q[messageState(m)]++;
       q.total++;
     }

@@ -1,6 +1,6 @@
 // "host", "host:port", "[IPv6]", "[IPv6]:port": the one parser for every address in the
 // config (admin.listen, routes, delivery.fallbackRelays, dns.servers) and for whoever reads them
-// back (router, admin server, CLI). Pure: a bad value is an answer naming what is wrong, so the
+// back (router, delivery log, admin server, CLI: hostAndPort). Pure: a bad value is an answer naming what is wrong, so the
 // config schema can refuse it before anything tries to bind or connect (issue 13, bugs 1–2:
 // "127.0.0.7:86000" used to pass and then fail inside Node at run time).
 import { parseIPv4, parseIPv6 } from "./cidr.js";
@@ -65,4 +65,16 @@ export function parseHostPort(s: string, opts: { defaultPort?: number; minPort?:
     if (port < minPort || port > 65535) return { ok: false, error: `port ${port} in ${JSON.stringify(s)} is out of range (${minPort}–65535)` };
   }
   return { ok: true, value: { host, port, kind: hostKind(host)! } };
+}
+
+/**
+ * Host and port of a value the config schema has already checked (routes, fallback relays,
+ * admin.listen), the default port filled in. Of a value that does not parse (a refinement looking
+ * at a value the schema refuses anyway) the host is what stands before the port.
+ */
+export function hostAndPort(s: string, defaultPort: number): { host: string; port: number } {
+  const r = parseHostPort(s, { defaultPort, minPort: 0 });
+  if (r.ok) return { host: r.value.host, port: r.value.port };
+  const m = /^\[([^\]]*)\]/.exec(s);
+  return { host: m ? m[1]! : s.split(":")[0]!, port: defaultPort };
 }

@@ -200,14 +200,6 @@ export function classifyReply(code: number): ReplyClass {
   return "positive";
 }
 
-export function isTransient(r: SmtpReply): boolean {
-  return classifyReply(r.code) === "transient";
-}
-
-export function isPermanent(r: SmtpReply): boolean {
-  return classifyReply(r.code) === "permanent";
-}
-
 /**
  * The enhanced status to record: the server's own, else the generic one for the reply class
  * (RFC 3463 §3.1: X.0.0 "other undefined status").

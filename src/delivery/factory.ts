@@ -1,4 +1,5 @@
-// Builds the production courier from the config: our SMTP client over real sockets.
+// Builds the production courier from the config: local drop domains to the maildir writer,
+// everything else to our SMTP client over real sockets.
 import { networkInterfaces } from "node:os";
 import type { Config } from "../config.js";
 import type { Logger } from "../io/log.js";
@@ -7,6 +8,8 @@ import type { Clock } from "../io/clock.js";
 import { nodeConnector } from "../io/connector.js";
 import type { Courier } from "./courier.js";
 import { SmtpCourier } from "./smtp-courier.js";
+import { LocalDropCourier } from "./local-drop.js";
+import { RoutingCourier } from "./routing-courier.js";
 
 /**
  * Addresses at which *this* MTA receives mail on the delivery port: an MX pointing at one of
@@ -23,7 +26,11 @@ export function ownAddresses(config: Config): string[] {
   return [...out];
 }
 
-export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock }): Courier {
+export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock }): RoutingCourier {
+  return new RoutingCourier(d.config.localDomains, new LocalDropCourier({ config: d.config }), createSmtpCourier(d));
+}
+
+function createSmtpCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock }): Courier {
   const clock = d.clock;
   return new SmtpCourier({
     config: d.config,

@@ -7,27 +7,9 @@ import { promises as fsp } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import type { Config } from "../config.js";
+import { localMailbox } from "../core/local-domains.js";
+import { syncDir } from "../io/durable-file.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
-
-type LocalDomains = Config["localDomains"];
-
-/**
- * The mailbox a local address is delivered to: its own when listed in `recipients`, else the
- * domain's `catchAll`; undefined when the recipient is unknown (refuse: 550 5.1.1). Undefined
- * also for a domain that is not local.
- */
-export function localMailbox(localDomains: LocalDomains, address: string): string | undefined {
-  const at = address.lastIndexOf("@");
-  if (at < 0) return undefined;
-  const dom = localDomains[address.slice(at + 1).toLowerCase()];
-  if (!dom) return undefined;
-  const local = address.slice(0, at).toLowerCase();
-  return dom.recipients.includes(local) ? local : dom.catchAll;
-}
-
-export function isLocalDomain(localDomains: LocalDomains, domain: string): boolean {
-  return Object.hasOwn(localDomains, domain.toLowerCase());
-}
 
 export interface LocalDropOptions {
   config: Config;
@@ -83,12 +65,7 @@ export class LocalDropCourier implements Courier {
     await fh.close();
     const final = join(dir, "new", name);
     await fsp.rename(tmp, final);
-    const dh = await fsp.open(join(dir, "new"), "r");
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    await syncDir(join(dir, "new"));
     return final;
   }
 
@@ -103,26 +80,5 @@ async function copyStream(src: Readable, fh: fsp.FileHandle): Promise<void> {
     }
   } finally {
     src.destroy();
-  }
-}
-
-/** Sends local drop domains to `local`, everything else to `remote`. */
-export class RoutingCourier implements Courier {
-  /** Remote deliveries in progress (each holds one outbound connection). */
-  remoteActive = 0;
-  constructor(private readonly localDomains: LocalDomains, private readonly local: Courier, private readonly remote: Courier) {}
-
-  async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
-    if (isLocalDomain(this.localDomains, req.domain)) return this.local.deliver(req);
-    this.remoteActive++;
-    try {
-      return await this.remote.deliver(req);
-    } finally {
-      this.remoteActive--;
-    }
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([this.local.close(), this.remote.close()]);
   }
 }

@@ -4,6 +4,7 @@
 import type { Config } from "../config.js";
 import type { Resolver } from "../io/resolver.js";
 import { parseIPv4, parseIPv6 } from "../core/cidr.js";
+import { hostAndPort } from "../core/host-port.js";
 import {
   canonicalIp,
   capTargets,
@@ -30,21 +31,9 @@ export interface Destination {
   kind: DestinationKind;
 }
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
 export type RoutePlan =
   | { ok: true; destinations: Destination[]; via: "mx" | "implicit-mx" | "route" | "literal" }
   | { ok: false; failure: RouteFailure };
-
-/** "host", "host:port", "[v6]", "[v6]:port", "192.0.2.1:2525". */
-export function parseHostPort(s: string, defaultPort: number): HostPort {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s);
-  if (!m) return { host: s, port: defaultPort };
-  return { host: m[1]!, port: m[2] !== undefined ? Number(m[2]) : defaultPort };
-}
 
 /** Route lookup: exact key first, then ".example.com" keys for subdomains, longest first. */
 export function findRoute(routes: Readonly<Record<string, readonly string[]>>, domain: string): readonly string[] | undefined {
@@ -122,7 +111,7 @@ export class Router {
 
   /** Resolve "host[:port]" entries in the given order (no MX lookup, like Postfix's [host]). */
   private async resolveHostList(list: readonly string[], kind: DestinationKind): Promise<{ destinations: Destination[]; temporary: boolean }> {
-    const parsed = list.map((s) => parseHostPort(s, this.config.delivery.port));
+    const parsed = list.map((s) => hostAndPort(s, this.config.delivery.port));
     const pref = this.config.delivery.addressPreference as AddressPreference;
     let temporary = false;
     const hosts: (ResolvedHost & { port: number })[] = await Promise.all(

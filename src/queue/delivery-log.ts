@@ -10,7 +10,8 @@
 import type { Config } from "../config.js";
 import type { MessageMeta, RecipientState } from "../core/envelope.js";
 import type { RecipientResult } from "../delivery/courier.js";
-import { findRoute, parseHostPort } from "../delivery/router.js";
+import { findRoute } from "../delivery/router.js";
+import { hostAndPort } from "../core/host-port.js";
 
 export type LogStatus = "sent" | "deferred" | "bounced" | "expired";
 export type Via = "mx" | "route" | "fallback" | "literal" | "local";
@@ -47,7 +48,7 @@ export function viaOf(config: Pick<Config, "localDomains" | "routes" | "delivery
   if (Object.prototype.hasOwnProperty.call(config.localDomains, domain)) return "local";
   if (domain.startsWith("[")) return "literal";
   if (findRoute(config.routes, domain)) return "route";
-  if (relay !== undefined && config.delivery.fallbackRelays.some((r) => parseHostPort(r, config.delivery.port).host.toLowerCase() === relay.toLowerCase())) return "fallback";
+  if (relay !== undefined && config.delivery.fallbackRelays.some((r) => hostAndPort(r, config.delivery.port).host.toLowerCase() === relay.toLowerCase())) return "fallback";
   return "mx";
 }
 

@@ -1,6 +1,6 @@
 // Operator control state of the queue (pure): outbound delivery paused as a whole or for some
 // destination domains. It survives restarts: the daemon and the offline CLI keep it in
-// `spoolDir/control.json` through a ControlStore (admin/control-file.ts writes it atomically).
+// `spoolDir/control.json` through a ControlStore (queue/control-file.ts writes it atomically).
 // Also the one place that says which state a queued message is in, for `list`, /status and
 // /metrics alike.
 import type { MessageMeta } from "../core/envelope.js";

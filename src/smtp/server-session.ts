@@ -4,7 +4,7 @@
 import type { Config } from "../config.js";
 import { newRecipient, type EsmtpParams, type RecipientState } from "../core/envelope.js";
 import { decodeXtext, parsePath, type Mailbox } from "../core/address.js";
-import { isLocalDomain, localMailbox } from "../delivery/local-drop.js";
+import { isLocalDomain, localMailbox } from "../core/local-domains.js";
 import { rfc5322Date } from "../core/date.js";
 
 export type SessionAction = "none" | "close" | "starttls" | "data";

@@ -14,6 +14,7 @@ import type { MessageMeta } from "../core/envelope.js";
 import type { ScanProblem, Spool, SpoolWriter } from "./spool.js";
 import { BODY_EXT, META_EXT, BadStateError, decodeMeta, encodeMeta, isQueueId, newQueueId } from "./format.js";
 import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
+import { readFileHead, syncDir, writeFileSynced } from "../io/durable-file.js";
 
 export class SpoolError extends Error {
   constructor(message: string, override readonly cause?: unknown) {
@@ -122,24 +123,12 @@ export class FsSpool implements Spool {
     await this.syncDir(this.queueDir);
   }
 
-  async writeFileSynced(path: string, data: Buffer): Promise<void> {
-    const fh = await fsp.open(path, "w", 0o640);
-    try {
-      await fh.writeFile(data);
-      if (this.sync) await fh.sync();
-    } finally {
-      await fh.close();
-    }
+  writeFileSynced(path: string, data: Buffer): Promise<void> {
+    return writeFileSynced(path, data, this.sync);
   }
 
   async syncDir(dir: string): Promise<void> {
-    if (!this.sync) return;
-    const dh = await fsp.open(dir, "r");
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    if (this.sync) await syncDir(dir);
   }
 
   get fsync(): boolean {
@@ -323,17 +312,5 @@ class FsSpoolWriter implements SpoolWriter {
     this.fh = null;
     await fsp.rm(this.path, { force: true }).catch(() => undefined);
     await fsp.rm(join(this.spool.tmpDir, this.id + META_EXT), { force: true }).catch(() => undefined);
-  }
-}
-
-/** The first `max` octets of a file (fewer when it is shorter). */
-export async function readFileHead(path: string, max: number): Promise<Buffer> {
-  const fh = await fsp.open(path, "r");
-  try {
-    const buf = Buffer.alloc(max);
-    const { bytesRead } = await fh.read(buf, 0, max, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
   }
 }

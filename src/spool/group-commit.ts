@@ -12,6 +12,7 @@
 import { promises as fsp, constants as FS } from "node:fs";
 import { join } from "node:path";
 import { MxdError } from "../core/errors.js";
+import { syncDir } from "../io/durable-file.js";
 import { randomBytes } from "node:crypto";
 import { SALT_SIZE, SEGMENT_HEADER_SIZE, sealRecord, segmentHeader, segmentName } from "./journal-format.js";
 
@@ -143,14 +144,7 @@ export class GroupCommitLog {
     const fh = await fsp.open(join(this.o.dir, segmentName(n)), FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o640);
     try {
       await writeAllAt(fh, [segmentHeader(salt)], 0);
-      if (this.o.sync) {
-        const dh = await fsp.open(this.o.dir, "r");
-        try {
-          await dh.sync();
-        } finally {
-          await dh.close();
-        }
-      }
+      if (this.o.sync) await syncDir(this.o.dir);
     } catch (e) {
       await fh.close().catch(() => undefined);
       await fsp.rm(join(this.o.dir, segmentName(n)), { force: true }).catch(() => undefined);

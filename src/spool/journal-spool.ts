@@ -29,7 +29,8 @@ import { decodeMeta, decodeMetaForIndex, isQueueId, newQueueId } from "./format.
 import { FLAG_EXTERNAL_BODY, HEADER_SIZE, RecordType, encodeRecord, segmentName, segmentNumber } from "./journal-format.js";
 import { GroupCommitLog } from "./group-commit.js";
 import { replaySegment, type Damage } from "./journal-replay.js";
-import { FsSpool, readFileHead } from "./fs-spool.js";
+import { FsSpool } from "./fs-spool.js";
+import { readFileHead, syncDir, writeFileSynced } from "../io/durable-file.js";
 import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
 
 export interface JournalSpoolOptions {
@@ -550,11 +551,6 @@ export class JournalSpool implements Spool {
     };
   }
 
-  bodyPath(id: string): string {
-    const e = this.index.get(id);
-    return e && !e.external ? `${join(this.journalDir, segmentName(e.msgSeg))}@${e.bodyOff}+${e.bodyLen}` : this.externalPath(id);
-  }
-
   async readHead(id: string, max: number): Promise<Buffer> {
     const e = this.index.get(id);
     if (!e) throw notFound(id);
@@ -771,25 +767,6 @@ function notFound(id: string): MxdError {
   const e = new MxdError("MXD_SPOOL_NOT_FOUND", `no such message: ${id}`);
   (e as unknown as { errno: string }).errno = "ENOENT";
   return e;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const dh = await fsp.open(dir, "r");
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
-}
-
-async function writeFileSynced(path: string, data: Buffer, sync: boolean): Promise<void> {
-  const fh = await fsp.open(path, "w", 0o640);
-  try {
-    await fh.writeFile(data);
-    if (sync) await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Receives one body: in memory up to inlineMax, then spilled to bodies/<ID>.eml. */

@@ -36,7 +36,6 @@ export interface Spool {
   /** Queue a whole message held in memory (bounces, which are small). */
   put(meta: Omit<MessageMeta, "id" | "size">, body: Buffer): Promise<MessageMeta>;
   openBody(id: string): Readable;
-  bodyPath(id: string): string;
   /** The first `max` octets of the message (header block for bounces; small bodies whole). */
   readHead(id: string, max: number): Promise<Buffer>;
   /** Move an entry to the dead-letter folder with a reason. */

@@ -10,7 +10,7 @@ import nodemailer from "nodemailer";
 import { startDnsServer, type DnsServerHandle } from "../helpers/dns-server.js";
 import { startMxSink, type MxSink } from "../helpers/mx-sink.js";
 import { mxd, startDaemonProcess, until, writeConfig, type DaemonProcess } from "../helpers/daemon-process.js";
-import { parseExposition } from "../../src/admin/metrics.js";
+import { parseExposition } from "../helpers/exposition.js";
 
 let dns: DnsServerHandle;
 let ok: MxSink;

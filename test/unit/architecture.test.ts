@@ -35,7 +35,7 @@ function imports(file: string): Imp[] {
 const all = files(SRC).map((f) => relative(SRC, f));
 
 // Modules allowed to perform network, DNS, file-system or HTTP I/O.
-const IO_ALLOWED = [/^io\//, /^main\.ts$/, /^spool\/(fs-spool|journal-spool|journal-replay|group-commit)\.ts$/, /^smtp\/server\.ts$/, /^admin\//, /^cli(\/|\.ts$)/, /^config\.ts$/, /^delivery\/local-drop\.ts$/];
+const IO_ALLOWED = [/^io\//, /^main\.ts$/, /^spool\/(fs-spool|journal-spool|journal-replay|group-commit|dead-letters)\.ts$/, /^smtp\/server\.ts$/, /^admin\//, /^cli(\/|\.ts$)/, /^config\.ts$/, /^delivery\/local-drop\.ts$/, /^queue\/control-file\.ts$/];
 const IO_MODULES = /^node:(net|tls|dns|dns\/promises|fs|fs\/promises|http|https|dgram)$/;
 
 test("core/ imports nothing outside core/ and no node: modules", () => {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { hostKind, isHostName, parseHostPort } from "../../src/core/host-port.js";
+import { hostAndPort, hostKind, isHostName, parseHostPort } from "../../src/core/host-port.js";
 
 test("parseHostPort: table", () => {
   const ok: [string, { defaultPort?: number; minPort?: number }, string, number, string][] = [
@@ -45,4 +45,13 @@ test("isHostName / hostKind", () => {
   assert.equal(hostKind("fe80::1"), "ipv6");
   assert.equal(hostKind("mail.example"), "name");
   assert.equal(hostKind("10.1.2.300"), undefined);
+});
+
+test("hostAndPort: checked config values, default port filled in", () => {
+  assert.deepEqual(hostAndPort("relay.example:2525", 25), { host: "relay.example", port: 2525 });
+  assert.deepEqual(hostAndPort("relay.example", 25), { host: "relay.example", port: 25 });
+  assert.deepEqual(hostAndPort("[2001:db8::1]:587", 25), { host: "2001:db8::1", port: 587 });
+  assert.deepEqual(hostAndPort("[::1]", 8025), { host: "::1", port: 8025 });
+  assert.deepEqual(hostAndPort("192.0.2.1", 26), { host: "192.0.2.1", port: 26 });
+  assert.deepEqual(hostAndPort("127.0.0.1:0", 8025), { host: "127.0.0.1", port: 0 });
 });

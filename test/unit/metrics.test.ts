@@ -1,7 +1,8 @@
 // Prometheus text exposition: names, labels, escaping, cumulative histogram buckets.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Counter, Gauge, Histogram, Registry, parseExposition } from "../../src/admin/metrics.js";
+import { Counter, Gauge, Histogram, Registry } from "../../src/admin/metrics.js";
+import { parseExposition } from "../helpers/exposition.js";
 
 test("counters and gauges render HELP, TYPE and one sample per label set", () => {
   const r = new Registry();

@@ -13,7 +13,7 @@ import {
   type MxDeps,
   type ResolvedHost,
 } from "../../src/delivery/mx.js";
-import { findRoute, parseHostPort } from "../../src/delivery/router.js";
+import { findRoute } from "../../src/delivery/router.js";
 import { DnsError, type DnsErrorKind, type MxRecord, type Resolver } from "../../src/io/resolver.js";
 
 /** A deterministic random() from a list of values (cycled). */
@@ -128,10 +128,6 @@ test("routes and host:port parsing", () => {
   assert.deepEqual(findRoute(routes, "y.deep.example.com"), ["c"]);
   assert.equal(findRoute(routes, "notexample.com"), undefined);
   assert.equal(findRoute(routes, "other.org"), undefined);
-  assert.deepEqual(parseHostPort("relay.example:2525", 25), { host: "relay.example", port: 2525 });
-  assert.deepEqual(parseHostPort("relay.example", 25), { host: "relay.example", port: 25 });
-  assert.deepEqual(parseHostPort("[2001:db8::1]:587", 25), { host: "2001:db8::1", port: 587 });
-  assert.deepEqual(parseHostPort("192.0.2.1", 26), { host: "192.0.2.1", port: 26 });
 });
 
 // ---- planMx over a fake resolver ----------------------------------------------------------

@@ -3,7 +3,8 @@
 // leaves either the old or the new state, never a torn file.
 import { promises as fsp } from "node:fs";
 import { join } from "node:path";
-import { INITIAL_CONTROL, decodeControl, type ControlState, type ControlStore } from "../queue/state.js";
+import { syncDir, writeFileSynced } from "../io/durable-file.js";
+import { INITIAL_CONTROL, decodeControl, type ControlState, type ControlStore } from "./state.js";
 
 export function controlFilePath(spoolDir: string): string {
   return join(spoolDir, "control.json");
@@ -35,20 +36,9 @@ export class ControlFile implements ControlStore {
     await fsp.mkdir(tmpDir, { recursive: true });
     const tmp = join(tmpDir, `control.json.${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
     try {
-      const fh = await fsp.open(tmp, "w", 0o640);
-      try {
-        await fh.writeFile(JSON.stringify({ ...state, updatedAt: new Date().toISOString() }, null, 2) + "\n");
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await writeFileSynced(tmp, JSON.stringify({ ...state, updatedAt: new Date().toISOString() }, null, 2) + "\n");
       await fsp.rename(tmp, this.path);
-      const dh = await fsp.open(this.spoolDir, "r");
-      try {
-        await dh.sync();
-      } finally {
-        await dh.close();
-      }
+      await syncDir(this.spoolDir);
     } catch (e) {
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       throw e;
