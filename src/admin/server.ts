@@ -18,6 +18,7 @@ import { matchesDead, matchesMessage, parseFilter, type QueueFilter } from "../q
 import { parseDuration } from "../config.js";
 import { hostAndPort } from "../core/host-port.js";
 import { STATUS_PAGE_HTML } from "./status-page-html.js";
+import type { StatusReply } from "./status-reply.js";
 import { ACTIONS, isDeadLetter, runAction, selectTargets, type Action } from "./queue-actions.js";
 
 /** Longest Unix socket path that binds everywhere (sun_path: 108 bytes on Linux, 104 on macOS/BSD, with the NUL). */
@@ -50,7 +51,7 @@ export interface AdminTarget {
   queue: QueueManager;
   spool: JournalSpool;
   metrics: () => string;
-  status: () => Promise<object>;
+  status: () => Promise<StatusReply>;
   /** The live status page's latest snapshot (admin/status-page.ts). */
   live?: () => object | undefined;
   now?: () => number;

@@ -47,7 +47,7 @@ export interface SmtpCourierDeps {
 }
 
 /** Why the last destination was given up, for the final transient result. */
-interface LastError {
+interface HostFailure {
   dest: Destination;
   /** A remote reply (then it goes into the result as the remote's words) … */
   reply?: SmtpReply;
@@ -62,7 +62,7 @@ interface AttemptResult {
   /** Results that are final for this delivery, by recipient index. */
   final: Map<number, RecipientResult>;
   /** Set when the destination failed as a whole for the recipients still pending. */
-  error?: LastError;
+  error?: HostFailure;
   /** Stop trying other destinations (message may have been delivered, or a local fault). */
   stop?: boolean;
 }
@@ -117,7 +117,7 @@ export class SmtpCourier implements Courier {
     const results = new Map<number, RecipientResult>();
     // Every host's failure is kept (host-report.ts): the MX's own reply must not be lost when a
     // fallback relay is tried after it.
-    const errors: LastError[] = [];
+    const errors: HostFailure[] = [];
     let stopped = false;
     // Was every destination only busy (its slots taken by our own deliveries)? Then nothing
     // was attempted: the recipients are retried soon, without counting an attempt.
@@ -149,7 +149,7 @@ export class SmtpCourier implements Courier {
   }
 
   /** The result for a recipient still pending after every destination failed. */
-  private exhausted(recipient: string, domain: string, tried: number, errors: readonly LastError[]): RecipientResult {
+  private exhausted(recipient: string, domain: string, tried: number, errors: readonly HostFailure[]): RecipientResult {
     const hosts: HostReply[] = errors.map((e) => ({
       host: e.dest.host,
       ip: e.dest.ip,
@@ -165,7 +165,7 @@ export class SmtpCourier implements Courier {
     return { ...this.reported(recipient, domain, tried, last), ...(hosts.length > 1 ? { hosts } : {}) };
   }
 
-  private reported(recipient: string, domain: string, tried: number, last: LastError): RecipientResult {
+  private reported(recipient: string, domain: string, tried: number, last: HostFailure): RecipientResult {
     const where = { mx: last.dest.host, ip: last.dest.ip, port: last.dest.port };
     if (last.reply) {
       // Give the remote's own words (they end up in the DSN's Diagnostic-Code). A 5xx greeting
@@ -318,7 +318,7 @@ export class SmtpCourier implements Courier {
       }
 
       const final = new Map<number, RecipientResult>();
-      let error: LastError | undefined;
+      let error: HostFailure | undefined;
       tx.replies.forEach((reply, j) => {
         const i = pending[j]!;
         const remote = tx.remote[j]!;
