@@ -1,7 +1,7 @@
 // MX policy (RFC 5321 §5.1, RFC 7505): which hosts and addresses to try for a domain, in which
 // order. The decisions are pure functions; planMx() composes them with an injected Resolver.
 import { DnsError, type DnsErrorKind, type MxRecord, type Resolver } from "../io/resolver.js";
-import { parseIPv4, parseIPv6 } from "../core/cidr.js";
+import { canonicalIp, parseIPv4, parseIPv6 } from "../core/cidr.js";
 
 export type AddressPreference = "any" | "ipv4" | "ipv6";
 
@@ -148,18 +148,6 @@ export function parseAddressLiteral(domain: string): string | undefined {
     return parseIPv6(ip) ? ip.toLowerCase() : undefined;
   }
   return parseIPv4(inner) ? inner : undefined;
-}
-
-/** Canonical textual form for comparing addresses ("::ffff:127.0.0.1" = "127.0.0.1"). */
-export function canonicalIp(ip: string): string {
-  const v4 = parseIPv4(ip);
-  if (v4) return v4.join(".");
-  const v6 = parseIPv6(ip);
-  if (!v6) return ip.toLowerCase();
-  if (v6.slice(0, 10).every((b) => b === 0) && v6[10] === 0xff && v6[11] === 0xff) return [...v6.slice(12)].join(".");
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((v6[i]! << 8) | v6[i + 1]!).toString(16));
-  return groups.join(":");
 }
 
 export interface HostAddresses {

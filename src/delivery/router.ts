@@ -3,10 +3,9 @@
 // are resolved separately and only used once every MX has failed temporarily.
 import type { Config } from "../config.js";
 import type { Resolver } from "../io/resolver.js";
-import { parseIPv4, parseIPv6 } from "../core/cidr.js";
+import { canonicalIp, parseIPv4, parseIPv6 } from "../core/cidr.js";
 import { hostAndPort } from "../core/host-port.js";
 import {
-  canonicalIp,
   capTargets,
   fail,
   normalizeHost,

@@ -6,6 +6,7 @@ import { newRecipient, type EsmtpParams, type RecipientState } from "../core/env
 import { decodeXtext, parsePath, type Mailbox } from "../core/address.js";
 import { isLocalDomain, localMailbox } from "../core/local-domains.js";
 import { rfc5322Date } from "../core/date.js";
+import { unmapIPv4 } from "../core/cidr.js";
 
 export type SessionAction = "none" | "close" | "starttls" | "data";
 
@@ -287,7 +288,7 @@ export class ServerSession {
 
   /** The Received: header this hop adds (RFC 5321 §4.4), CRLF-terminated. */
   receivedHeader(id: string, date: Date): string {
-    const ip = this.env.clientIp.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, "$1");
+    const ip = unmapIPv4(this.env.clientIp);
     const lit = ip.includes(":") ? `IPv6:${ip}` : ip;
     const helo = (this.helo ?? "unknown").replace(/[^\x21-\x7e]/g, "?").slice(0, 100);
     // RFC 3848 / RFC 6531 §3.7.3: ESMTP, ESMTPS; UTF8SMTP, UTF8SMTPS with SMTPUTF8.
