@@ -9,6 +9,7 @@ import type { Readable } from "node:stream";
 import { REPLY_LIMITS, ReplyAssembler, ReplyParseError, classifyReply, decodeReplyLine, formatReply, makeReply, type SmtpReply } from "../core/smtp-reply.js";
 import { encodeXtext, notifyParam, orcptParam } from "../core/esmtp-params.js";
 import { DotStuffer } from "./protocol.js";
+import { waitForEvent } from "../io/wait-event.js";
 
 /** Client timeouts in ms, RFC 5321 §4.5.3.2 (from delivery.timeouts). */
 export interface ClientTimeouts {
@@ -628,26 +629,10 @@ export class SmtpClientSession {
   private drain(): Promise<void> {
     const socket = this.socket;
     if (socket.destroyed) return Promise.reject(new SessionError("closed", "body", "connection closed while sending data"));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        done();
-        reject(new SessionError("timeout", "body", `timeout after ${this.opts.timeouts.dataBlock} ms sending a data block`));
-      }, this.opts.timeouts.dataBlock);
-      const onDrain = () => {
-        done();
-        resolve();
-      };
-      const onClose = () => {
-        done();
-        reject(new SessionError("closed", "body", "connection closed while sending data"));
-      };
-      function done() {
-        clearTimeout(timer);
-        socket.off("drain", onDrain);
-        socket.off("close", onClose);
-      }
-      socket.on("drain", onDrain);
-      socket.on("close", onClose);
+    return waitForEvent(socket, "drain", {
+      timeoutMs: this.opts.timeouts.dataBlock,
+      timeout: () => new SessionError("timeout", "body", `timeout after ${this.opts.timeouts.dataBlock} ms sending a data block`),
+      fail: { close: () => new SessionError("closed", "body", "connection closed while sending data") },
     });
   }
 
