@@ -69,7 +69,8 @@ export class ServerSession {
     this.tx = undefined;
   }
 
-  private error(reply: string): CommandResult {
+  /** A refused command: counted, and the connection closes at limits.maxErrors (the socket layer's refusals count too). */
+  error(reply: string): CommandResult {
     this.errors++;
     if (this.errors >= this.env.config.limits.maxErrors) {
       return { replies: [reply, `421 4.7.0 ${this.host} Error: too many errors`], action: "close" };

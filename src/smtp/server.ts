@@ -379,12 +379,9 @@ class Connection {
   }
 
   private errorReply(reply: string): string[] {
-    this.session.errors++;
-    if (this.session.errors >= this.cfg.limits.maxErrors) {
-      this.closeAfterFlush = true;
-      return [reply, `421 4.7.0 ${this.cfg.hostname} Error: too many errors`];
-    }
-    return [reply];
+    const res = this.session.error(reply);
+    if (res.action === "close") this.closeAfterFlush = true;
+    return res.replies;
   }
   private closeAfterFlush = false;
 
