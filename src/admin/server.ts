@@ -20,6 +20,7 @@ import { hostAndPort } from "../core/host-port.js";
 import { STATUS_PAGE_HTML } from "./status-page-html.js";
 import type { StatusReply } from "./status-reply.js";
 import { ACTIONS, isDeadLetter, runAction, selectTargets, type Action } from "./queue-actions.js";
+import { MxdError } from "../core/errors.js";
 
 /** Longest Unix socket path that binds everywhere (sun_path: 108 bytes on Linux, 104 on macOS/BSD, with the NUL). */
 export const MAX_SOCKET_PATH = 103;
@@ -57,9 +58,9 @@ export interface AdminTarget {
   now?: () => number;
 }
 
-class HttpError extends Error {
+class HttpError extends MxdError {
   constructor(readonly status: number, message: string, readonly allow?: string) {
-    super(message);
+    super("MXD_ADMIN_BAD_REQUEST", message);
   }
 }
 
@@ -97,7 +98,7 @@ export class AdminServer {
     if (process.platform !== "win32") {
       if (await answers(path)) {
         // With a code, the CLI reports it as an operator problem (message, no stack).
-        throw Object.assign(new Error(`another mxd is already running on spool ${spoolDir} (${path} answers)`), { code: "EMXDRUNNING" });
+        throw new MxdError("MXD_ALREADY_RUNNING", `another mxd is already running on spool ${spoolDir} (${path} answers)`);
       }
       await fsp.rm(path, { force: true }); // left by a daemon that did not stop cleanly
     }

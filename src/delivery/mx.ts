@@ -2,6 +2,7 @@
 // order. The decisions are pure functions; planMx() composes them with an injected Resolver.
 import { DnsError, type DnsErrorKind, type MxRecord, type Resolver } from "../io/resolver.js";
 import { canonicalIp, parseIPv4, parseIPv6 } from "../core/cidr.js";
+import { LOCAL_STATUS } from "../core/errors.js";
 
 export type AddressPreference = "any" | "ipv4" | "ipv6";
 
@@ -82,7 +83,7 @@ export function mxLookupFailure(domain: string, kind: DnsErrorKind): RouteFailur
     case "nxdomain":
       return fail("permanent", 550, "5.1.2", `domain ${domain} does not exist (DNS NXDOMAIN)`);
     case "temporary":
-      return fail("transient", 451, "4.4.3", `temporary DNS failure looking up MX for ${domain}`);
+      return fail("transient", 451, LOCAL_STATUS.dnsFailure, `temporary DNS failure looking up MX for ${domain}`);
   }
 }
 
@@ -209,7 +210,7 @@ export async function planMx(domain: string, d: MxDeps): Promise<MxPlan> {
   const targets = capTargets(cut, d.maxAddresses);
   if (targets.length === 0) {
     const anyTemporary = hosts.some((h, i) => cut.some((c) => c.name === h.name) && lookups[i]!.temporary);
-    if (anyTemporary) return { ok: false, failure: fail("transient", 451, "4.4.3", `temporary DNS failure resolving the mail hosts of ${domain}`) };
+    if (anyTemporary) return { ok: false, failure: fail("transient", 451, LOCAL_STATUS.dnsFailure, `temporary DNS failure resolving the mail hosts of ${domain}`) };
     const what = implicit ? `domain ${domain} has no MX and no A/AAAA records` : `no A/AAAA records for the MX hosts of ${domain}`;
     return { ok: false, failure: fail("permanent", 550, implicit ? "5.1.2" : "5.4.4", what) };
   }

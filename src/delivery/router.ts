@@ -17,6 +17,7 @@ import {
   type ResolvedHost,
   type RouteFailure,
 } from "./mx.js";
+import { LOCAL_STATUS } from "../core/errors.js";
 
 export type DestinationKind = "mx" | "implicit-mx" | "route" | "literal" | "fallback";
 
@@ -84,7 +85,7 @@ export class Router {
     if (route) {
       const r = await this.resolveHostList(route, "route");
       if (r.destinations.length === 0) {
-        return { ok: false, failure: fail("transient", 451, r.temporary ? "4.4.3" : "4.4.4", `no address for the route hosts of ${domain} (${route.join(", ")})`) };
+        return { ok: false, failure: fail("transient", 451, r.temporary ? LOCAL_STATUS.dnsFailure : LOCAL_STATUS.noRoute, `no address for the route hosts of ${domain} (${route.join(", ")})`) };
       }
       return { ok: true, via: "route", destinations: r.destinations };
     }

@@ -3,6 +3,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { waitForEvent } from "./wait-event.js";
+import { MxdError } from "../core/errors.js";
 
 export interface ConnectOptions {
   host: string;
@@ -21,20 +22,21 @@ export interface TlsUpgradeOptions {
 export type ConnectErrorKind = "refused" | "timeout" | "reset" | "unreachable" | "other";
 
 /** A connection could not be made (or a TLS handshake failed): the next address should be tried. */
-export class ConnectError extends Error {
+export class ConnectError extends MxdError {
   constructor(
     readonly kind: ConnectErrorKind,
-    readonly code: string,
+    /** The system error code (ECONNREFUSED, ETIMEDOUT, …). */
+    readonly sysCode: string,
     message: string,
   ) {
-    super(message);
+    super("MXD_CONNECT", message);
     this.name = "ConnectError";
   }
 }
 
-export class TlsHandshakeError extends Error {
-  constructor(message: string, readonly code: string) {
-    super(message);
+export class TlsHandshakeError extends MxdError {
+  constructor(message: string, /** The system or OpenSSL error code. */ readonly sysCode: string) {
+    super("MXD_TLS_HANDSHAKE", message);
     this.name = "TlsHandshakeError";
   }
 }

@@ -10,6 +10,7 @@ import { REPLY_LIMITS, ReplyAssembler, ReplyParseError, classifyReply, decodeRep
 import { encodeXtext, notifyParam, orcptParam } from "../core/esmtp-params.js";
 import { DotStuffer } from "./protocol.js";
 import { waitForEvent } from "../io/wait-event.js";
+import { MxdError } from "../core/errors.js";
 
 /** Client timeouts in ms, RFC 5321 §4.5.3.2 (from delivery.timeouts). */
 export interface ClientTimeouts {
@@ -40,7 +41,7 @@ export interface RcptOutcome {
  * have been delivered. `reply`: the server's own reply that ended the session (a 421).
  * `rcpt`: set when the break came after the RCPT replies were known.
  */
-export class SessionError extends Error {
+export class SessionError extends MxdError {
   rcpt?: RcptOutcome;
   constructor(
     readonly kind: SessionErrorKind,
@@ -49,7 +50,7 @@ export class SessionError extends Error {
     readonly dotSent = false,
     readonly reply?: SmtpReply,
   ) {
-    super(message);
+    super("MXD_SMTP_SESSION", message);
     this.name = "SessionError";
   }
 }
