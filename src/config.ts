@@ -9,7 +9,7 @@ import { parseCidr } from "./core/cidr.js";
 import { hostAndPort, hostKind, isHostName, parseHostPort } from "./core/host-port.js";
 import { describeIssue, displayConfig as displayAsWritten } from "./config-describe.js";
 import { localMailbox } from "./core/local-domains.js";
-import { findRoute } from "./delivery/router.js";
+import { findRoute } from "./core/routes.js";
 import { MxdError } from "./core/errors.js";
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;

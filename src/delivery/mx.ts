@@ -3,6 +3,7 @@
 import { DnsError, type DnsErrorKind, type MxRecord, type Resolver } from "../io/resolver.js";
 import { canonicalIp, parseIPv4, parseIPv6 } from "../core/cidr.js";
 import { LOCAL_STATUS } from "../core/errors.js";
+import { normalizeHost } from "../core/host-port.js";
 
 export type AddressPreference = "any" | "ipv4" | "ipv6";
 
@@ -38,10 +39,6 @@ export type MxPlan =
 
 export function fail(outcome: RouteFailure["outcome"], code: number, status: string, text: string): RouteFailure {
   return { outcome, status, reply: `${code} ${status} ${text}` };
-}
-
-export function normalizeHost(name: string): string {
-  return name.toLowerCase().replace(/\.$/, "");
 }
 
 /** RFC 7505 §3: a null MX is a single MX record whose exchange is the root ("."). */

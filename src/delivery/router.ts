@@ -4,11 +4,11 @@
 import type { Config } from "../config.js";
 import type { Resolver } from "../io/resolver.js";
 import { canonicalIp, parseIPv4, parseIPv6 } from "../core/cidr.js";
-import { hostAndPort } from "../core/host-port.js";
+import { hostAndPort, normalizeHost } from "../core/host-port.js";
+import { findRoute } from "../core/routes.js";
 import {
   capTargets,
   fail,
-  normalizeHost,
   orderAddresses,
   parseAddressLiteral,
   planMx,
@@ -34,20 +34,6 @@ export interface Destination {
 export type RoutePlan =
   | { ok: true; destinations: Destination[]; via: "mx" | "implicit-mx" | "route" | "literal" }
   | { ok: false; failure: RouteFailure };
-
-/** Route lookup: exact key first, then ".example.com" keys for subdomains, longest first. */
-export function findRoute(routes: Readonly<Record<string, readonly string[]>>, domain: string): readonly string[] | undefined {
-  const d = normalizeHost(domain);
-  const keys = Object.keys(routes);
-  const exact = keys.find((k) => normalizeHost(k) === d);
-  if (exact !== undefined) return routes[exact];
-  let best: string | undefined;
-  for (const k of keys) {
-    const kk = normalizeHost(k);
-    if (kk.startsWith(".") && d.endsWith(kk) && (best === undefined || kk.length > normalizeHost(best).length)) best = k;
-  }
-  return best !== undefined ? routes[best] : undefined;
-}
 
 export interface RouterDeps {
   config: Config;

@@ -12,7 +12,7 @@ import {
   type MxDeps,
   type ResolvedHost,
 } from "../../src/delivery/mx.js";
-import { findRoute } from "../../src/delivery/router.js";
+import { findRoute } from "../../src/core/routes.js";
 import { DnsError, type DnsErrorKind, type MxRecord, type Resolver } from "../../src/io/resolver.js";
 
 /** A deterministic random() from a list of values (cycled). */
