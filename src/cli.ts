@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // mxd command line: `mxd serve`, `mxd check-config`, `mxd queue ...`.
 import { readFileSync } from "node:fs";
-import { ConfigError, displayConfig } from "./config.js";
+import { displayConfig } from "./config.js";
 import { loadResolvedConfig } from "./cli/resolve-config.js";
 import { parseOptions, UsageError } from "./cli/args.js";
 import { startDaemon } from "./main.js";
 import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
 import { spoolCommand } from "./cli/spool.js";
+import { cliMessage, exitStatusFor } from "./core/errors.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -48,8 +49,8 @@ async function serve(argv: string[]): Promise<number> {
   const daemon = await startDaemon(config).catch((e: unknown) => {
     // Nothing may keep a half-started daemon alive (a listener bound before the failure):
     // report, and exit with the status the error deserves.
-    process.exitCode = exitCodeFor(e);
-    report(e);
+    process.exitCode = exitStatusFor(e);
+    console.error(cliMessage(e));
     process.exit();
   });
   reopen = () => {
@@ -107,26 +108,12 @@ async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (e) {
-    report(e);
-    return exitCodeFor(e);
+    // core/errors.ts: one table of exit statuses and messages.
+    console.error(cliMessage(e));
+    return exitStatusFor(e);
   }
 }
 
-/** 2 for what the operator must fix in the command or the config, 1 for everything else. */
-function exitCodeFor(e: unknown): number {
-  if (e instanceof ConfigError || e instanceof UsageError) return 2;
-  // Node's own argument checks (a port out of range that got past the schema): a config problem.
-  const code = (e as NodeJS.ErrnoException)?.code ?? "";
-  if (code === "ERR_SOCKET_BAD_PORT" || code.startsWith("ERR_PARSE_ARGS")) return 2;
-  return 1;
-}
-
-function report(e: unknown): void {
-  if (e instanceof ConfigError || e instanceof UsageError) return void console.error(`mxd: ${e.message}`);
-  // System errors (EADDRINUSE, EACCES, ENOSPC...) are operator problems: say what, not where.
-  const err = e as NodeJS.ErrnoException;
-  console.error(`mxd: ${err?.code ? err.message : (err?.stack ?? String(e))}`);
-}
 
 function version(): string {
   try {

@@ -9,7 +9,8 @@ import { parseCidr } from "./core/cidr.js";
 import { hostAndPort, hostKind, isHostName, parseHostPort } from "./core/host-port.js";
 import { describeIssue, displayConfig as displayAsWritten } from "./config-describe.js";
 import { localMailbox } from "./core/local-domains.js";
-import { findRoute } from "./delivery/router.js";
+import { findRoute } from "./core/routes.js";
+import { MxdError } from "./core/errors.js";
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -290,9 +291,9 @@ function postmasterDefaults<T extends ParsedConfig>(c: T): T & { postmaster: str
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
-export class ConfigError extends Error {
+export class ConfigError extends MxdError {
   constructor(message: string, readonly problems: string[]) {
-    super(message);
+    super("MXD_CONFIG_INVALID", message);
     this.name = "ConfigError";
   }
 }

@@ -18,7 +18,9 @@ import { matchesDead, matchesMessage, parseFilter, type QueueFilter } from "../q
 import { parseDuration } from "../config.js";
 import { hostAndPort } from "../core/host-port.js";
 import { STATUS_PAGE_HTML } from "./status-page-html.js";
+import type { StatusReply } from "./status-reply.js";
 import { ACTIONS, isDeadLetter, runAction, selectTargets, type Action } from "./queue-actions.js";
+import { MxdError } from "../core/errors.js";
 
 /** Longest Unix socket path that binds everywhere (sun_path: 108 bytes on Linux, 104 on macOS/BSD, with the NUL). */
 export const MAX_SOCKET_PATH = 103;
@@ -50,15 +52,15 @@ export interface AdminTarget {
   queue: QueueManager;
   spool: JournalSpool;
   metrics: () => string;
-  status: () => Promise<object>;
+  status: () => Promise<StatusReply>;
   /** The live status page's latest snapshot (admin/status-page.ts). */
   live?: () => object | undefined;
   now?: () => number;
 }
 
-class HttpError extends Error {
+class HttpError extends MxdError {
   constructor(readonly status: number, message: string, readonly allow?: string) {
-    super(message);
+    super("MXD_ADMIN_BAD_REQUEST", message);
   }
 }
 
@@ -96,7 +98,7 @@ export class AdminServer {
     if (process.platform !== "win32") {
       if (await answers(path)) {
         // With a code, the CLI reports it as an operator problem (message, no stack).
-        throw Object.assign(new Error(`another mxd is already running on spool ${spoolDir} (${path} answers)`), { code: "EMXDRUNNING" });
+        throw new MxdError("MXD_ALREADY_RUNNING", `another mxd is already running on spool ${spoolDir} (${path} answers)`);
       }
       await fsp.rm(path, { force: true }); // left by a daemon that did not stop cleanly
     }

@@ -13,6 +13,7 @@
 import type { AttemptRecord, MessageMeta, RecipientState } from "../core/envelope.js";
 import { rfc5322Date } from "../core/date.js";
 import { EXCERPT_MAX } from "../core/smtp-reply.js";
+import { sevenBitXtext } from "../core/esmtp-params.js";
 
 /** A remote reply is quoted at most EXCERPT_MAX characters long (controls are dropped where it is used). */
 function cut(s: string): string {
@@ -422,16 +423,6 @@ function originalRecipient(orcpt: string): string {
   const addr = semi >= 0 ? orcpt.slice(semi + 1).trim() : orcpt.trim();
   if (/^[A-Za-z0-9-]+$/.test(type) && isAsciiAddress(addr)) return `${type}; ${addr}`;
   return `utf-8; ${utf8AddrXtext(addr)}`;
-}
-
-/** ENVID as printable ASCII: the value itself, or its RFC 3461 §4 xtext encoding when it is not. */
-function sevenBitXtext(v: string): string {
-  if (/^[\x21-\x7e]+$/.test(v)) return v;
-  let out = "";
-  for (const b of Buffer.from(v, "utf8")) {
-    out += b < 33 || b > 126 || b === 0x2b || b === 0x3d ? "+" + b.toString(16).toUpperCase().padStart(2, "0") : String.fromCharCode(b);
-  }
-  return out;
 }
 
 /** RFC 6533 §3 utf-8-addr-xtext: QCHAR as is, anything else as \x{HEX}. */

@@ -8,10 +8,12 @@ import { lockHolder, PID_FILE } from "../io/pid-lock.js";
 import { realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { hostAndPort } from "../core/host-port.js";
+import { MxdError } from "../core/errors.js";
 
-export class AdminError extends Error {
+export class AdminError extends MxdError {
   constructor(readonly status: number, message: string) {
-    super(message);
+    super("MXD_ADMIN_REFUSED", message);
+    this.name = "AdminError";
   }
 }
 
@@ -37,7 +39,7 @@ function request(t: Target, method: string, path: string, body: unknown, timeout
       res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
       res.on("error", reject);
     });
-    req.on("timeout", () => req.destroy(Object.assign(new Error(`no answer from the daemon within ${timeoutMs / 1000}s`), { code: "ETIMEDOUT" })));
+    req.on("timeout", () => req.destroy(new MxdError("MXD_ADMIN_UNREACHABLE", `no answer from the daemon within ${timeoutMs / 1000}s`)));
     req.on("error", reject);
     req.end(payload);
   });
@@ -92,12 +94,12 @@ export async function connectDaemon(config: Config): Promise<AdminClient | undef
       if (st.spoolDir !== undefined && sameDir(st.spoolDir, config.spoolDir)) return c;
     } else if (r !== "down") problem = r;
   }
-  if (problem) throw Object.assign(new Error(`cannot use the running daemon's admin API: ${problem.message}`), { code: "EADMIN" });
+  if (problem) throw new MxdError("MXD_ADMIN_UNREACHABLE", `cannot use the running daemon's admin API: ${problem.message}`);
   // No admin endpoint answers, yet the spool's pid lock names a live daemon (its socket was
   // removed?): editing the spool behind its back would be wrong.
   const holder = lockHolder(config.spoolDir);
   if (holder !== undefined && holder !== process.pid) {
-    throw Object.assign(new Error(`mxd seems to run (pid ${holder}, ${config.spoolDir}/${PID_FILE}) but its admin API does not answer; restart it or set admin.listen`), { code: "EADMIN" });
+    throw new MxdError("MXD_ADMIN_UNREACHABLE", `mxd seems to run (pid ${holder}, ${config.spoolDir}/${PID_FILE}) but its admin API does not answer; restart it or set admin.listen`);
   }
   return undefined;
 }

@@ -3,9 +3,13 @@
 // instead of Node's parser message. Exit status 2, like every usage error.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { nearest } from "../config-describe.js";
+import { MxdError } from "../core/errors.js";
 
-export class UsageError extends Error {
-  readonly code = "EUSAGE";
+export class UsageError extends MxdError {
+  constructor(message: string) {
+    super("MXD_USAGE", message);
+    this.name = "UsageError";
+  }
 }
 
 type Options = NonNullable<ParseArgsConfig["options"]>;

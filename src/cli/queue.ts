@@ -7,7 +7,7 @@ import { pipeline } from "node:stream/promises";
 import type { Config } from "../config.js";
 import { openSpool } from "../spool/open-spool.js";
 import type { JournalSpool } from "../spool/journal-spool.js";
-import { isMxdError } from "../core/errors.js";
+import { isMxdError, MxdError } from "../core/errors.js";
 import { isQueueId } from "../spool/format.js";
 import { QueueManager, type OpResult } from "../queue/worker.js";
 import { isPausedFor, type ControlState } from "../queue/state.js";
@@ -238,7 +238,7 @@ function checkUsage(sub: string, v: Values, ids: string[], fromStdin: boolean): 
 async function backend(config: Config, spool: JournalSpool): Promise<{ daemon: AdminClient } | { offline: QueueManager }> {
   const daemon = await connectDaemon(config);
   if (daemon) return { daemon };
-  if (!spool.exists()) throw Object.assign(new Error(`no spool at ${spool.dir} (is spoolDir right? relative paths are resolved from the current directory)`), { code: "ENOSPOOL" });
+  if (!spool.exists()) throw new MxdError("MXD_SPOOL_MISSING", `no spool at ${spool.dir} (is spoolDir right? relative paths are resolved from the current directory)`);
   await spool.init();
   await spool.recover();
   const offline = new QueueManager({

@@ -8,7 +8,7 @@ import { messageState } from "../queue/state.js";
 import { ControlFile } from "../queue/control-file.js";
 import { adminSocketPath } from "../admin/server.js";
 import { countDead } from "../spool/dead-letters.js";
-import type { LastError } from "../queue/worker.js";
+import type { StatusReply } from "../admin/status-reply.js";
 import { connectDaemon } from "./admin-client.js";
 import { resolveConfig } from "./resolve-config.js";
 import { describePause } from "./queue.js";
@@ -17,21 +17,6 @@ import { formatAge } from "./format.js";
 const USAGE = `usage: mxd status [--json] [--config FILE]
   Listener addresses, uptime, queue counts by state, paused delivery, last errors.
   exit codes: 0 mxd is running, 1 it is not (queue counts are read from the spool), 2 usage error`;
-
-interface Status {
-  pid: number;
-  hostname: string;
-  startedAt: string;
-  uptimeSeconds: number;
-  listen: { host: string; port: number; tls: boolean }[];
-  admin: string[];
-  spoolDir: string;
-  delivery: { enabled: boolean; outbound: number };
-  queue: { queued: number; deferred: number; held: number; total: number; active: number; parked: number; dead: number };
-  paused: boolean;
-  pausedDomains: string[];
-  lastErrors: LastError[];
-}
 
 export async function statusCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseOptions("mxd status", argv, { config: { type: "string", short: "c" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } });
@@ -46,7 +31,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const config = resolveConfig(values.config);
   const daemon = await connectDaemon(config);
   if (daemon) {
-    const s = await daemon.get<Status>("/status");
+    const s = await daemon.get<StatusReply>("/status");
     if (values.json) {
       console.log(JSON.stringify({ running: true, ...s }, null, 2));
       return 0;

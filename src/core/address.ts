@@ -142,28 +142,3 @@ export function parsePath(arg: string, allowUtf8: boolean, allowNull: boolean): 
   if ("error" in mb) return mb;
   return { mailbox: mb, rest: rest.trim() };
 }
-
-/** RFC 3461 §4: xtext decoding ("+XX" hex escapes). Returns undefined when malformed. */
-export function decodeXtext(s: string): string | undefined {
-  let out = "";
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x2b) {
-      const hex = s.slice(i + 1, i + 3);
-      if (!/^[0-9A-F]{2}$/.test(hex)) return undefined;
-      out += String.fromCharCode(parseInt(hex, 16));
-      i += 2;
-    } else if (c < 33 || c > 126 || c === 0x3d) return undefined;
-    else out += s[i];
-  }
-  return out;
-}
-
-export function encodeXtext(s: string): string {
-  let out = "";
-  for (const ch of Buffer.from(s, "utf8")) {
-    if (ch < 33 || ch > 126 || ch === 0x2b || ch === 0x3d) out += "+" + ch.toString(16).toUpperCase().padStart(2, "0");
-    else out += String.fromCharCode(ch);
-  }
-  return out;
-}

@@ -75,11 +75,37 @@ function matchBytes(a: Uint8Array, b: Uint8Array, prefix: number): boolean {
   return true;
 }
 
+/** The IPv4 address inside an IPv4-mapped IPv6 address (::ffff:a.b.c.d, RFC 4291 §2.5.5.2). */
+function mappedIPv4(v6: Uint8Array): Uint8Array | undefined {
+  return v6.subarray(0, 10).every((b) => b === 0) && v6[10] === 0xff && v6[11] === 0xff ? v6.slice(12) : undefined;
+}
+
+/** An IPv4-mapped IPv6 address as the IPv4 address it is ("::ffff:10.0.0.1" → "10.0.0.1"); anything else as given. */
+export function unmapIPv4(ip: string): string {
+  if (!ip.includes(":")) return ip;
+  const v6 = parseIPv6(ip);
+  const v4 = v6 && mappedIPv4(v6);
+  return v4 ? v4.join(".") : ip;
+}
+
+/** Canonical textual form for comparing addresses ("::ffff:127.0.0.1" = "127.0.0.1"). */
+export function canonicalIp(ip: string): string {
+  const v4 = parseIPv4(ip);
+  if (v4) return v4.join(".");
+  const v6 = parseIPv6(ip);
+  if (!v6) return ip.toLowerCase();
+  const mapped = mappedIPv4(v6);
+  if (mapped) return mapped.join(".");
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((v6[i]! << 8) | v6[i + 1]!).toString(16));
+  return groups.join(":");
+}
+
 /** Does the textual IP address `ip` fall inside one of `nets`? */
 export function ipInNetworks(ip: string, nets: readonly Cidr[]): boolean {
   let v4 = parseIPv4(ip);
   const v6 = v4 ? undefined : parseIPv6(ip);
-  if (v6 && v6.slice(0, 10).every((b) => b === 0) && v6[10] === 0xff && v6[11] === 0xff) v4 = v6.slice(12);
+  if (v6) v4 = mappedIPv4(v6);
   for (const n of nets) {
     if (n.family === 4 && v4 && matchBytes(v4, n.bytes, n.prefix)) return true;
     if (n.family === 6 && v6 && matchBytes(v6, n.bytes, n.prefix)) return true;

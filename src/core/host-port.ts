@@ -7,6 +7,11 @@ import { parseIPv4, parseIPv6 } from "./cidr.js";
 
 export type HostKind = "ipv4" | "ipv6" | "name";
 
+/** A host name for comparing: lower case, without the root's trailing dot. */
+export function normalizeHost(name: string): string {
+  return name.toLowerCase().replace(/\.$/, "");
+}
+
 export interface ParsedHostPort {
   host: string;
   port: number;

@@ -1,6 +1,7 @@
 // SMTP replies as the client sees them: parsing (single and multi-line, RFC 5321 §4.2),
 // enhanced status codes (RFC 3463, RFC 2034) and transient/permanent classification.
 // Pure: no I/O.
+import { MxdError } from "./errors.js";
 
 export interface SmtpReply {
   /** Three-digit reply code (RFC 5321 §4.2). */
@@ -160,9 +161,9 @@ export function excerpt(s: string, max = EXCERPT_MAX): string {
   return `${clean.slice(0, keep)}... (+${clean.length - keep} cut)`;
 }
 
-export class ReplyParseError extends Error {
+export class ReplyParseError extends MxdError {
   constructor(message: string) {
-    super(message);
+    super("MXD_REPLY_SYNTAX", message);
     this.name = "ReplyParseError";
   }
 }

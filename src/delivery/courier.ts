@@ -3,6 +3,7 @@
 import type { Readable } from "node:stream";
 import type { Outcome } from "../core/envelope.js";
 import type { HostReply } from "./host-report.js";
+import type { TlsInfo } from "../smtp/client.js";
 
 export interface DeliveryRecipient {
   address: string;
@@ -28,11 +29,6 @@ export interface DeliveryRequest {
   /** RFC 3461 parameters to pass on when the remote offers DSN. */
   ret?: "FULL" | "HDRS";
   envid?: string;
-}
-
-export interface TlsInfo {
-  version: string;
-  cipher: string;
 }
 
 export interface RecipientResult {

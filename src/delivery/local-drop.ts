@@ -10,6 +10,7 @@ import type { Config } from "../config.js";
 import { localMailbox } from "../core/local-domains.js";
 import { syncDir } from "../io/durable-file.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
+import { LOCAL_STATUS, localReply } from "../core/errors.js";
 
 export interface LocalDropOptions {
   config: Config;
@@ -39,7 +40,7 @@ export class LocalDropCourier implements Courier {
         const file = await this.write(dir, req, r.address);
         out.push({ recipient: r.address, outcome: "delivered", status: "2.0.0", reply: `250 2.0.0 delivered to ${file}`, remote: false });
       } catch (e) {
-        out.push({ recipient: r.address, outcome: "transient", status: "4.3.0", reply: `451 4.3.0 local drop to ${dir} failed: ${(e as Error).message}`, remote: false });
+        out.push({ recipient: r.address, outcome: "transient", status: LOCAL_STATUS.localError, reply: localReply("localError", `local drop to ${dir} failed: ${(e as Error).message}`), remote: false });
       }
     }
     return out;

@@ -1,7 +1,9 @@
 // MX policy (RFC 5321 §5.1, RFC 7505): which hosts and addresses to try for a domain, in which
 // order. The decisions are pure functions; planMx() composes them with an injected Resolver.
 import { DnsError, type DnsErrorKind, type MxRecord, type Resolver } from "../io/resolver.js";
-import { parseIPv4, parseIPv6 } from "../core/cidr.js";
+import { canonicalIp, parseIPv4, parseIPv6 } from "../core/cidr.js";
+import { LOCAL_STATUS } from "../core/errors.js";
+import { normalizeHost } from "../core/host-port.js";
 
 export type AddressPreference = "any" | "ipv4" | "ipv6";
 
@@ -37,10 +39,6 @@ export type MxPlan =
 
 export function fail(outcome: RouteFailure["outcome"], code: number, status: string, text: string): RouteFailure {
   return { outcome, status, reply: `${code} ${status} ${text}` };
-}
-
-export function normalizeHost(name: string): string {
-  return name.toLowerCase().replace(/\.$/, "");
 }
 
 /** RFC 7505 §3: a null MX is a single MX record whose exchange is the root ("."). */
@@ -82,7 +80,7 @@ export function mxLookupFailure(domain: string, kind: DnsErrorKind): RouteFailur
     case "nxdomain":
       return fail("permanent", 550, "5.1.2", `domain ${domain} does not exist (DNS NXDOMAIN)`);
     case "temporary":
-      return fail("transient", 451, "4.4.3", `temporary DNS failure looking up MX for ${domain}`);
+      return fail("transient", 451, LOCAL_STATUS.dnsFailure, `temporary DNS failure looking up MX for ${domain}`);
   }
 }
 
@@ -150,18 +148,6 @@ export function parseAddressLiteral(domain: string): string | undefined {
   return parseIPv4(inner) ? inner : undefined;
 }
 
-/** Canonical textual form for comparing addresses ("::ffff:127.0.0.1" = "127.0.0.1"). */
-export function canonicalIp(ip: string): string {
-  const v4 = parseIPv4(ip);
-  if (v4) return v4.join(".");
-  const v6 = parseIPv6(ip);
-  if (!v6) return ip.toLowerCase();
-  if (v6.slice(0, 10).every((b) => b === 0) && v6[10] === 0xff && v6[11] === 0xff) return [...v6.slice(12)].join(".");
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((v6[i]! << 8) | v6[i + 1]!).toString(16));
-  return groups.join(":");
-}
-
 export interface HostAddresses {
   v4: string[];
   v6: string[];
@@ -221,7 +207,7 @@ export async function planMx(domain: string, d: MxDeps): Promise<MxPlan> {
   const targets = capTargets(cut, d.maxAddresses);
   if (targets.length === 0) {
     const anyTemporary = hosts.some((h, i) => cut.some((c) => c.name === h.name) && lookups[i]!.temporary);
-    if (anyTemporary) return { ok: false, failure: fail("transient", 451, "4.4.3", `temporary DNS failure resolving the mail hosts of ${domain}`) };
+    if (anyTemporary) return { ok: false, failure: fail("transient", 451, LOCAL_STATUS.dnsFailure, `temporary DNS failure resolving the mail hosts of ${domain}`) };
     const what = implicit ? `domain ${domain} has no MX and no A/AAAA records` : `no A/AAAA records for the MX hosts of ${domain}`;
     return { ok: false, failure: fail("permanent", 550, implicit ? "5.1.2" : "5.4.4", what) };
   }

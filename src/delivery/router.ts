@@ -3,13 +3,12 @@
 // are resolved separately and only used once every MX has failed temporarily.
 import type { Config } from "../config.js";
 import type { Resolver } from "../io/resolver.js";
-import { parseIPv4, parseIPv6 } from "../core/cidr.js";
-import { hostAndPort } from "../core/host-port.js";
+import { canonicalIp, parseIPv4, parseIPv6 } from "../core/cidr.js";
+import { hostAndPort, normalizeHost } from "../core/host-port.js";
+import { findRoute } from "../core/routes.js";
 import {
-  canonicalIp,
   capTargets,
   fail,
-  normalizeHost,
   orderAddresses,
   parseAddressLiteral,
   planMx,
@@ -18,6 +17,7 @@ import {
   type ResolvedHost,
   type RouteFailure,
 } from "./mx.js";
+import { LOCAL_STATUS } from "../core/errors.js";
 
 export type DestinationKind = "mx" | "implicit-mx" | "route" | "literal" | "fallback";
 
@@ -34,20 +34,6 @@ export interface Destination {
 export type RoutePlan =
   | { ok: true; destinations: Destination[]; via: "mx" | "implicit-mx" | "route" | "literal" }
   | { ok: false; failure: RouteFailure };
-
-/** Route lookup: exact key first, then ".example.com" keys for subdomains, longest first. */
-export function findRoute(routes: Readonly<Record<string, readonly string[]>>, domain: string): readonly string[] | undefined {
-  const d = normalizeHost(domain);
-  const keys = Object.keys(routes);
-  const exact = keys.find((k) => normalizeHost(k) === d);
-  if (exact !== undefined) return routes[exact];
-  let best: string | undefined;
-  for (const k of keys) {
-    const kk = normalizeHost(k);
-    if (kk.startsWith(".") && d.endsWith(kk) && (best === undefined || kk.length > normalizeHost(best).length)) best = k;
-  }
-  return best !== undefined ? routes[best] : undefined;
-}
 
 export interface RouterDeps {
   config: Config;
@@ -85,7 +71,7 @@ export class Router {
     if (route) {
       const r = await this.resolveHostList(route, "route");
       if (r.destinations.length === 0) {
-        return { ok: false, failure: fail("transient", 451, r.temporary ? "4.4.3" : "4.4.4", `no address for the route hosts of ${domain} (${route.join(", ")})`) };
+        return { ok: false, failure: fail("transient", 451, r.temporary ? LOCAL_STATUS.dnsFailure : LOCAL_STATUS.noRoute, `no address for the route hosts of ${domain} (${route.join(", ")})`) };
       }
       return { ok: true, via: "route", destinations: r.destinations };
     }

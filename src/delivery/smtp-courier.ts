@@ -30,6 +30,7 @@ import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
 import { Router, type Destination } from "./router.js";
 import { mostInformative, type HostReply } from "./host-report.js";
 import { HostHealth } from "./host-health.js";
+import { LOCAL_STATUS, localReply, localStatusOf } from "../core/errors.js";
 
 export interface SmtpCourierDeps {
   config: Config;
@@ -47,7 +48,7 @@ export interface SmtpCourierDeps {
 }
 
 /** Why the last destination was given up, for the final transient result. */
-interface LastError {
+interface HostFailure {
   dest: Destination;
   /** A remote reply (then it goes into the result as the remote's words) … */
   reply?: SmtpReply;
@@ -62,7 +63,7 @@ interface AttemptResult {
   /** Results that are final for this delivery, by recipient index. */
   final: Map<number, RecipientResult>;
   /** Set when the destination failed as a whole for the recipients still pending. */
-  error?: LastError;
+  error?: HostFailure;
   /** Stop trying other destinations (message may have been delivered, or a local fault). */
   stop?: boolean;
 }
@@ -117,7 +118,7 @@ export class SmtpCourier implements Courier {
     const results = new Map<number, RecipientResult>();
     // Every host's failure is kept (host-report.ts): the MX's own reply must not be lost when a
     // fallback relay is tried after it.
-    const errors: LastError[] = [];
+    const errors: HostFailure[] = [];
     let stopped = false;
     // Was every destination only busy (its slots taken by our own deliveries)? Then nothing
     // was attempted: the recipients are retried soon, without counting an attempt.
@@ -149,7 +150,7 @@ export class SmtpCourier implements Courier {
   }
 
   /** The result for a recipient still pending after every destination failed. */
-  private exhausted(recipient: string, domain: string, tried: number, errors: readonly LastError[]): RecipientResult {
+  private exhausted(recipient: string, domain: string, tried: number, errors: readonly HostFailure[]): RecipientResult {
     const hosts: HostReply[] = errors.map((e) => ({
       host: e.dest.host,
       ip: e.dest.ip,
@@ -161,11 +162,11 @@ export class SmtpCourier implements Courier {
     }));
     const best = mostInformative(hosts);
     const last = best ? errors[hosts.indexOf(best)] : undefined;
-    if (!last) return { recipient, outcome: "transient", reply: `451 4.4.1 no mail host of ${domain} could be tried`, status: "4.4.1", remote: false };
+    if (!last) return { recipient, outcome: "transient", reply: localReply("noAnswer", `no mail host of ${domain} could be tried`), status: LOCAL_STATUS.noAnswer, remote: false };
     return { ...this.reported(recipient, domain, tried, last), ...(hosts.length > 1 ? { hosts } : {}) };
   }
 
-  private reported(recipient: string, domain: string, tried: number, last: LastError): RecipientResult {
+  private reported(recipient: string, domain: string, tried: number, last: HostFailure): RecipientResult {
     const where = { mx: last.dest.host, ip: last.dest.ip, port: last.dest.port };
     if (last.reply) {
       // Give the remote's own words (they end up in the DSN's Diagnostic-Code). A 5xx greeting
@@ -206,7 +207,7 @@ export class SmtpCourier implements Courier {
           ? `host recently failed: ${adm.reason}, skipped until ${new Date(adm.until).toISOString()}`
           : `host busy: ${adm.inFlight} deliveries in progress (delivery.perHostConcurrency), skipped`;
       log.info({ ...at, error: detail }, "host skipped");
-      return { final: new Map(), error: { dest, detail, status: "4.4.1", busy: adm.why === "busy" } };
+      return { final: new Map(), error: { dest, detail, status: LOCAL_STATUS.noAnswer, busy: adm.why === "busy" } };
     }
     this.health.begin(key);
     try {
@@ -238,7 +239,7 @@ export class SmtpCourier implements Courier {
           log.info({ ...at, error: detail }, "connect failed");
           // "other" may be our own fault (a bad sourceAddress): that says nothing about the host.
           if (e.kind !== "other") this.health.failed(key, detail);
-          return { final: new Map(), error: { dest, detail, status: "4.4.1" } };
+          return { final: new Map(), error: { dest, detail, status: localStatusOf(e) } };
         }
         try {
           const opened = await SmtpClientSession.open(socket, {
@@ -267,7 +268,7 @@ export class SmtpCourier implements Courier {
             if (e instanceof SessionError && (e.kind === "timeout" || e.kind === "closed") && e.phase === "greeting") {
               this.health.failed(key, e.kind === "timeout" ? "no greeting (timed out)" : "connection closed before the greeting");
             }
-            return { final: new Map(), error: { dest, detail: e.message, status: e instanceof TlsHandshakeError ? "4.7.5" : "4.4.2" } };
+            return { final: new Map(), error: { dest, detail: e.message, status: localStatusOf(e) } };
           }
           throw e;
         }
@@ -295,8 +296,9 @@ export class SmtpCourier implements Courier {
           // dotSent — RFC 5321 §6.1 spirit: the message may be delivered; retrying elsewhere now
           // would duplicate it. local — our own fault (spool read), another host won't help.
           // Recipients the server had already refused at RCPT keep that answer.
-          const reply = e.dotSent ? `451 4.4.2 connection to ${dest.host}[${dest.ip}] lost after end of data (${e.message})` : `451 4.3.0 local error: ${e.message}`;
-          const status = e.dotSent ? "4.4.2" : "4.3.0";
+          const failure = e.dotSent ? "badConnection" : "localError";
+          const reply = localReply(failure, e.dotSent ? `connection to ${dest.host}[${dest.ip}] lost after end of data (${e.message})` : `local error: ${e.message}`);
+          const status = LOCAL_STATUS[failure];
           const final = this.all(pending, req, { outcome: "transient", reply, status, remote: false, ...at, ...(tls ? { tls } : {}) });
           if (e.rcpt) {
             const rc = e.rcpt;
@@ -314,11 +316,11 @@ export class SmtpCourier implements Courier {
           continue;
         }
         if (e.reply) return { final: new Map(), error: { dest, reply: e.reply, status: statusOf(e.reply) } };
-        return { final: new Map(), error: { dest, detail: `${e.message}`, status: "4.4.2" } };
+        return { final: new Map(), error: { dest, detail: `${e.message}`, status: localStatusOf(e) } };
       }
 
       const final = new Map<number, RecipientResult>();
-      let error: LastError | undefined;
+      let error: HostFailure | undefined;
       tx.replies.forEach((reply, j) => {
         const i = pending[j]!;
         const remote = tx.remote[j]!;

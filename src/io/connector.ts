@@ -2,6 +2,8 @@
 // replace it; the courier and the SMTP client never import node:net or node:tls themselves).
 import * as net from "node:net";
 import * as tls from "node:tls";
+import { waitForEvent } from "./wait-event.js";
+import { MxdError } from "../core/errors.js";
 
 export interface ConnectOptions {
   host: string;
@@ -20,20 +22,21 @@ export interface TlsUpgradeOptions {
 export type ConnectErrorKind = "refused" | "timeout" | "reset" | "unreachable" | "other";
 
 /** A connection could not be made (or a TLS handshake failed): the next address should be tried. */
-export class ConnectError extends Error {
+export class ConnectError extends MxdError {
   constructor(
     readonly kind: ConnectErrorKind,
-    readonly code: string,
+    /** The system error code (ECONNREFUSED, ETIMEDOUT, …). */
+    readonly sysCode: string,
     message: string,
   ) {
-    super(message);
+    super("MXD_CONNECT", message);
     this.name = "ConnectError";
   }
 }
 
-export class TlsHandshakeError extends Error {
-  constructor(message: string, readonly code: string) {
-    super(message);
+export class TlsHandshakeError extends MxdError {
+  constructor(message: string, /** The system or OpenSSL error code. */ readonly sysCode: string) {
+    super("MXD_TLS_HANDSHAKE", message);
     this.name = "TlsHandshakeError";
   }
 }
@@ -64,71 +67,39 @@ export function connectErrorKind(code: string | undefined): ConnectErrorKind {
   }
 }
 
-export function connect(opts: ConnectOptions): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({
-      host: opts.host,
-      port: opts.port,
-      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
-    });
-    const timer = setTimeout(() => {
-      cleanup();
-      socket.destroy();
-      reject(new ConnectError("timeout", "ETIMEDOUT", `connect to ${opts.host}:${opts.port} timed out after ${opts.timeoutMs} ms`));
-    }, opts.timeoutMs);
-    const onError = (e: NodeJS.ErrnoException) => {
-      cleanup();
-      socket.destroy();
-      reject(new ConnectError(connectErrorKind(e.code), e.code ?? "UNKNOWN", `connect to ${opts.host}:${opts.port}: ${e.message}`));
-    };
-    const onConnect = () => {
-      cleanup();
-      socket.setNoDelay(true);
-      resolve(socket);
-    };
-    function cleanup() {
-      clearTimeout(timer);
-      socket.off("error", onError);
-      socket.off("connect", onConnect);
-    }
-    socket.once("error", onError);
-    socket.once("connect", onConnect);
+export async function connect(opts: ConnectOptions): Promise<net.Socket> {
+  const socket = net.connect({
+    host: opts.host,
+    port: opts.port,
+    ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
   });
+  await waitForEvent(socket, "connect", {
+    timeoutMs: opts.timeoutMs,
+    timeout: () => new ConnectError("timeout", "ETIMEDOUT", `connect to ${opts.host}:${opts.port} timed out after ${opts.timeoutMs} ms`),
+    fail: { error: (e: NodeJS.ErrnoException) => new ConnectError(connectErrorKind(e.code), e.code ?? "UNKNOWN", `connect to ${opts.host}:${opts.port}: ${e.message}`) },
+    onFail: () => socket.destroy(),
+  });
+  socket.setNoDelay(true);
+  return socket;
 }
 
 /**
  * STARTTLS client side (RFC 3207). Opportunistic, Postfix security level "may": the
  * certificate is not verified (RFC 7435 §1.3: unauthenticated encryption beats cleartext).
  */
-export function upgradeTls(socket: net.Socket, opts: TlsUpgradeOptions): Promise<tls.TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const servername = opts.servername && net.isIP(opts.servername) === 0 ? opts.servername.replace(/\.$/, "") : undefined;
-    const secure = tls.connect({ socket, rejectUnauthorized: false, ...(servername ? { servername } : {}) });
-    const timer = setTimeout(() => {
-      cleanup();
-      secure.destroy();
-      reject(new TlsHandshakeError(`TLS handshake timed out after ${opts.timeoutMs} ms`, "ETIMEDOUT"));
-    }, opts.timeoutMs);
-    const onError = (e: NodeJS.ErrnoException) => {
-      cleanup();
-      secure.destroy();
-      reject(new TlsHandshakeError(`TLS handshake failed: ${e.message}`, e.code ?? "UNKNOWN"));
-    };
-    const onClose = () => onError(Object.assign(new Error("connection closed during handshake"), { code: "ECONNRESET" }));
-    const onSecure = () => {
-      cleanup();
-      resolve(secure);
-    };
-    function cleanup() {
-      clearTimeout(timer);
-      secure.off("error", onError);
-      secure.off("close", onClose);
-      secure.off("secureConnect", onSecure);
-    }
-    secure.once("error", onError);
-    secure.once("close", onClose);
-    secure.once("secureConnect", onSecure);
+export async function upgradeTls(socket: net.Socket, opts: TlsUpgradeOptions): Promise<tls.TLSSocket> {
+  const servername = opts.servername && net.isIP(opts.servername) === 0 ? opts.servername.replace(/\.$/, "") : undefined;
+  const secure = tls.connect({ socket, rejectUnauthorized: false, ...(servername ? { servername } : {}) });
+  await waitForEvent(secure, "secureConnect", {
+    timeoutMs: opts.timeoutMs,
+    timeout: () => new TlsHandshakeError(`TLS handshake timed out after ${opts.timeoutMs} ms`, "ETIMEDOUT"),
+    fail: {
+      error: (e: NodeJS.ErrnoException) => new TlsHandshakeError(`TLS handshake failed: ${e.message}`, e.code ?? "UNKNOWN"),
+      close: () => new TlsHandshakeError("TLS handshake failed: connection closed during handshake", "ECONNRESET"),
+    },
+    onFail: () => secure.destroy(),
   });
+  return secure;
 }
 
 export const nodeConnector: Connector = { connect, upgradeTls };

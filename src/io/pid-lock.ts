@@ -3,6 +3,7 @@
 // question while it exists; the pid file still answers when someone deleted the socket.
 import { promises as fsp, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { MxdError } from "../core/errors.js";
 
 export const PID_FILE = "mxd.pid";
 
@@ -34,13 +35,13 @@ export interface PidLock {
   release(): Promise<void>;
 }
 
-/** Take the spool's lock or throw (code EMXDRUNNING) naming the running daemon's pid. */
+/** Take the spool's lock or throw (code MXD_ALREADY_RUNNING) naming the running daemon's pid. */
 export async function acquirePidLock(spoolDir: string): Promise<PidLock> {
   await fsp.mkdir(spoolDir, { recursive: true });
   const path = join(spoolDir, PID_FILE);
   const holder = lockHolder(spoolDir);
   if (holder !== undefined && holder !== process.pid) {
-    throw Object.assign(new Error(`another mxd is already running on spool ${spoolDir} (pid ${holder} in ${path})`), { code: "EMXDRUNNING" });
+    throw new MxdError("MXD_ALREADY_RUNNING", `another mxd is already running on spool ${spoolDir} (pid ${holder} in ${path})`);
   }
   // Free, stale, or ours (several daemons inside one test process are told apart by the admin socket).
   const tmp = `${path}.${process.pid}.tmp`;
@@ -52,7 +53,7 @@ export async function acquirePidLock(spoolDir: string): Promise<PidLock> {
     // A full file system: the stale lock file's block can still be overwritten in place
     // (padded to its old length, never truncated, so no new block is needed).
     if (!(await overwriteInPlace(path, process.pid))) {
-      throw Object.assign(new Error(`cannot write the spool lock ${path}: ${(e as Error).message}`), { code: (e as NodeJS.ErrnoException).code ?? "EIO" });
+      throw new MxdError("MXD_LOCK_IO", `cannot write the spool lock ${path}: ${(e as Error).message}`, { cause: e });
     }
   }
   return {

@@ -2,6 +2,7 @@
 // the servers from `dns.servers` (empty = system resolver). Errors are mapped to three kinds so
 // that policy code never sees node error codes.
 import { Resolver as NodeResolver } from "node:dns/promises";
+import { MxdError } from "../core/errors.js";
 
 export interface MxRecord {
   exchange: string;
@@ -10,9 +11,9 @@ export interface MxRecord {
 
 export type DnsErrorKind = "nxdomain" | "nodata" | "temporary";
 
-export class DnsError extends Error {
-  constructor(readonly kind: DnsErrorKind, readonly name_: string, readonly code: string) {
-    super(`DNS ${kind} for ${name_} (${code})`);
+export class DnsError extends MxdError {
+  constructor(readonly kind: DnsErrorKind, readonly name_: string, /** The resolver's code (ENOTFOUND, ESERVFAIL, …). */ readonly dnsCode: string) {
+    super("MXD_DNS", `DNS ${kind} for ${name_} (${dnsCode})`);
     this.name = "DnsError";
   }
 }

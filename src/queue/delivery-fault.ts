@@ -4,6 +4,7 @@
 // like any deferral (issue 13, bug 2: it used to keep "next: now" with no reason, unretried).
 // Pure.
 import type { DeliveryRecipient, RecipientResult } from "../delivery/courier.js";
+import { LOCAL_STATUS, localReply } from "../core/errors.js";
 
 /** Longest error text kept in the recipient's history (design.md: bounded by construction). */
 const MAX_DETAIL = 300;
@@ -16,8 +17,8 @@ export function faultResults(recipients: readonly DeliveryRecipient[], err: unkn
   return recipients.map((r) => ({
     recipient: r.address,
     outcome: "transient" as const,
-    reply: `451 4.3.0 local error in delivery: ${detail}`,
-    status: "4.3.0",
+    reply: localReply("localError", `local error in delivery: ${detail}`),
+    status: LOCAL_STATUS.localError,
     remote: false,
   }));
 }

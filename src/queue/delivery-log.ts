@@ -10,7 +10,7 @@
 import type { Config } from "../config.js";
 import type { MessageMeta, RecipientState } from "../core/envelope.js";
 import type { RecipientResult } from "../delivery/courier.js";
-import { findRoute } from "../delivery/router.js";
+import { findRoute } from "../core/routes.js";
 import { hostAndPort } from "../core/host-port.js";
 
 export type LogStatus = "sent" | "deferred" | "bounced" | "expired";

@@ -7,7 +7,10 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Readable } from "node:stream";
 import { REPLY_LIMITS, ReplyAssembler, ReplyParseError, classifyReply, decodeReplyLine, formatReply, makeReply, type SmtpReply } from "../core/smtp-reply.js";
-import { encodeXtext } from "../core/address.js";
+import { encodeXtext, notifyParam, orcptParam } from "../core/esmtp-params.js";
+import { DotStuffer } from "./protocol.js";
+import { waitForEvent } from "../io/wait-event.js";
+import { MxdError } from "../core/errors.js";
 
 /** Client timeouts in ms, RFC 5321 §4.5.3.2 (from delivery.timeouts). */
 export interface ClientTimeouts {
@@ -38,7 +41,7 @@ export interface RcptOutcome {
  * have been delivered. `reply`: the server's own reply that ended the session (a 421).
  * `rcpt`: set when the break came after the RCPT replies were known.
  */
-export class SessionError extends Error {
+export class SessionError extends MxdError {
   rcpt?: RcptOutcome;
   constructor(
     readonly kind: SessionErrorKind,
@@ -47,7 +50,7 @@ export class SessionError extends Error {
     readonly dotSent = false,
     readonly reply?: SmtpReply,
   ) {
-    super(message);
+    super("MXD_SMTP_SESSION", message);
     this.name = "SessionError";
   }
 }
@@ -291,82 +294,6 @@ class ReplyReader {
   }
 }
 
-/**
- * Streaming transparency for DATA (RFC 5321 §4.5.2) and line-end hygiene (§2.3.8): every line
- * that starts with "." gets another "."; bare LF and bare CR become CRLF, so the remote can
- * never see an end-of-data sequence we did not mean (SMTP smuggling, CVE-2023-51764..6).
- * State carries across chunks; memory is one output buffer per input chunk.
- */
-export class DotStuffer {
-  private lineStart = true;
-  private pendingCR = false;
-
-  push(chunk: Uint8Array): Buffer {
-    // Worst case each octet doubles ("\n" → "\r\n", "." at line start → ".."), plus a pending CR.
-    const out = Buffer.allocUnsafe(chunk.length * 2 + 2);
-    let o = 0;
-    for (let i = 0; i < chunk.length; i++) {
-      const b = chunk[i]!;
-      if (this.pendingCR) {
-        this.pendingCR = false;
-        out[o++] = 13;
-        out[o++] = 10;
-        this.lineStart = true;
-        if (b === 10) continue; // a proper CRLF
-        // else: a bare CR, written as a line end
-      }
-      if (b === 13) {
-        this.pendingCR = true;
-        continue;
-      }
-      if (b === 10) {
-        out[o++] = 13;
-        out[o++] = 10;
-        this.lineStart = true;
-        continue;
-      }
-      if (this.lineStart && b === 46) out[o++] = 46;
-      out[o++] = b;
-      this.lineStart = false;
-    }
-    return out.subarray(0, o);
-  }
-
-  /** The tail: a CRLF if the last line was unterminated, then the end-of-data ".\r\n". */
-  end(): Buffer {
-    let s = "";
-    if (this.pendingCR) {
-      s += "\r\n";
-      this.pendingCR = false;
-      this.lineStart = true;
-    }
-    if (!this.lineStart) s += "\r\n";
-    this.lineStart = true;
-    return Buffer.from(s + ".\r\n", "latin1");
-  }
-}
-
-// RFC 3461 §4: ENVID and ORCPT go out as xtext. The queue stores them decoded (the server
-// decodes what clients send), so they are always encoded here: a stored "a+41" must reach the
-// next hop as "a+2B41", not be mistaken for already-encoded xtext.
-export const xtext = encodeXtext;
-
-function orcptParam(orcpt: string): string {
-  const semi = orcpt.indexOf(";");
-  // RFC 3461 §4.2: addr-type is an atom; anything else is taken as a whole rfc822 address, so
-  // that no octet of it reaches the command line unencoded.
-  if (semi < 0 || !/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(orcpt.slice(0, semi))) return `rfc822;${xtext(orcpt)}`;
-  return `${orcpt.slice(0, semi)};${xtext(orcpt.slice(semi + 1))}`;
-}
-
-/** RFC 3461 §4.1: NEVER, or a list of SUCCESS, FAILURE, DELAY. Undefined = leave NOTIFY out. */
-function notifyParam(notify: readonly string[]): string | undefined {
-  const v = [...new Set(notify.map((n) => n.toUpperCase()))];
-  if (v.length === 0 || !v.every((n) => n === "NEVER" || n === "SUCCESS" || n === "FAILURE" || n === "DELAY")) return undefined;
-  if (v.includes("NEVER") && v.length > 1) return undefined;
-  return v.join(",");
-}
-
 /** No CR, LF or other controls in a path we put on a command line (command injection). */
 function safePath(addr: string): boolean {
   return !/[\x00-\x1f\x7f<>]/.test(addr) && addr.length <= 254;
@@ -554,7 +481,7 @@ export class SmtpClientSession {
     if (this.ext.dsn) {
       // RFC 3461 §4.3, §4.4: only to a server that offers DSN.
       if (req.ret) mailCmd += ` RET=${req.ret}`;
-      if (req.envid) mailCmd += ` ENVID=${xtext(req.envid)}`;
+      if (req.envid) mailCmd += ` ENVID=${encodeXtext(req.envid)}`;
     }
 
     const rcptCmds: (string | undefined)[] = req.recipients.map((r) => {
@@ -703,26 +630,10 @@ export class SmtpClientSession {
   private drain(): Promise<void> {
     const socket = this.socket;
     if (socket.destroyed) return Promise.reject(new SessionError("closed", "body", "connection closed while sending data"));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        done();
-        reject(new SessionError("timeout", "body", `timeout after ${this.opts.timeouts.dataBlock} ms sending a data block`));
-      }, this.opts.timeouts.dataBlock);
-      const onDrain = () => {
-        done();
-        resolve();
-      };
-      const onClose = () => {
-        done();
-        reject(new SessionError("closed", "body", "connection closed while sending data"));
-      };
-      function done() {
-        clearTimeout(timer);
-        socket.off("drain", onDrain);
-        socket.off("close", onClose);
-      }
-      socket.on("drain", onDrain);
-      socket.on("close", onClose);
+    return waitForEvent(socket, "drain", {
+      timeoutMs: this.opts.timeouts.dataBlock,
+      timeout: () => new SessionError("timeout", "body", `timeout after ${this.opts.timeouts.dataBlock} ms sending a data block`),
+      fail: { close: () => new SessionError("closed", "body", "connection closed while sending data") },
     });
   }
 

@@ -2,6 +2,7 @@
 // - CommandReader splits the command stream into lines without unbounded buffering.
 // - DataReader turns DATA bytes into message bytes: dot-unstuffing, end-of-data detection
 //   only at <CRLF>.<CRLF>, and flags for bare CR/LF, overlong lines and 8-bit octets.
+// - DotStuffer is the other direction (our client's DATA): dot-stuffing and line-end hygiene.
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -168,5 +169,60 @@ export class DataReader {
       if (this.lineLen > this.maxLine) this.longLine = true;
     }
     return { out: out.subarray(0, o), done: false };
+  }
+}
+
+/**
+ * Streaming transparency for DATA (RFC 5321 §4.5.2) and line-end hygiene (§2.3.8): every line
+ * that starts with "." gets another "."; bare LF and bare CR become CRLF, so the remote can
+ * never see an end-of-data sequence we did not mean (SMTP smuggling, CVE-2023-51764..6).
+ * State carries across chunks; memory is one output buffer per input chunk.
+ */
+export class DotStuffer {
+  private lineStart = true;
+  private pendingCR = false;
+
+  push(chunk: Uint8Array): Buffer {
+    // Worst case each octet doubles ("\n" → "\r\n", "." at line start → ".."), plus a pending CR.
+    const out = Buffer.allocUnsafe(chunk.length * 2 + 2);
+    let o = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (this.pendingCR) {
+        this.pendingCR = false;
+        out[o++] = 13;
+        out[o++] = 10;
+        this.lineStart = true;
+        if (b === 10) continue; // a proper CRLF
+        // else: a bare CR, written as a line end
+      }
+      if (b === 13) {
+        this.pendingCR = true;
+        continue;
+      }
+      if (b === 10) {
+        out[o++] = 13;
+        out[o++] = 10;
+        this.lineStart = true;
+        continue;
+      }
+      if (this.lineStart && b === 46) out[o++] = 46;
+      out[o++] = b;
+      this.lineStart = false;
+    }
+    return out.subarray(0, o);
+  }
+
+  /** The tail: a CRLF if the last line was unterminated, then the end-of-data ".\r\n". */
+  end(): Buffer {
+    let s = "";
+    if (this.pendingCR) {
+      s += "\r\n";
+      this.pendingCR = false;
+      this.lineStart = true;
+    }
+    if (!this.lineStart) s += "\r\n";
+    this.lineStart = true;
+    return Buffer.from(s + ".\r\n", "latin1");
   }
 }

@@ -3,9 +3,11 @@
 // action for the socket layer; no sockets, no files here.
 import type { Config } from "../config.js";
 import { newRecipient, type EsmtpParams, type RecipientState } from "../core/envelope.js";
-import { decodeXtext, parsePath, type Mailbox } from "../core/address.js";
+import { parsePath, type Mailbox } from "../core/address.js";
+import { parseEnvid, parseNotify, parseOrcpt } from "../core/esmtp-params.js";
 import { isLocalDomain, localMailbox } from "../core/local-domains.js";
 import { rfc5322Date } from "../core/date.js";
+import { unmapIPv4 } from "../core/cidr.js";
 
 export type SessionAction = "none" | "close" | "starttls" | "data";
 
@@ -67,7 +69,8 @@ export class ServerSession {
     this.tx = undefined;
   }
 
-  private error(reply: string): CommandResult {
+  /** A refused command: counted, and the connection closes at limits.maxErrors (the socket layer's refusals count too). */
+  error(reply: string): CommandResult {
     this.errors++;
     if (this.errors >= this.env.config.limits.maxErrors) {
       return { replies: [reply, `421 4.7.0 ${this.host} Error: too many errors`], action: "close" };
@@ -203,8 +206,8 @@ export class ServerSession {
           break;
         }
         case "ENVID": {
-          const envid = v === undefined ? undefined : decodeXtext(v);
-          if (envid === undefined || envid.length > 100) return this.error(r(501, "5.5.4", "Bad ENVID= value"));
+          const envid = parseEnvid(v);
+          if (envid === undefined) return this.error(r(501, "5.5.4", "Bad ENVID= value"));
           params.envid = envid;
           break;
         }
@@ -243,15 +246,11 @@ export class ServerSession {
       if (!this.esmtp) return this.error(r(555, "5.5.4", "Error: parameters need EHLO"));
       const [k, v] = splitParam(p);
       if (k === "NOTIFY") {
-        const vals = (v ?? "").toUpperCase().split(",");
-        const okVals = vals.every((x) => ["NEVER", "SUCCESS", "FAILURE", "DELAY"].includes(x));
-        // RFC 3461 §4.1: NEVER must appear alone.
-        if (!v || !okVals || (vals.includes("NEVER") && vals.length > 1)) return this.error(r(501, "5.5.4", "Bad NOTIFY= value"));
-        notify = vals;
+        notify = parseNotify(v);
+        if (!notify) return this.error(r(501, "5.5.4", "Bad NOTIFY= value"));
       } else if (k === "ORCPT") {
-        const dec = v === undefined ? undefined : decodeXtext(v);
-        if (!dec || !/^[A-Za-z0-9-]+;.+/.test(dec) || dec.length > 500) return this.error(r(501, "5.5.4", "Bad ORCPT= value"));
-        orcpt = dec;
+        orcpt = parseOrcpt(v);
+        if (!orcpt) return this.error(r(501, "5.5.4", "Bad ORCPT= value"));
       } else return this.error(r(555, "5.5.4", `Unsupported option: ${p.slice(0, 40)}`));
     }
     // Local drop domains take mail from anyone, but only for known mailboxes (or a catch-all).
@@ -287,7 +286,7 @@ export class ServerSession {
 
   /** The Received: header this hop adds (RFC 5321 §4.4), CRLF-terminated. */
   receivedHeader(id: string, date: Date): string {
-    const ip = this.env.clientIp.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, "$1");
+    const ip = unmapIPv4(this.env.clientIp);
     const lit = ip.includes(":") ? `IPv6:${ip}` : ip;
     const helo = (this.helo ?? "unknown").replace(/[^\x21-\x7e]/g, "?").slice(0, 100);
     // RFC 3848 / RFC 6531 §3.7.3: ESMTP, ESMTPS; UTF8SMTP, UTF8SMTPS with SMTPUTF8.

@@ -10,7 +10,7 @@ import { rejectFields } from "./reject-log.js";
 import type { Logger } from "../io/log.js";
 import type { Spool, SpoolWriter } from "../spool/spool.js";
 import { CommandReader, DataReader } from "./protocol.js";
-import { smtpReplyFor } from "../core/errors.js";
+import { SPOOL_WRITE_ERROR, localReply, smtpReplyFor } from "../core/errors.js";
 import { admit, idleTimeout, underStress } from "./admission.js";
 import { ServerSession } from "./server-session.js";
 
@@ -314,7 +314,7 @@ class Connection {
 
   private onTimeout(): void {
     this.log.info({ phase: this.data ? "data" : "command" }, "timeout");
-    this.send([`421 4.4.2 ${this.cfg.hostname} Error: timeout exceeded`]);
+    this.send([localReply("badConnection", `${this.cfg.hostname} Error: timeout exceeded`, 421)]);
     this.close();
   }
 
@@ -363,7 +363,7 @@ class Connection {
       }
     } catch (e) {
       this.log.error({ err: e }, "session failure");
-      this.send(["421 4.3.0 Error: internal error, closing connection"]);
+      this.send([localReply("localError", "Error: internal error, closing connection", 421)]);
       this.close();
     } finally {
       this.busy = false;
@@ -379,12 +379,9 @@ class Connection {
   }
 
   private errorReply(reply: string): string[] {
-    this.session.errors++;
-    if (this.session.errors >= this.cfg.limits.maxErrors) {
-      this.closeAfterFlush = true;
-      return [reply, `421 4.7.0 ${this.cfg.hostname} Error: too many errors`];
-    }
-    return [reply];
+    const res = this.session.error(reply);
+    if (res.action === "close") this.closeAfterFlush = true;
+    return res.replies;
   }
   private closeAfterFlush = false;
 
@@ -491,7 +488,7 @@ class Connection {
     if (d.reader.longLine) return fail("554 5.6.0 Error: message line longer than 1000 octets (RFC 5321 §4.5.3.1.6)", "long line");
     if (d.diskError || !d.writer) {
       this.log.error({ err: d.diskError?.message }, "spool write failed");
-      return this.reply(["451 4.3.0 Error: queue file write error, try again later"]);
+      return this.reply([SPOOL_WRITE_ERROR]);
     }
     try {
       const meta = await d.writer.commit(

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { MessageMeta } from "../core/envelope.js";
 import { EXCERPT_MAX, excerpt } from "../core/smtp-reply.js";
+import { MxdError } from "../core/errors.js";
 
 // Crockford base32: sortable, case-insensitive-safe, no I/L/O/U.
 const B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -112,10 +113,9 @@ export const messageMetaSchema = z
   .passthrough();
 
 /** A state file that is not a valid version-1 entry (torn, hand-edited, wrong shape). */
-export class BadStateError extends Error {
-  readonly code = "EBADSTATE";
+export class BadStateError extends MxdError {
   constructor(message: string) {
-    super(message);
+    super("MXD_SPOOL_INVALID", message);
     this.name = "BadStateError";
   }
 }

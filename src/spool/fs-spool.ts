@@ -15,10 +15,11 @@ import type { ScanProblem, Spool, SpoolWriter } from "./spool.js";
 import { BODY_EXT, META_EXT, BadStateError, decodeMeta, encodeMeta, isQueueId, newQueueId } from "./format.js";
 import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
 import { readFileHead, syncDir, writeFileSynced } from "../io/durable-file.js";
+import { MxdError } from "../core/errors.js";
 
-export class SpoolError extends Error {
-  constructor(message: string, override readonly cause?: unknown) {
-    super(message);
+export class SpoolError extends MxdError {
+  constructor(message: string, cause?: unknown) {
+    super("MXD_SPOOL_IO", message, cause === undefined ? undefined : { cause });
     this.name = "SpoolError";
   }
 }

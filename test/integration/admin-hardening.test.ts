@@ -182,7 +182,7 @@ test("GET /queue to a client that stops reading: the stream is abandoned, not bu
   const { admin, port, spoolDir } = await server({ timeouts: { writeStall: 500 } });
   await fillSpool(spoolDir, 20_000);
   const spool = new JournalSpool({ dir: spoolDir, readOnly: true });
-  admin.attach({ queue: { pauseState: { ...INITIAL_CONTROL, pausedDomains: [] } } as unknown as QueueManager, spool, metrics: () => "", status: async () => ({}) });
+  admin.attach({ queue: { pauseState: { ...INITIAL_CONTROL, pausedDomains: [] } } as unknown as QueueManager, spool, metrics: () => "", status: async () => ({}) as never });
   // A reader that never reads: the server's writes block on back-pressure, then give up.
   const r = await raw(port, `GET /queue HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`, { waitMs: 15_000 });
   assert.ok(r.closed, "the server closed the stalled response");

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeXtext, encodeXtext, parseMailbox, parsePath, type Mailbox, type ParsedPath, type PathError } from "../../src/core/address.js";
+import { parseMailbox, parsePath, type Mailbox, type ParsedPath, type PathError } from "../../src/core/address.js";
+import { decodeXtext, encodeXtext } from "../../src/core/esmtp-params.js";
 
 function ok(r: ParsedPath | PathError, what: string): ParsedPath {
   if ("error" in r) assert.fail(`${what}: unexpected error ${r.error}`);

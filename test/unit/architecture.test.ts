@@ -1,5 +1,6 @@
 // Keeps the module graph honest (design.md, "Rules of the house"): core/ is pure, only the
-// I/O modules touch the network, DNS, the file system or HTTP, and imports have no cycles.
+// I/O modules touch the network, DNS, the file system or HTTP, no module imports a layer above
+// its own, and imports have no cycles.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync, statSync } from "node:fs";
@@ -76,4 +77,42 @@ test("the import graph has no cycles", () => {
     state.set(n, 2);
   };
   for (const n of graph.keys()) visit(n);
+});
+
+// Layers, lowest first (docs/architecture.md): core ← config ← io/spool/smtp ← delivery/bounce
+// ← queue ← admin ← cli/main. A module may import its own layer and those below, type-only
+// imports included: a type from above is a dependency on above all the same.
+const LAYERS: [RegExp, number, string][] = [
+  [/^core\//, 0, "core"],
+  [/^config(-describe)?\.ts$/, 1, "config"],
+  [/^(io|spool|smtp)\//, 2, "io/spool/smtp"],
+  [/^(delivery|bounce)\//, 3, "delivery/bounce"],
+  [/^queue\//, 4, "queue"],
+  [/^admin\//, 5, "admin"],
+  [/^(cli\/|cli\.ts$|main\.ts$)/, 6, "cli/main"],
+];
+
+function layerOf(f: string): [number, string] {
+  const l = LAYERS.find(([re]) => re.test(f));
+  assert.ok(l, `${f} belongs to no layer: add it to LAYERS and to docs/architecture.md`);
+  return [l[1], l[2]];
+}
+
+test("no module imports a layer above its own", () => {
+  for (const f of all) {
+    const [mine, myName] = layerOf(f);
+    for (const i of imports(join(SRC, f))) {
+      if (!i.spec.startsWith(".")) continue;
+      const target = relative(SRC, resolve(dirname(join(SRC, f)), i.spec)).replace(/\.js$/, ".ts");
+      const [theirs, theirName] = layerOf(target);
+      assert.ok(theirs <= mine, `${f} (${myName}) imports ${target} (${theirName}), a layer above it`);
+    }
+  }
+});
+
+test("the layer check sees an upward import", () => {
+  // The check itself must be able to fail: a delivery module importing the queue would.
+  assert.ok(layerOf("queue/worker.ts")[0] > layerOf("delivery/router.ts")[0]);
+  assert.ok(layerOf("delivery/router.ts")[0] > layerOf("smtp/server-session.ts")[0]);
+  assert.ok(layerOf("smtp/server-session.ts")[0] > layerOf("core/local-domains.ts")[0]);
 });

@@ -14,7 +14,9 @@ import {
   splitEnhanced,
   statusOf,
 } from "../../src/core/smtp-reply.js";
-import { DotStuffer, parseExtensions, xtext } from "../../src/smtp/client.js";
+import { parseExtensions } from "../../src/smtp/client.js";
+import { DotStuffer } from "../../src/smtp/protocol.js";
+import { encodeXtext as xtext } from "../../src/core/esmtp-params.js";
 
 test("parseReplyLine: code, continuation flag and text", () => {
   const cases: [string, ReturnType<typeof parseReplyLine>][] = [
