@@ -8,6 +8,7 @@ import { startDaemon } from "./main.js";
 import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
 import { spoolCommand } from "./cli/spool.js";
+import { userCommand } from "./cli/user.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -19,6 +20,7 @@ commands:
   status [--json]                              is mxd running, listeners, queue counts, pauses, last errors
   --version                                    print the version
   spool check [--json]                         verify the spool journal: checksums, damage, unreadable states
+  user add|passwd|delete|list [NAME]           submission users (auth.usersFile; mxd user --help)
 
 --config FILE defaults to ./mxd.json when it exists, else $MXD_CONFIG, else /etc/mxd/mxd.json
 when it exists, else the embedded default config.
@@ -96,6 +98,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case "spool":
         return await spoolCommand(rest);
+      case "user":
+        return await userCommand(rest);
       case undefined:
       case "help":
       case "--help":
