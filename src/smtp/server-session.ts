@@ -318,7 +318,9 @@ export class ServerSession {
         }
         case "AUTH": {
           // RFC 4954 §5: AUTH=<mailbox> (xtext) or AUTH=<>. Trusted only from an authenticated
-          // client and for a sender it may use; anything else is kept as AUTH=<>.
+          // client and for a sender it may use; anything else is kept as AUTH=<>. A relay
+          // listener does not offer AUTH, so there it is an unknown parameter as before.
+          if (!this.submission) return this.error(r(555, "5.5.4", `Unsupported option: ${p.slice(0, 40)}`));
           const dec = v === undefined ? undefined : decodeXtext(v);
           if (dec === undefined) return this.error(r(501, "5.5.4", "Bad AUTH= value"));
           if (dec === "<>") {

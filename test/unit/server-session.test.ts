@@ -172,7 +172,7 @@ test("submission: an authenticated user relays, only with its own senders (553 5
   assert.match(relay.receivedHeader("0123456789ABCDEF", new Date(0)), /with ESMTPS id/);
 });
 
-test("AUTH= on MAIL (RFC 4954 §5): kept when trusted, <> otherwise; malformed refused", () => {
+test("AUTH= on MAIL (RFC 4954 §5): kept when trusted, <> otherwise; malformed refused; not on relay listeners", () => {
   const cases: [string[] | undefined, string, string | undefined | RegExp][] = [
     // [senders of the authenticated user (undefined: relay listener, no AUTH), MAIL line, params.auth or refusal]
     [["*"], "MAIL FROM:<a@x.test> AUTH=<>", ""],
@@ -180,8 +180,9 @@ test("AUTH= on MAIL (RFC 4954 §5): kept when trusted, <> otherwise; malformed r
     [["*"], "MAIL FROM:<a@x.test> AUTH=a+2Bb@x.test", "a+b@x.test"],
     [["@x.test"], "MAIL FROM:<a@x.test> AUTH=other@y.test", ""],
     [["@x.test"], "MAIL FROM:<a@x.test>", undefined],
-    [undefined, "MAIL FROM:<a@x.test> AUTH=a@x.test", ""],
-    [undefined, "MAIL FROM:<a@x.test> AUTH=<>", ""],
+    // A relay listener does not offer AUTH: an unknown parameter, as before.
+    [undefined, "MAIL FROM:<a@x.test> AUTH=a@x.test", /^555 5\.5\.4 /],
+    [undefined, "MAIL FROM:<a@x.test> AUTH=<>", /^555 5\.5\.4 /],
     [["*"], "MAIL FROM:<a@x.test> AUTH=", /^501 5\.5\.4 Bad AUTH= value/],
     [["*"], "MAIL FROM:<a@x.test> AUTH=a+zz@x.test", /^501 5\.5\.4 Bad AUTH= value/],
     [["*"], "MAIL FROM:<a@x.test> AUTH=not-an-address", /^501 5\.5\.4 Bad AUTH= value/],
