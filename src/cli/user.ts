@@ -29,8 +29,8 @@ changes at the next AUTH. Exit 0: done; 1: failed (user exists / unknown, file p
 export const MIN_PASSWORD = 8;
 
 export interface UserIo {
-  /** The password: prompted twice on a TTY, else stdin's first line. */
-  readPassword(): Promise<string>;
+  /** The password: prompted twice on a TTY (undefined: the two differ), else stdin's first line. */
+  readPassword(): Promise<string | undefined>;
   out(line: string): void;
   err(line: string): void;
 }
@@ -80,6 +80,7 @@ export async function userCommand(argv: string[], io: UserIo = processIo()): Pro
   let hash: string | undefined;
   if (sub !== "delete") {
     const pw = await io.readPassword();
+    if (pw === undefined) return fail(io, `mxd user ${sub}: the passwords do not match (nothing changed)`);
     const pp = passwordProblem(pw);
     if (pp) {
       io.err(`mxd user ${sub}: ${pp}`);
@@ -125,10 +126,8 @@ function processIo(): UserIo {
     err: (l) => console.error(l),
     async readPassword() {
       if (!process.stdin.isTTY) return firstLine(process.stdin);
-      const a = await promptHidden("Password: ");
-      const b = await promptHidden("Password (again): ");
-      if (a !== b) throw new UsageError("the passwords do not match (nothing changed)");
-      return a;
+      const [a, b] = await promptHidden(["Password: ", "Password (again): "]);
+      return a === b ? a! : undefined;
     },
   };
 }
@@ -144,15 +143,27 @@ export async function firstLine(input: NodeJS.ReadableStream): Promise<string> {
   return (nl >= 0 ? buf.slice(0, nl) : buf).replace(/\r$/, "");
 }
 
-/** A terminal prompt that does not echo what is typed. */
-async function promptHidden(prompt: string): Promise<string> {
-  process.stderr.write(prompt);
+/**
+ * Terminal prompts that do not echo what is typed; one readline interface for all of them, so
+ * that a second line already typed (or pasted) is not lost between two prompts.
+ */
+async function promptHidden(prompts: string[]): Promise<string[]> {
   const mute = new Writable({ write: (_c, _e, cb) => cb() });
   const rl = createInterface({ input: process.stdin, output: mute, terminal: true });
+  const lines: string[] = [];
+  const waiting: ((l: string) => void)[] = [];
+  rl.on("line", (l) => (waiting.length ? waiting.shift()!(l) : lines.push(l)));
+  const closed = new Promise<never>((_, reject) => rl.once("close", () => reject(new UsageError("no password given (input closed)"))));
+  closed.catch(() => undefined);
   try {
-    return await new Promise<string>((resolve) => rl.question("", resolve));
+    const out: string[] = [];
+    for (const p of prompts) {
+      process.stderr.write(p);
+      out.push(lines.length ? lines.shift()! : await Promise.race([new Promise<string>((r) => waiting.push(r)), closed]));
+      process.stderr.write("\n");
+    }
+    return out;
   } finally {
     rl.close();
-    process.stderr.write("\n");
   }
 }

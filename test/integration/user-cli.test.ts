@@ -1,4 +1,5 @@
-// `mxd user` as a child process, stdin a pipe (not a TTY): the password is stdin's first line.
+// `mxd user` as a child process: stdin a pipe (not a TTY: the password is stdin's first line),
+// and on a pseudo-terminal made by util-linux `script` (asked twice, not echoed).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, appendFileSync } from "node:fs";
@@ -6,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { CLI } from "../helpers/daemon-process.js";
+import { inCI } from "../helpers/peers.js";
 import { parseUsers } from "../../src/auth/users-file.js";
 import { verifyPassword } from "../../src/auth/password-hash.js";
 
@@ -108,4 +110,40 @@ test("mxd user refusals: exit 1 for the operation, 2 for usage and config; the f
   const nocfg = await run(["list", "--config", bare]);
   assert.equal(nocfg.code, 2);
   assert.match(nocfg.stderr, /auth\.usersFile is not set/);
+});
+
+/** `mxd user ARGS` on a pseudo-terminal (util-linux script); each answer is typed once its prompt shows. */
+function onTty(args: string[], answers: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const cmd = [process.execPath, CLI, "user", ...args].map((a) => `'${a}'`).join(" ");
+    const c = spawn("script", ["-qec", cmd, "/dev/null"], { cwd: dir, stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let prompts = 0;
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const seen = (out.match(/Password[^:]*: /g) ?? []).length;
+      while (prompts < seen && prompts < answers.length) c.stdin.write(answers[prompts++] + "\r");
+    };
+    c.stdout.on("data", onData);
+    c.stderr.on("data", onData);
+    const t = setTimeout(() => c.kill("SIGKILL"), 20_000);
+    c.on("close", (code) => {
+      clearTimeout(t);
+      resolve({ code, out });
+    });
+  });
+}
+
+test("on a terminal: the password is asked twice and not echoed; two different answers change nothing", { skip: statSync("/usr/bin/script", { throwIfNoEntry: false }) || inCI ? false : "missing package: bsdutils (script)" }, async () => {
+  writeFileSync(users, "");
+  const ok = await onTty(["add", "tty-user"], ["typed-password", "typed-password"]);
+  assert.equal(ok.code, 0, ok.out);
+  assert.match(ok.out, /Password: [\s\S]*Password \(again\): /);
+  assert.doesNotMatch(ok.out, /typed-password/, "not echoed");
+  assert.equal(await verifyPassword("typed-password", parseUsers(readFileSync(users, "utf8")).users.get("tty-user")!.hash), true);
+  const before = readFileSync(users, "utf8");
+  const bad = await onTty(["passwd", "tty-user"], ["first-answer", "second-answer"]);
+  assert.equal(bad.code, 1, bad.out);
+  assert.match(bad.out, /the passwords do not match/);
+  assert.equal(readFileSync(users, "utf8"), before);
 });
