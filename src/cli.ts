@@ -9,6 +9,7 @@ import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
 import { spoolCommand } from "./cli/spool.js";
 import { cliMessage, exitStatusFor } from "./core/errors.js";
+import { userCommand } from "./cli/user.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -20,6 +21,7 @@ commands:
   status [--json]                              is mxd running, listeners, queue counts, pauses, last errors
   --version                                    print the version
   spool check [--json]                         verify the spool journal: checksums, damage, unreadable states
+  user add|passwd|delete|list [NAME]           submission users (auth.usersFile; mxd user --help)
 
 --config FILE defaults to ./mxd.json when it exists, else $MXD_CONFIG, else /etc/mxd/mxd.json
 when it exists, else the embedded default config.
@@ -97,6 +99,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case "spool":
         return await spoolCommand(rest);
+      case "user":
+        return await userCommand(rest);
       case undefined:
       case "help":
       case "--help":

@@ -102,13 +102,17 @@ const listenSchema = z
     host: listenHost.default("127.0.0.1"),
     port: port.default(2525),
     tls: z.boolean().default(false).describe("implicit TLS (SMTPS) on this listener; needs tls.cert and tls.key"),
+    mode: z
+      .enum(["relay", "submission"])
+      .default("relay")
+      .describe('"relay": relay.allowedNetworks may relay, no AUTH (port 25); "submission": AUTH (under TLS) required before MAIL (ports 587, 465); needs auth.usersFile'),
   })
   .strict();
 
 const configBase = z
   .object({
     hostname: hostName.default(() => (isHostName(osHostname()) ? osHostname() : "localhost")),
-    listen: z.array(listenSchema).min(1).default([{ host: "127.0.0.1", port: 2525, tls: false }]),
+    listen: z.array(listenSchema).min(1).default([{ host: "127.0.0.1", port: 2525, tls: false, mode: "relay" as const }]),
     spoolDir: z.string().min(1).default("./spool"),
     spool: z
       .object({
@@ -123,6 +127,24 @@ const configBase = z
       .default({}),
     tls: z
       .object({ cert: z.string().optional(), key: z.string().optional() })
+      .strict()
+      .default({}),
+    auth: z
+      .object({
+        usersFile: z.string().min(1).nullable().default(null).describe("the submission users file (mxd user add|passwd|delete|list); re-read at AUTH when it changed"),
+        // Failed AUTH per client IP (smtp/auth-limiter.ts): `max` failures within `window`
+        // block the IP for `backoff`, doubling with each further failure up to `maxBackoff`.
+        failures: z
+          .object({
+            max: z.number().int().min(1).default(5),
+            window: duration.default("15m"),
+            backoff: duration.default("1m"),
+            maxBackoff: duration.default("1h"),
+            perConnection: z.number().int().min(1).default(3).describe("failed AUTH in one connection before it is closed"),
+          })
+          .strict()
+          .default({}),
+      })
       .strict()
       .default({}),
     relay: z
@@ -230,6 +252,20 @@ export const configSchema = configBase
     const needTls = c.listen.some((l) => l.tls);
     if (needTls && !(c.tls.cert && c.tls.key)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls"], message: "a listener has tls: true, so tls.cert and tls.key are required" });
+    }
+    c.listen.forEach((l, i) => {
+      if (l.mode !== "submission") return;
+      if (!c.auth.usersFile) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["auth", "usersFile"], message: `listen[${i}] has mode "submission", so auth.usersFile is required` });
+      }
+      // RFC 4954 §4 and our policy: AUTH only under TLS, so a submission listener without
+      // any TLS could never accept mail.
+      if (!(c.tls.cert && c.tls.key)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["listen", i, "mode"], message: `"submission" needs TLS (AUTH is offered only under TLS): set tls.cert and tls.key` });
+      }
+    });
+    if (c.auth.failures.backoff > c.auth.failures.maxBackoff) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["auth", "failures", "backoff"], message: "expected backoff <= maxBackoff" });
     }
     // The admin API can delete and bounce mail: never reachable from the network without a token.
     if (c.admin.listen && !isLoopbackHost(c.admin.listen) && !c.admin.token) {

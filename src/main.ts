@@ -91,8 +91,10 @@ async function wire(
       live.accepted();
       q.enqueue(m);
     },
+    onAuth: (result) => metrics.auth.inc({ result }),
   });
-  metrics.bind({ queue: q, inbound: () => server.connectionCount, outbound: () => courier.remoteActive, startedAtMs });
+  const limiter = server.auth?.limiter;
+  metrics.bind({ queue: q, inbound: () => server.connectionCount, outbound: () => courier.remoteActive, startedAtMs, ...(limiter ? { authBlocked: () => limiter.blockedCount() } : {}) });
   // The status page: a ring sample every 10 s (queue counts walk the index, so not more often),
   // and a snapshot built on demand — at most once a second, only while someone looks.
   let dead = await countDead(spool);

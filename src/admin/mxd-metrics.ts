@@ -14,6 +14,8 @@ export interface GaugeSources {
   /** Outbound SMTP deliveries (connections in use) now. */
   outbound: () => number;
   startedAtMs: number;
+  /** Client IPs in their failed-AUTH back-off now (absent: no AUTH configured). */
+  authBlocked?: () => number;
 }
 
 export class MxdMetrics {
@@ -22,6 +24,7 @@ export class MxdMetrics {
   readonly results = this.registry.add(new Counter("mxd_recipient_deliveries_total", "Delivery attempt results per recipient, by outcome (delivered, deferred, bounced)."));
   readonly dead = this.registry.add(new Counter("mxd_dead_letters_total", "Entries moved to the dead-letter folder (spoolDir/dead)."));
   readonly badEntries = this.registry.add(new Counter("mxd_spool_bad_entries_total", "Spool state files that could not be loaded (not JSON, of the wrong shape, too large); each goes to dead/ and its sender gets a bounce when the envelope is readable."));
+  readonly auth = this.registry.add(new Counter("mxd_auth_attempts_total", "SMTP AUTH verdicts on submission listeners, by result (success, failure, blocked: refused during a client's failed-AUTH back-off, unavailable: users file unreadable)."));
   readonly latency = this.registry.add(new Histogram("mxd_delivery_latency_seconds", "Time from acceptance to successful delivery, per recipient.", LATENCY_BUCKETS));
 
   readonly queueEvents: QueueEvents = {
@@ -40,6 +43,7 @@ export class MxdMetrics {
     this.accepted.inc({}, 0);
     this.dead.inc({}, 0);
     this.badEntries.inc({}, 0);
+    for (const result of ["success", "failure", "blocked", "unavailable"]) this.auth.inc({ result }, 0);
     this.latency.init();
   }
 
@@ -57,6 +61,10 @@ export class MxdMetrics {
     ]));
     r.add(new Gauge("mxd_delivery_paused", "1 when all outbound delivery is paused (mxd queue pause).", () => [{ value: s.queue.pauseState.paused ? 1 : 0 }]));
     r.add(new Gauge("mxd_domain_paused", "1 for each destination domain paused with mxd queue pause --domain.", () => s.queue.pauseState.pausedDomains.map((domain) => ({ labels: { domain }, value: 1 }))));
+    if (s.authBlocked) {
+      const blocked = s.authBlocked;
+      r.add(new Gauge("mxd_auth_blocked_clients", "Client IPs whose AUTH attempts are refused now (failed-AUTH back-off, auth.failures).", () => [{ value: blocked() }]));
+    }
     r.add(new Gauge("mxd_start_time_seconds", "When the daemon started (Unix time).", () => [{ value: Math.floor(s.startedAtMs / 1000) }]));
   }
 }

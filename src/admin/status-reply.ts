@@ -7,7 +7,7 @@ export interface StatusReply {
   hostname: string;
   startedAt: string;
   uptimeSeconds: number;
-  listen: { host: string; port: number; tls: boolean }[];
+  listen: { host: string; port: number; tls: boolean; mode?: "relay" | "submission" }[];
   admin: string[];
   spoolDir: string;
   delivery: { enabled: boolean; outbound: number };

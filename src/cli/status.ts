@@ -37,7 +37,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
       return 0;
     }
     console.log(`mxd is running: pid ${s.pid}, up ${formatAge(s.uptimeSeconds * 1000)} (since ${s.startedAt}), hostname ${s.hostname}`);
-    console.log(`smtp:      ${s.listen.map((l) => `${l.host}:${l.port}${l.tls ? " (TLS)" : ""}`).join(", ")}`);
+    console.log(`smtp:      ${s.listen.map((l) => `${l.host}:${l.port}${l.tls ? " (TLS)" : ""}${l.mode === "submission" ? " (submission)" : ""}`).join(", ")}`);
     console.log(`admin:     ${s.admin.join(", ")}`);
     console.log(`spool:     ${s.spoolDir}`);
     console.log(`queue:     ${s.queue.total} message(s): ${s.queue.queued} queued, ${s.queue.deferred} deferred, ${s.queue.held} held; ${s.queue.active} being worked on, ${s.queue.parked} waiting for a paused destination; ${s.queue.dead} dead letter(s)`);

@@ -55,6 +55,8 @@ export interface ClientInfo {
    * existed: treated as true.
    */
   relayAllowed?: boolean;
+  /** The user authenticated with SMTP AUTH on a submission listener (RFC 4954). */
+  user?: string;
 }
 
 export interface EsmtpParams {
@@ -66,6 +68,11 @@ export interface EsmtpParams {
   /** RFC 3461 RET (FULL | HDRS) and ENVID. */
   ret?: "FULL" | "HDRS";
   envid?: string;
+  /**
+   * RFC 4954 §5: the AUTH= mailbox to pass on to a next hop that offers AUTH, decoded; "" is
+   * AUTH=<> (what an untrusted or unauthenticated value becomes). Absent: no AUTH= given.
+   */
+  auth?: string;
 }
 
 export interface MessageMeta {

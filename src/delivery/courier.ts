@@ -29,6 +29,8 @@ export interface DeliveryRequest {
   /** RFC 3461 parameters to pass on when the remote offers DSN. */
   ret?: "FULL" | "HDRS";
   envid?: string;
+  /** RFC 4954 §5 AUTH= to pass on ("" = <>). */
+  auth?: string;
 }
 
 export interface RecipientResult {

@@ -287,6 +287,7 @@ export class SmtpCourier implements Courier {
           smtputf8: req.smtputf8,
           ...(req.ret ? { ret: req.ret } : {}),
           ...(req.envid !== undefined ? { envid: req.envid } : {}),
+          ...(req.auth !== undefined ? { auth: req.auth } : {}),
         });
       } catch (e) {
         session.destroy();

@@ -530,6 +530,7 @@ export class QueueManager {
               smtputf8: !!meta.params.smtputf8,
               ret: meta.params.ret,
               envid: meta.params.envid,
+              ...(meta.params.auth !== undefined ? { auth: meta.params.auth } : {}),
             }).catch((e: unknown) => {
               log.error({ domain, err: (e as Error)?.stack ?? String(e) }, "delivery agent failed; recipients deferred");
               return faultResults(rcpts, e);

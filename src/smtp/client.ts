@@ -131,6 +131,8 @@ export interface TransactionRequest {
   smtputf8: boolean;
   ret?: "FULL" | "HDRS";
   envid?: string;
+  /** RFC 4954 §5: the AUTH= mailbox ("" = <>) to pass on when the server offers AUTH. */
+  auth?: string;
 }
 
 export interface TransactionResult {
@@ -483,6 +485,9 @@ export class SmtpClientSession {
       if (req.ret) mailCmd += ` RET=${req.ret}`;
       if (req.envid) mailCmd += ` ENVID=${encodeXtext(req.envid)}`;
     }
+    // RFC 4954 §5: pass the AUTH= value on, as received (untrusted values became <>), but
+    // only to a server that offers AUTH.
+    if (req.auth !== undefined && this.ext.keywords.has("AUTH")) mailCmd += ` AUTH=${req.auth === "" ? "<>" : encodeXtext(req.auth)}`;
 
     const rcptCmds: (string | undefined)[] = req.recipients.map((r) => {
       if (!safePath(r.address) || r.address === "") return undefined;

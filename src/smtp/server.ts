@@ -12,7 +12,20 @@ import type { Spool, SpoolWriter } from "../spool/spool.js";
 import { CommandReader, DataReader } from "./protocol.js";
 import { SPOOL_WRITE_ERROR, localReply, smtpReplyFor } from "../core/errors.js";
 import { admit, idleTimeout, underStress } from "./admission.js";
-import { ServerSession } from "./server-session.js";
+import { ServerSession, type AuthVerdict } from "./server-session.js";
+import { AuthLimiter } from "./auth-limiter.js";
+import { Authenticator } from "../auth/authenticator.js";
+import { UsersStore } from "../io/users-store.js";
+
+export type AuthEvent = "success" | "failure" | "blocked" | "unavailable";
+
+/** SMTP AUTH on submission listeners: who the users are, and the failed-AUTH limits. */
+export interface AuthDeps {
+  authenticator: Authenticator;
+  limiter: AuthLimiter;
+  /** Read once at listen() so that the log says at start how many users there are. */
+  users?: UsersStore;
+}
 
 export interface SmtpServerDeps {
   config: Config;
@@ -23,6 +36,10 @@ export interface SmtpServerDeps {
   tlsCredentials?: { cert: Buffer; key: Buffer };
   /** Called after a message is durably queued (the delivery side attempts it at once). */
   onQueued?: (meta: MessageMeta) => void;
+  /** Override the AUTH machinery (tests); by default built from auth.usersFile. */
+  auth?: AuthDeps;
+  /** Told about every AUTH verdict (for /metrics). */
+  onAuth?: (e: AuthEvent) => void;
 }
 
 /** Maximum command line we accept (RFC 5321 §4.5.3.1.4 says 512; extensions need more). */
@@ -46,7 +63,9 @@ export class SmtpServer {
   readonly secureContext: tls.SecureContext | undefined;
   private readonly tlsOptions: tls.SecureContextOptions | undefined;
   private closing = false;
-  addresses: { host: string; port: number; tls: boolean }[] = [];
+  addresses: { host: string; port: number; tls: boolean; mode: "relay" | "submission" }[] = [];
+  /** Present when auth.usersFile is set. */
+  readonly auth: AuthDeps | undefined;
 
   constructor(readonly deps: SmtpServerDeps) {
     this.nets = deps.config.relay.allowedNetworks.map((c) => parseCidr(c)!);
@@ -54,6 +73,7 @@ export class SmtpServer {
       this.tlsOptions = { cert: deps.tlsCredentials.cert, key: deps.tlsCredentials.key, minVersion: "TLSv1.2" };
       this.secureContext = tls.createSecureContext(this.tlsOptions);
     }
+    this.auth = deps.auth ?? buildAuth(deps);
   }
 
   get connectionCount(): number {
@@ -61,12 +81,13 @@ export class SmtpServer {
   }
 
   async listen(): Promise<void> {
+    await this.auth?.users?.current();
     for (const l of this.deps.config.listen) {
       const srv = l.tls
-        ? tls.createServer({ ...this.tlsOptions!, handshakeTimeout: 30_000, allowHalfOpen: true }, (s) => this.accept(s, true))
+        ? tls.createServer({ ...this.tlsOptions!, handshakeTimeout: 30_000, allowHalfOpen: true }, (s) => this.accept(s, true, l.mode))
         : // allowHalfOpen: a client may pipeline a whole transaction and shut down its side;
           // it must still get every reply (and its message queued).
-          net.createServer({ allowHalfOpen: true }, (s) => this.accept(s, false));
+          net.createServer({ allowHalfOpen: true }, (s) => this.accept(s, false, l.mode));
       srv.maxConnections = this.deps.config.limits.connections * 2; // hard cap; the soft limit answers 421 below
       srv.on("error", (e) => this.deps.logger.error({ err: e, listen: l }, "listener error"));
       if (l.tls) srv.on("tlsClientError", (e: Error) => this.deps.logger.info({ err: e.message }, "TLS handshake failed"));
@@ -78,7 +99,7 @@ export class SmtpServer {
         });
       });
       const a = srv.address() as net.AddressInfo;
-      this.addresses.push({ host: a.address, port: a.port, tls: l.tls });
+      this.addresses.push({ host: a.address, port: a.port, tls: l.tls, mode: l.mode });
       this.servers.push(srv);
     }
   }
@@ -101,7 +122,7 @@ export class SmtpServer {
     } else this.deps.logger.info({ connections: this.conns.size }, "overload over");
   }
 
-  private accept(socket: net.Socket, implicitTls: boolean): void {
+  private accept(socket: net.Socket, implicitTls: boolean, mode: "relay" | "submission"): void {
     const ip = socket.remoteAddress ?? "unknown";
     const { config, logger } = this.deps;
     socket.on("error", () => undefined);
@@ -119,7 +140,7 @@ export class SmtpServer {
       return;
     }
     this.perIp.set(ip, perIp + 1);
-    const conn = new Connection(this, socket, ip, relayAllowed, implicitTls);
+    const conn = new Connection(this, socket, ip, relayAllowed, implicitTls, mode);
     this.conns.add(conn);
     conn.onClose = () => {
       this.conns.delete(conn);
@@ -185,7 +206,7 @@ class Connection {
   private readonly log: Logger;
   private readonly cfg: Config;
 
-  constructor(private readonly server: SmtpServer, private socket: net.Socket, private readonly ip: string, private readonly relayAllowed: boolean, implicitTls: boolean) {
+  constructor(private readonly server: SmtpServer, private socket: net.Socket, private readonly ip: string, private readonly relayAllowed: boolean, implicitTls: boolean, mode: "relay" | "submission") {
     this.cfg = server.deps.config;
     this.started = server.deps.clock.now();
     this.log = server.deps.logger.child({ client: ip, port: socket.remotePort });
@@ -195,6 +216,8 @@ class Connection {
       relayAllowed,
       tlsAvailable: !implicitTls && !!server.secureContext,
       secure: implicitTls,
+      mode,
+      authBlockedFor: () => server.auth?.limiter.blockedFor(ip) ?? 0,
     });
   }
 
@@ -351,6 +374,15 @@ class Connection {
         }
         if (!line) break;
         this.armCommandDeadline();
+        if (line.tooLong && this.session.inSasl) {
+          const res = this.session.saslLineTooLong();
+          this.reply(res.replies);
+          if (res.action === "close") {
+            this.flush();
+            this.close();
+          }
+          continue;
+        }
         if (line.tooLong) {
           this.reply(this.errorReply("500 5.5.2 Error: line too long"));
           if (this.closeAfterFlush) {
@@ -386,9 +418,18 @@ class Connection {
   private closeAfterFlush = false;
 
   private async command(line: string, invalidUtf8: boolean): Promise<void> {
-    const res = this.session.handle(line, { invalidUtf8 });
-    const refused = rejectFields(line, res.replies, { helo: this.session.helo, sender: this.session.tx ? (this.session.tx.sender?.address ?? "") : undefined });
+    // A line of a SASL exchange holds credentials: never in a log line.
+    const sasl = this.session.inSasl;
+    let res = this.session.handle(line, { invalidUtf8 });
+    const refused = sasl ? undefined : rejectFields(line, res.replies, { helo: this.session.helo, sender: this.session.tx ? (this.session.tx.sender?.address ?? "") : undefined });
     if (refused) this.log.info(refused, "NOQUEUE: reject");
+    if (res.action === "auth") {
+      res = this.session.authResult(await this.verifyAuth());
+      if (this.closed) return;
+    } else if (!sasl && /^\s*AUTH\b/i.test(line) && res.replies[0]?.startsWith("454")) {
+      this.log.info({ event: "auth", result: "blocked" }, "AUTH refused: client in failed-AUTH back-off");
+      this.server.deps.onAuth?.("blocked");
+    }
     this.reply(res.replies);
     switch (res.action) {
       case "close":
@@ -436,6 +477,42 @@ class Connection {
           this.close();
         }
     }
+  }
+
+  /** Check session.pendingAuth: the failed-AUTH limits, then the users file. */
+  private async verifyAuth(): Promise<AuthVerdict> {
+    const creds = this.session.pendingAuth!;
+    const auth = this.server.auth;
+    const onAuth = this.server.deps.onAuth;
+    // Bounded, printable: the name as typed may be anything (a password typed in the wrong field).
+    const user = creds.authcid.replace(/[^\x21-\x7e]/g, "?").slice(0, 64);
+    if (!auth) {
+      this.log.error({ event: "auth", user }, "AUTH on a submission listener, but auth.usersFile is not set");
+      onAuth?.("unavailable");
+      return { ok: false, temporary: true };
+    }
+    // Another connection from this IP may have started the back-off meanwhile.
+    const blocked = auth.limiter.blockedFor(this.ip);
+    if (blocked > 0) {
+      this.log.info({ event: "auth", result: "blocked", user }, "AUTH refused: client in failed-AUTH back-off");
+      onAuth?.("blocked");
+      return { ok: false, blockedForMs: blocked };
+    }
+    const res = await auth.authenticator.check(creds);
+    if (res.ok) {
+      this.log.info({ event: "auth", result: "success", user: res.user.name }, "AUTH ok");
+      onAuth?.("success");
+      return { ok: true, user: res.user.name, senders: res.user.senders };
+    }
+    if (res.reason === "unavailable") {
+      this.log.error({ event: "auth", user, err: res.error }, "AUTH could not be checked");
+      onAuth?.("unavailable");
+      return { ok: false, temporary: true };
+    }
+    const f = auth.limiter.fail(this.ip);
+    onAuth?.("failure");
+    this.log.info({ event: "auth", result: "failure", user, reason: res.reason, failures: f.failures, ...(f.blocked ? { blockedMs: f.forMs } : {}) }, "AUTH failed");
+    return f.blocked ? { ok: false, nowBlockedForMs: f.forMs } : { ok: false };
   }
 
   private async dataChunk(chunk: Buffer): Promise<void> {
@@ -496,14 +573,21 @@ class Connection {
           sender: tx.sender?.address ?? "",
           recipients: tx.recipients,
           nowMs: this.server.deps.clock.now(),
-          client: { ip: this.ip, port: this.socket.remotePort, helo: this.session.helo, tls: this.session.secure, relayAllowed: this.relayAllowed },
+          client: {
+            ip: this.ip,
+            port: this.socket.remotePort,
+            helo: this.session.helo,
+            tls: this.session.secure,
+            relayAllowed: this.relayAllowed || this.session.authUser !== undefined,
+            ...(this.session.authUser !== undefined ? { user: this.session.authUser } : {}),
+          },
           params: tx.params,
           eightBit: d.reader.eightBit,
         }),
       );
       this.session.messages++;
       this.log.info(
-        { qid: meta.id, from: meta.sender, nrcpt: meta.recipients.length, size: meta.size, tls: this.session.secure },
+        { qid: meta.id, from: meta.sender, nrcpt: meta.recipients.length, size: meta.size, tls: this.session.secure, ...(this.session.authUser !== undefined ? { user: this.session.authUser } : {}) },
         "message queued",
       );
       // The 250 goes out only now: message and envelope are on stable storage.
@@ -604,9 +688,21 @@ class Connection {
     if (this.data?.writer) void this.data.writer.abort();
     this.data = undefined;
     this.log.info(
-      { helo: this.session.helo, tls: this.session.secure, messages: this.session.messages, errors: this.session.errors, ms: this.server.deps.clock.now() - this.started },
+      { helo: this.session.helo, tls: this.session.secure, ...(this.session.authUser !== undefined ? { user: this.session.authUser } : {}), messages: this.session.messages, errors: this.session.errors, ms: this.server.deps.clock.now() - this.started },
       "connection closed",
     );
     this.onClose();
   }
+}
+
+/** The AUTH machinery from the config: the users file re-read when it changes, the limiter on the clock. */
+function buildAuth(deps: SmtpServerDeps): AuthDeps | undefined {
+  const { config, logger, clock } = deps;
+  const file = config.auth.usersFile;
+  if (!file) return undefined;
+  const store = new UsersStore(file, (snap) => {
+    if (snap.error) logger.error({ usersFile: file, err: snap.error }, "users file unreadable; keeping the previous users");
+    else logger.info({ usersFile: file, users: snap.users.size, problems: snap.problems.length ? snap.problems.slice(0, 20) : undefined }, "users file loaded");
+  });
+  return { users: store, authenticator: new Authenticator(store), limiter: new AuthLimiter(config.auth.failures, () => clock.now()) };
 }

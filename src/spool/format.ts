@@ -90,7 +90,7 @@ export const messageMetaSchema = z
     recipients: z.array(recipientSchema).min(1, "no recipients"),
     receivedAt: isoTime,
     client: z
-      .object({ ip: z.string(), port: z.number().optional(), helo: z.string().optional(), tls: z.boolean().optional(), reverseName: z.string().optional() })
+      .object({ ip: z.string(), port: z.number().optional(), helo: z.string().optional(), tls: z.boolean().optional(), reverseName: z.string().optional(), user: z.string().optional() })
       .passthrough()
       .default({ ip: "unknown" }),
     params: z
@@ -100,6 +100,7 @@ export const messageMetaSchema = z
         size: z.number().optional(),
         ret: z.enum(["FULL", "HDRS"]).optional(),
         envid: z.string().optional(),
+        auth: z.string().optional(),
       })
       .passthrough()
       .default({}),

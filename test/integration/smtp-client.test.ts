@@ -778,3 +778,24 @@ test("a non-ASCII address needs SMTPUTF8 even when the request did not say so: n
   await finish([p], cr);
   assert.equal(p.conns[0]!.received, "EHLO mxd.test\r\nQUIT\r\n");
 });
+
+test("AUTH= (RFC 4954 §5) goes out on MAIL only when the server offers AUTH, <> and xtext as stored", async (t) => {
+  const cases: [string[], string | undefined, RegExp][] = [
+    [["PIPELINING", "AUTH PLAIN LOGIN"], "a+b@o.test", /^MAIL FROM:<s@o\.test> AUTH=a\+2Bb@o\.test$/],
+    [["PIPELINING", "AUTH PLAIN LOGIN"], "", /^MAIL FROM:<s@o\.test> AUTH=<>$/],
+    [["PIPELINING", "AUTH PLAIN LOGIN"], undefined, /^MAIL FROM:<s@o\.test>$/],
+    [["PIPELINING"], "a@o.test", /^MAIL FROM:<s@o\.test>$/],
+  ];
+  for (const [ext, auth, want] of cases) {
+    const p = await peer(t, async (c) => {
+      await hello(c, ext);
+      await transaction(c, ["a@d.test"]);
+    });
+    const cr = courier(t, [p.address]);
+    const r = await cr.deliver(req(["a@d.test"], auth === undefined ? {} : { auth }));
+    assert.equal(r[0]!.outcome, "delivered", JSON.stringify(r));
+    await finish([p], cr);
+    const mail = p.conns[0]!.received.split("\r\n").find((l) => l.startsWith("MAIL "));
+    assert.match(mail!, want, `${ext} ${auth}`);
+  }
+});

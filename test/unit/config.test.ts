@@ -14,7 +14,7 @@ function problems(input: unknown): string[] {
 
 test("config: defaults", () => {
   const c = parseConfig({});
-  assert.deepEqual(c.listen, [{ host: "127.0.0.1", port: 2525, tls: false }]);
+  assert.deepEqual(c.listen, [{ host: "127.0.0.1", port: 2525, tls: false, mode: "relay" }]);
   assert.equal(c.spoolDir, "./spool");
   assert.ok(c.hostname.length > 0);
   assert.deepEqual(c.relay.allowedNetworks, ["127.0.0.0/8", "::1/128"], "never an open relay by default");
@@ -224,4 +224,23 @@ test("config: an explicit postmaster must be a local drop mailbox or routed, nev
   assert.equal(parseConfig({ postmaster: "pm@mail.hq.example", routes: { ".hq.example": ["10.0.0.5:25"] } }).postmaster, "pm@mail.hq.example");
   // No implicit local domain when the postmaster is set.
   assert.equal(parseConfig({ hostname: "mx.example.org", postmaster: "pm@hq.example", routes: { "hq.example": ["10.0.0.5"] } }).localDomains["mx.example.org"], undefined);
+});
+
+test("config: listen mode and auth (submission needs a users file and TLS)", () => {
+  const c = parseConfig({});
+  assert.equal(c.auth.usersFile, null);
+  assert.deepEqual(c.auth.failures, { max: 5, window: 900_000, backoff: 60_000, maxBackoff: 3_600_000, perConnection: 3 });
+  const ok = parseConfig({
+    listen: [{ port: 587, mode: "submission" }, { port: 465, tls: true, mode: "submission" }, { port: 25 }],
+    tls: { cert: "c.pem", key: "k.pem" },
+    auth: { usersFile: "/etc/mxd/users", failures: { max: 3, backoff: "30s" } },
+  });
+  assert.deepEqual(ok.listen.map((l) => l.mode), ["submission", "submission", "relay"]);
+  assert.equal(ok.auth.failures.backoff, 30_000);
+  // Each control refuses, naming the key.
+  assert.ok(problems({ listen: [{ mode: "submission" }], tls: { cert: "c", key: "k" } }).some((p) => /auth\.usersFile/.test(p) && /submission/.test(p)));
+  assert.ok(problems({ listen: [{ mode: "submission" }], auth: { usersFile: "u" } }).some((p) => /listen\.0\.mode|listen\[0\]\.mode/.test(p) && /TLS/.test(p)), String(problems({ listen: [{ mode: "submission" }], auth: { usersFile: "u" } })));
+  assert.ok(problems({ listen: [{ mode: "smtps" }] }).some((p) => /listen/.test(p) && /mode/.test(p)));
+  assert.ok(problems({ auth: { failures: { backoff: "2h" } } }).some((p) => /auth\.failures\.backoff/.test(p)));
+  assert.ok(problems({ auth: { userFile: "x" } }).some((p) => /userFile/.test(p)));
 });

@@ -60,7 +60,7 @@ test("every mxd metric: HELP and TYPE once, right before its samples; counters _
   const { INITIAL_CONTROL } = await import("../../src/queue/state.js");
   const m = new MxdMetrics();
   const queue = { counts: () => ({ queued: 1, deferred: 2, held: 3, total: 6, active: 0, parked: 1 }), pauseState: { ...INITIAL_CONTROL, pausedDomains: ["p.test"] } };
-  m.bind({ queue: queue as never, inbound: () => 0, outbound: () => 0, startedAtMs: 1_700_000_000_000 });
+  m.bind({ queue: queue as never, inbound: () => 0, outbound: () => 0, startedAtMs: 1_700_000_000_000, authBlocked: () => 4 });
   const text = m.registry.render();
   const lines = text.trimEnd().split("\n");
   const types = new Map<string, string>();
@@ -94,4 +94,6 @@ test("every mxd metric: HELP and TYPE once, right before its samples; counters _
   assert.equal(v("mxd_queue_messages", { state: "held" }), 3);
   assert.equal(v("mxd_domain_paused", { domain: "p.test" }), 1);
   assert.equal(v("mxd_start_time_seconds"), 1_700_000_000);
+  for (const result of ["success", "failure", "blocked", "unavailable"]) assert.equal(v("mxd_auth_attempts_total", { result }), 0, `auth ${result} from the start`);
+  assert.equal(v("mxd_auth_blocked_clients"), 4);
 });
