@@ -22,6 +22,13 @@ export interface Transaction {
   seen?: Set<string>;
 }
 
+/**
+ * Asks the rate limits (smtp/rate-limit.ts, applied by smtp/server.ts) whether one more
+ * message (at MAIL) or recipient (at RCPT) may come from this client or user; returns the
+ * refusal reply, or undefined to go on.
+ */
+export type RateCheck = (what: "messages" | "recipients", authUser: string | undefined) => string | undefined;
+
 export interface SessionEnv {
   config: Config;
   clientIp: string;
@@ -30,6 +37,7 @@ export interface SessionEnv {
   /** STARTTLS can be offered on this connection (cert configured, not yet TLS). */
   tlsAvailable: boolean;
   secure: boolean;
+  rateLimit?: RateCheck;
 }
 
 const r = (code: number, enh: string, text: string) => `${code} ${enh} ${text}`;
@@ -41,6 +49,8 @@ export class ServerSession {
   tx: Transaction | undefined;
   errors = 0;
   messages = 0;
+  /** The user authenticated with AUTH (RFC 4954), if any: per-user rate limits key on it. */
+  authUser: string | undefined;
 
   constructor(private readonly env: SessionEnv) {
     this.secure = env.secure;
@@ -219,6 +229,8 @@ export class ServerSession {
     if (params.size !== undefined && params.size > this.env.config.limits.messageSize) {
       return this.error(r(552, "5.3.4", "Message size exceeds fixed limit"));
     }
+    const limited = this.env.rateLimit?.("messages", this.authUser);
+    if (limited) return this.ok(limited);
     this.tx = { sender: path.mailbox, params, recipients: [] };
     return this.ok(r(250, "2.1.0", "Ok"));
   }
@@ -269,6 +281,8 @@ export class ServerSession {
     const lower = mb.address.toLowerCase();
     const seen = (this.tx.seen ??= new Set(this.tx.recipients.map((x) => x.address.toLowerCase())));
     if (!seen.has(lower)) {
+      const limited = this.env.rateLimit?.("recipients", this.authUser);
+      if (limited) return this.ok(limited);
       seen.add(lower);
       const st = newRecipient(mb.address);
       if (notify) st.notify = notify;
