@@ -82,6 +82,22 @@ export class Gauge implements Metric {
   }
 }
 
+/**
+ * A counter whose values live elsewhere (the SMTP server's refusal and rate limit tallies):
+ * read when scraped. The source must only ever grow.
+ */
+export class CollectedCounter implements Metric {
+  constructor(readonly name: string, readonly help: string, private readonly collect: () => { labels?: Labels; value: number }[]) {
+    checkName(name, "counter");
+  }
+
+  render(): string[] {
+    const out = header(this.name, this.help, "counter");
+    for (const s of this.collect()) out.push(`${this.name}${labelText(s.labels ?? {})} ${num(s.value)}`);
+    return out;
+  }
+}
+
 export class Histogram implements Metric {
   private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
   readonly buckets: number[];

@@ -59,7 +59,8 @@ test("every mxd metric: HELP and TYPE once, right before its samples; counters _
   const { INITIAL_CONTROL } = await import("../../src/queue/state.js");
   const m = new MxdMetrics();
   const queue = { counts: () => ({ queued: 1, deferred: 2, held: 3, total: 6, active: 0, parked: 1 }), pauseState: { ...INITIAL_CONTROL, pausedDomains: ["p.test"] } };
-  m.bind({ queue: queue as never, inbound: () => 0, outbound: () => 0, startedAtMs: 1_700_000_000_000 });
+  const rateLimits = () => ({ rules: [{ rule: "client-messages", limit: 100, per: "1m", hits: 7 }, { rule: "user-recipients", limit: 0, per: "1h", hits: 0 }], trackedKeys: 12, maxTrackedKeys: 1000, evictions: 0 });
+  m.bind({ queue: queue as never, inbound: () => 0, outbound: () => 0, startedAtMs: 1_700_000_000_000, rateLimits, proxyRefused: () => new Map([["untrusted", 2]]) });
   const text = m.registry.render();
   const lines = text.trimEnd().split("\n");
   const types = new Map<string, string>();
@@ -93,4 +94,10 @@ test("every mxd metric: HELP and TYPE once, right before its samples; counters _
   assert.equal(v("mxd_queue_messages", { state: "held" }), 3);
   assert.equal(v("mxd_domain_paused", { domain: "p.test" }), 1);
   assert.equal(v("mxd_start_time_seconds"), 1_700_000_000);
+  assert.equal(v("mxd_rate_limit", { rule: "client-messages", per: "1m" }), 100);
+  assert.equal(v("mxd_rate_limit", { rule: "user-recipients" }), 0);
+  assert.equal(v("mxd_rate_limit_hits_total", { rule: "client-messages" }), 7);
+  assert.equal(v("mxd_rate_limit_tracked_keys"), 12);
+  assert.equal(v("mxd_proxy_protocol_refused_total", { reason: "untrusted" }), 2);
+  assert.equal(v("mxd_proxy_protocol_refused_total", { reason: "timeout" }), 0, "every reason exported from the start");
 });
