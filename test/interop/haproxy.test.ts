@@ -43,6 +43,7 @@ before(async () => {
     relay: { allowedNetworks: [`${CLIENT}/32`] },
     rateLimits: { exemptNetworks: [] },
     delivery: { enabled: false },
+    admin: { listen: null },
     log: { level: "debug" },
   });
   const cfg = join(base, "haproxy.cfg");
