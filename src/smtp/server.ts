@@ -117,6 +117,11 @@ export class SmtpServer {
     return this.conns.size;
   }
 
+  /** Connections on PROXY protocol listeners still waiting for their header. */
+  get pendingProxyCount(): number {
+    return this.pendingProxy.size;
+  }
+
   /**
    * New rate limits at run time (configuration reload): the limiter keeps its buckets, the
    * exempt networks are replaced.
