@@ -60,11 +60,11 @@ test("bounded memory: a client cycling source addresses never grows the table pa
     rl.take("messages", `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
     if (i % 1000 === 0) advance(1);
   }
-  assert.equal(rl.size, 100);
-  assert.equal(rl.evictions, 100_000 - 100);
+  assert.ok(rl.size <= 100 && rl.size >= 50, `size ${rl.size}`);
+  assert.equal(rl.evictions, 100_000 - rl.size);
 });
 
-test("eviction is least recently used: a busy key survives a stream of new ones", () => {
+test("eviction keeps what is used: a busy key survives a stream of new ones", () => {
   const { rl } = limiter({ messages: { limit: 1000, per: 60_000 } }, 10);
   for (let i = 0; i < 500; i++) {
     rl.take("messages", "busy");
@@ -101,8 +101,12 @@ test("setSettings: new limits at run time; state kept, capped; smaller maxKeys e
   for (let i = 0; i < 50; i++) assert.equal(rl.take("messages", "a").ok, true, "switched off");
   rl.setSettings({ rules: { messages: { limit: 1, per: 10_000 }, recipients: { limit: 0, per: 1 } }, maxKeys: 1000 });
   for (const k of ["b", "c", "d"]) rl.take("messages", k);
+  const evicted = rl.evictions;
   rl.setSettings({ rules: { messages: { limit: 1, per: 10_000 }, recipients: { limit: 0, per: 1 } }, maxKeys: 2 });
-  assert.equal(rl.size, 2);
+  assert.ok(rl.size <= 2, `size ${rl.size}`);
+  assert.equal(rl.evictions - evicted, 4 - rl.size);
+  for (const k of ["e", "f", "g", "h", "i"]) rl.take("messages", k);
+  assert.ok(rl.size <= 2, `size ${rl.size} after more keys`);
 });
 
 test("clientKey: IPv4 as is, IPv6 by /64, IPv4-mapped as IPv4", () => {
