@@ -2,7 +2,7 @@
 // way operators run it, with swaks as the client on its own loopback source address. Checks
 // the issue's list: the real client address (127.0.0.77) — not HAProxy's — shows in the spool
 // entry, the Received header, the log and relay control, over send-proxy (v1) and
-// send-proxy-v2; HAProxy's health checks (v2 LOCAL) are answered; clients on a Unix socket
+// send-proxy-v2 (and STARTTLS after the header); HAProxy's health checks (v2 LOCAL) are answered; clients on a Unix socket
 // (v1 UNKNOWN, v2 LOCAL) are judged by HAProxy's own address; a PROXY header
 // from an untrusted address and a trusted address without a header are refused.
 //
@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ADDR, peerPath, requirePeers, runTool, skipUnless, spawnPeer, startMxd, stopAllPeers, tempDir, waitFor, waitPort, type MxdPeer, type Proc } from "../helpers/peers.js";
+import { ADDR, makeCert, peerPath, requirePeers, runTool, skipUnless, spawnPeer, startMxd, stopAllPeers, tempDir, waitFor, waitPort, type MxdPeer, type Proc } from "../helpers/peers.js";
 import { spoolSnapshot } from "../helpers/spool-snapshot.js";
 
 const LB = ADDR.haproxy;
@@ -23,7 +23,7 @@ const UNTRUSTED_LB_SOURCE = "127.0.0.79";
 const CLIENT = "127.0.0.77";
 const OTHER_CLIENT = "127.0.0.78";
 const PORT = { v1: 10251, v2: 10252, untrusted: 10253, noHeader: 10254 } as const;
-const skip = skipUnless("haproxy", "swaks");
+const skip = skipUnless("haproxy", "swaks", "openssl");
 
 let base: string;
 let mxd: MxdPeer;
@@ -32,10 +32,11 @@ const spool = () => join(base, "spool");
 
 before(async () => {
   if (skip) return;
-  requirePeers("haproxy", "swaks");
+  requirePeers("haproxy", "swaks", "openssl");
   base = tempDir("mxd-haproxy-");
   mxd = await startMxd({
     hostname: "mxd.test",
+    tls: makeCert(base),
     listen: [{ host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: [`${LB}/32`], timeout: "2s" } }],
     spoolDir: spool(),
     // Only the real client may relay; HAProxy's own address may not (were the header ignored,
@@ -100,8 +101,8 @@ for (const version of ["v1", "v2"] as const) {
     assert.equal(meta.client.relayAllowed, true);
     assert.ok(meta.client.port > 0);
     assert.match(e.eml.toString("latin1"), new RegExp(`^Received: from swaks\\.client\\.test \\(\\[${CLIENT.replace(/\./g, "\\.")}\\]\\)`));
-    const line = mxd.logs().find((l) => l.msg === "message queued" && l.qid === id);
-    assert.ok(line, "a message queued line");
+    await waitFor(() => mxd.logs().some((l) => l.msg === "message queued" && l.qid === id), 5000, "a message queued line");
+    const line = mxd.logs().find((l) => l.msg === "message queued" && l.qid === id)!;
     assert.equal(line.client, CLIENT);
     assert.equal(line.proxy, LB);
     assert.equal(line.port, meta.client.port);
@@ -111,9 +112,19 @@ for (const version of ["v1", "v2"] as const) {
     const r = await swaks(PORT[version], OTHER_CLIENT);
     assert.notEqual(r.code, 0);
     assert.match(r.stdout, /554 5\.7\.1 <bob@remote\.example>: Relay access denied/);
-    assert.ok(mxd.logs().some((l) => l.msg === "NOQUEUE: reject" && l.client === OTHER_CLIENT && l.proxy === LB), "the reject line names the real client");
+    await waitFor(() => mxd.logs().some((l) => l.msg === "NOQUEUE: reject" && l.client === OTHER_CLIENT && l.proxy === LB), 5000, "the reject line naming the real client");
   });
 }
+
+test("STARTTLS through HAProxy (send-proxy-v2): the client's address survives the handshake", { skip }, async () => {
+  const r = await swaks(PORT.v2, CLIENT, ["--tls"]);
+  const id = queuedId(r.stdout);
+  assert.ok(id, `swaks --tls through HAProxy was not queued:\n${r.stdout}\n${r.stderr}`);
+  const e = spoolSnapshot(spool()).get(id)!;
+  const meta = e.meta as unknown as { client: { ip: string; tls: boolean } };
+  assert.deepEqual([meta.client.ip, meta.client.tls], [CLIENT, true]);
+  assert.match(e.eml.toString("latin1"), new RegExp(`^Received: from swaks\\.client\\.test \\(\\[${CLIENT.replace(/\./g, "\\.")}\\]\\)\r\n\tby mxd\\.test \\(mxd\\) with ESMTPS `));
+});
 
 test("HAProxy's health checks: v2 LOCAL uses the real endpoints; both servers are up", { skip }, async () => {
   // HAProxy sends a PROXY header on its checks too (v2: command LOCAL; v1: its own addresses),
@@ -141,6 +152,7 @@ for (const version of ["v1", "v2"] as const) {
     assert.ok(id, `swaks over the Unix socket (${version}) was not queued:\n${r.stdout}\n${r.stderr}`);
     const meta = spoolSnapshot(spool()).get(id)!.meta as unknown as { client: { ip: string; relayAllowed: boolean } };
     assert.deepEqual([meta.client.ip, meta.client.relayAllowed], [LB, false]);
+    await waitFor(() => mxd.logs().some((l) => l.msg === "message queued" && l.qid === id), 5000, "a message queued line");
     const queued = mxd.logs().find((l) => l.msg === "message queued" && l.qid === id);
     assert.deepEqual([queued?.client, queued?.proxy], [LB, LB]);
     // HAProxy 2.6 sends v1 "PROXY UNKNOWN" and, for v2, the LOCAL command (the spec's AF_UNSPEC
@@ -157,8 +169,10 @@ test("a PROXY header from an untrusted address is refused", { skip }, async () =
   assert.notEqual(r.code, 0);
   assert.match(r.stdout, /421 4\.7\.0 mxd\.test Error: connection refused/);
   assert.doesNotMatch(r.stdout, /queued as/);
-  const refused = mxd.logs().slice(before).find((l) => l.msg === "PROXY protocol: connection refused");
-  assert.ok(refused, "a refusal in the log");
+  // The log line may reach us after swaks has its reply.
+  const find = () => mxd.logs().slice(before).find((l) => l.msg === "PROXY protocol: connection refused");
+  await waitFor(() => !!find(), 5000, "a refusal in the log");
+  const refused = find()!;
   assert.equal(refused.proxy, UNTRUSTED_LB_SOURCE);
   assert.equal(refused.reason, "untrusted");
 });
@@ -169,8 +183,9 @@ test("a trusted address without a PROXY header is refused when the header timeou
   const r = await swaks(PORT.noHeader, CLIENT);
   assert.notEqual(r.code, 0);
   assert.match(r.stdout, /421 4\.7\.0 mxd\.test Error: PROXY protocol header expected/);
-  const refused = mxd.logs().slice(before).find((l) => l.msg === "PROXY protocol: connection refused" && l.reason === "timeout");
-  assert.ok(refused, "a timeout refusal in the log");
+  const find = () => mxd.logs().slice(before).find((l) => l.msg === "PROXY protocol: connection refused" && l.reason === "timeout");
+  await waitFor(() => !!find(), 5000, "a timeout refusal in the log");
+  const refused = find()!;
   assert.equal(refused.proxy, LB);
 });
 
