@@ -11,6 +11,7 @@ import { describeIssue, displayConfig as displayAsWritten } from "./config-descr
 import { localMailbox } from "./core/local-domains.js";
 import { findRoute } from "./core/routes.js";
 import { MxdError } from "./core/errors.js";
+import { DEFAULT_MAX_LENGTH, MIN_MAX_LENGTH } from "./core/proxy-limits.js";
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -97,6 +98,18 @@ export function isLoopbackHost(hostPort: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/** PROXY protocol on a listener (smtp/proxy-protocol.ts): who may send it, how long, how big. */
+const proxyProtocolSchema = z
+  .object({
+    trustedNetworks: z.array(cidr).min(1).describe("load balancers allowed to connect; every connection must come from one and start with a PROXY header"),
+    timeout: duration.default("10s").describe("the PROXY header must have arrived this long after the connection opened"),
+    maxHeaderSize: size
+      .refine((n) => n >= MIN_MAX_LENGTH && n <= 65551, (n) => ({ message: `expected ${MIN_MAX_LENGTH} to 65551 bytes, got ${n}` }))
+      .default(DEFAULT_MAX_LENGTH)
+      .describe("largest v2 header accepted (addresses and TLVs included); v1 lines are at most 107 octets"),
+  })
+  .strict();
+
 const listenSchema = z
   .object({
     host: listenHost.default("127.0.0.1"),
@@ -106,8 +119,35 @@ const listenSchema = z
       .enum(["relay", "submission"])
       .default("relay")
       .describe('"relay": relay.allowedNetworks may relay, no AUTH (port 25); "submission": AUTH (under TLS) required before MAIL (ports 587, 465); needs auth.usersFile'),
+    proxyProtocol: proxyProtocolSchema.optional().describe("expect a PROXY protocol v1/v2 header from a trusted load balancer on every connection"),
   })
   .strict();
+
+/** One rate: `limit` events per `per` (smtp/rate-limit.ts); limit 0 switches it off. */
+const rate = (limit: number, per: string) =>
+  z
+    .object({
+      limit: z.number().int().min(0).default(limit),
+      per: duration.refine((ms) => ms >= 1000, { message: "expected a window of at least 1s" }).default(per),
+    })
+    .strict()
+    .default({});
+
+const rateLimitsSchema = z
+  .object({
+    exemptNetworks: z.array(cidr).nullable().default(null).describe("clients never rate limited; null = relay.allowedNetworks plus loopback"),
+    maxTrackedKeys: z.number().int().min(100).default(100_000).describe("clients and users tracked at most (least recently seen forgotten first)"),
+    perClient: z
+      .object({ connections: rate(60, "1m"), messages: rate(100, "1m"), recipients: rate(1000, "1h") })
+      .strict()
+      .default({}),
+    perUser: z
+      .object({ messages: rate(100, "1m"), recipients: rate(1000, "1h") })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .default({});
 
 const configBase = z
   .object({
@@ -171,6 +211,7 @@ const configBase = z
       .strict()
       .transform((l) => ({ ...l, reservedConnections: l.reservedConnections ?? Math.floor(l.connections / 10) }))
       .default({}),
+    rateLimits: rateLimitsSchema,
     dns: z
       .object({
         servers: z.array(hostPortOf({ defaultPort: 53, minPort: 1, ipOnly: true })).default([]),
@@ -249,6 +290,10 @@ const configBase = z
 
 export const configSchema = configBase
   .superRefine((c, ctx) => {
+    c.listen.forEach((l, i) => {
+      // The header comes before the TLS handshake there; not supported yet (use STARTTLS).
+      if (l.tls && l.proxyProtocol) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["listen", i, "proxyProtocol"], message: "proxyProtocol is not supported on an implicit TLS listener (tls: true); use STARTTLS on a plain listener" });
+    });
     const needTls = c.listen.some((l) => l.tls);
     if (needTls && !(c.tls.cert && c.tls.key)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls"], message: "a listener has tls: true, so tls.cert and tls.key are required" });
@@ -281,6 +326,11 @@ export const configSchema = configBase
     if (pmProblem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["postmaster"], message: pmProblem });
   })
   .transform(postmasterDefaults);
+
+/** Clients the rate limits skip: rateLimits.exemptNetworks, or relay.allowedNetworks plus loopback. */
+export function rateLimitExempt(c: Pick<Config, "rateLimits" | "relay">): string[] {
+  return c.rateLimits.exemptNetworks ?? [...new Set([...c.relay.allowedNetworks, "127.0.0.0/8", "::1/128"])];
+}
 
 type ParsedConfig = Omit<z.output<typeof configBase>, "postmaster"> & { postmaster?: string };
 

@@ -94,7 +94,15 @@ async function wire(
     onAuth: (result) => metrics.auth.inc({ result }),
   });
   const limiter = server.auth?.limiter;
-  metrics.bind({ queue: q, inbound: () => server.connectionCount, outbound: () => courier.remoteActive, startedAtMs, ...(limiter ? { authBlocked: () => limiter.blockedCount() } : {}) });
+  metrics.bind({
+    queue: q,
+    inbound: () => server.connectionCount,
+    outbound: () => courier.remoteActive,
+    startedAtMs,
+    rateLimits: () => server.rateLimitStatus(),
+    proxyRefused: () => server.proxyRefused,
+    ...(limiter ? { authBlocked: () => limiter.blockedCount() } : {}),
+  });
   // The status page: a ring sample every 10 s (queue counts walk the index, so not more often),
   // and a snapshot built on demand — at most once a second, only while someone looks.
   let dead = await countDead(spool);
@@ -131,6 +139,8 @@ async function wire(
       paused: q.pauseState.paused,
       pausedDomains: q.pauseState.pausedDomains,
       lastErrors: q.lastErrors,
+      rateLimits: server.rateLimitStatus(),
+      proxyProtocol: { listeners: config.listen.filter((l) => l.proxyProtocol).length, refused: Object.fromEntries(server.proxyRefused) },
     }),
   });
   await server.listen();

@@ -69,16 +69,35 @@ export class Counter implements Metric {
   }
 }
 
-/** A gauge read when scraped: `collect` returns the current samples. */
-export class Gauge implements Metric {
-  constructor(readonly name: string, readonly help: string, private readonly collect: () => { labels?: Labels; value: number }[]) {
-    checkName(name, "gauge");
+type Samples = () => { labels?: Labels; value: number }[];
+
+/** A metric read when scraped: `collect` returns the current samples. */
+class Collected implements Metric {
+  constructor(readonly name: string, readonly help: string, private readonly type: "counter" | "gauge", private readonly collect: Samples) {
+    checkName(name, type);
   }
 
   render(): string[] {
-    const out = header(this.name, this.help, "gauge");
+    const out = header(this.name, this.help, this.type);
     for (const s of this.collect()) out.push(`${this.name}${labelText(s.labels ?? {})} ${num(s.value)}`);
     return out;
+  }
+}
+
+/** A gauge read when scraped. */
+export class Gauge extends Collected {
+  constructor(name: string, help: string, collect: Samples) {
+    super(name, help, "gauge", collect);
+  }
+}
+
+/**
+ * A counter whose values live elsewhere (the SMTP server's refusal and rate limit tallies),
+ * read when scraped. The source must only ever grow.
+ */
+export class CollectedCounter extends Collected {
+  constructor(name: string, help: string, collect: Samples) {
+    super(name, help, "counter", collect);
   }
 }
 

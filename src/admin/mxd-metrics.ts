@@ -1,7 +1,7 @@
 // mxd's metrics (docs/admin-api.md lists them). Counters and the latency histogram are fed by
 // the queue's events and the SMTP server's onQueued; gauges are read from the live objects at
 // scrape time, so they can never drift from the truth.
-import { Counter, Gauge, Histogram, Registry } from "./metrics.js";
+import { CollectedCounter, Counter, Gauge, Histogram, Registry } from "./metrics.js";
 import type { QueueEvents, QueueManager } from "../queue/worker.js";
 
 /** Seconds: from a second to the default 5-day queue lifetime. */
@@ -16,7 +16,14 @@ export interface GaugeSources {
   startedAtMs: number;
   /** Client IPs in their failed-AUTH back-off now (absent: no AUTH configured). */
   authBlocked?: () => number;
+  /** The inbound rate limits: rules in force, their hits, the tracked keys (smtp/server.ts). */
+  rateLimits: () => { rules: { rule: string; limit: number; hits: number; per: string }[]; trackedKeys: number; maxTrackedKeys: number; evictions: number };
+  /** Connections refused on PROXY protocol listeners, by reason. */
+  proxyRefused: () => ReadonlyMap<string, number>;
 }
+
+/** Every reason a PROXY protocol listener refuses a connection (exported from the start as 0). */
+const PROXY_REFUSALS = ["untrusted", "bad-header", "timeout"];
 
 export class MxdMetrics {
   readonly registry = new Registry();
@@ -65,6 +72,16 @@ export class MxdMetrics {
       const blocked = s.authBlocked;
       r.add(new Gauge("mxd_auth_blocked_clients", "Client IPs whose AUTH attempts are refused now (failed-AUTH back-off, auth.failures).", () => [{ value: blocked() }]));
     }
+    r.add(new Gauge("mxd_rate_limit", "Inbound rate limits in force: events allowed per window (the per label, as configured), by rule (client-connections, client-messages, client-recipients, user-messages, user-recipients); 0 = off.", () =>
+      s.rateLimits().rules.map((x) => ({ labels: { rule: x.rule, per: x.per }, value: x.limit }))));
+    r.add(new CollectedCounter("mxd_rate_limit_hits_total", "Connections, messages and recipients refused by an inbound rate limit, by rule.", () =>
+      s.rateLimits().rules.map((x) => ({ labels: { rule: x.rule }, value: x.hits }))));
+    r.add(new Gauge("mxd_rate_limit_tracked_keys", "Clients and users the rate limiter holds state for (at most rateLimits.maxTrackedKeys).", () => [{ value: s.rateLimits().trackedKeys }]));
+    r.add(new CollectedCounter("mxd_rate_limit_evictions_total", "Rate limiter entries forgotten to stay under rateLimits.maxTrackedKeys.", () => [{ value: s.rateLimits().evictions }]));
+    r.add(new CollectedCounter("mxd_proxy_protocol_refused_total", "Connections refused on PROXY protocol listeners, by reason (untrusted: not from proxyProtocol.trustedNetworks; bad-header; timeout).", () => {
+      const m = s.proxyRefused();
+      return PROXY_REFUSALS.map((reason) => ({ labels: { reason }, value: m.get(reason) ?? 0 }));
+    }));
     r.add(new Gauge("mxd_start_time_seconds", "When the daemon started (Unix time).", () => [{ value: Math.floor(s.startedAtMs / 1000) }]));
   }
 }

@@ -15,4 +15,8 @@ export interface StatusReply {
   paused: boolean;
   pausedDomains: string[];
   lastErrors: LastError[];
+  /** The inbound rate limits, their hits and the limiter's table (smtp/rate-limit.ts). */
+  rateLimits?: { rules: { rule: string; limit: number; per: string; hits: number }[]; exemptNetworks: string[]; trackedKeys: number; maxTrackedKeys: number };
+  /** PROXY protocol listeners and their refusals by reason. */
+  proxyProtocol?: { listeners: number; refused: Record<string, number> };
 }

@@ -18,6 +18,12 @@ const USAGE = `usage: mxd status [--json] [--config FILE]
   Listener addresses, uptime, queue counts by state, paused delivery, last errors.
   exit codes: 0 mxd is running, 1 it is not (queue counts are read from the spool), 2 usage error`;
 
+/** "client-messages 100/1m (3 hits)" per rule; "off" for a limit of 0. */
+export function describeRateLimits(r: NonNullable<StatusReply["rateLimits"]>): string[] {
+  const rules = r.rules.map((x) => `${x.rule} ${x.limit > 0 ? `${x.limit}/${x.per}` : "off"}${x.hits ? ` (${x.hits} hit${x.hits === 1 ? "" : "s"})` : ""}`);
+  return [rules.join(", "), `tracking ${r.trackedKeys} of at most ${r.maxTrackedKeys} clients and users; exempt: ${r.exemptNetworks.join(" ") || "none"}`];
+}
+
 export async function statusCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseOptions("mxd status", argv, { config: { type: "string", short: "c" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } });
   if (values.help) {
@@ -42,6 +48,15 @@ export async function statusCommand(argv: string[]): Promise<number> {
     console.log(`spool:     ${s.spoolDir}`);
     console.log(`queue:     ${s.queue.total} message(s): ${s.queue.queued} queued, ${s.queue.deferred} deferred, ${s.queue.held} held; ${s.queue.active} being worked on, ${s.queue.parked} waiting for a paused destination; ${s.queue.dead} dead letter(s)`);
     console.log(`delivery:  ${s.delivery.enabled ? describePause(s) : "disabled in the config (delivery.enabled: false)"}; ${s.delivery.outbound} outbound connection(s) in use`);
+    if (s.rateLimits) {
+      const [rules, tracking] = describeRateLimits(s.rateLimits);
+      console.log(`limits:    ${rules}`);
+      console.log(`           ${tracking}`);
+    }
+    if (s.proxyProtocol?.listeners) {
+      const refused = Object.entries(s.proxyProtocol.refused).map(([k, v]) => `${v} ${k}`);
+      console.log(`proxy:     PROXY protocol on ${s.proxyProtocol.listeners} listener(s); refused: ${refused.join(", ") || "none"}`);
+    }
     if (s.lastErrors.length) {
       console.log("last errors:");
       for (const e of s.lastErrors.slice(0, 10)) console.log(`  ${e.at}  ${e.qid}  <${e.rcpt}>  ${e.reply}`);

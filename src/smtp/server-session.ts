@@ -28,6 +28,13 @@ export interface Transaction {
   seen?: Set<string>;
 }
 
+/**
+ * Asks the rate limits (smtp/rate-limit.ts, applied by smtp/server.ts) whether one more
+ * message (at MAIL) or recipient (at RCPT) may come from this client or user; returns the
+ * refusal reply, or undefined to go on.
+ */
+export type RateCheck = (what: "messages" | "recipients", authUser: string | undefined) => string | undefined;
+
 export interface SessionEnv {
   config: Config;
   clientIp: string;
@@ -43,6 +50,7 @@ export interface SessionEnv {
   mode?: "relay" | "submission";
   /** Milliseconds the client IP stays in its failed-AUTH back-off (0: none); asked at AUTH. */
   authBlockedFor?: () => number;
+  rateLimit?: RateCheck;
 }
 
 /** What the socket layer found when it checked the credentials of an "auth" action. */
@@ -355,6 +363,8 @@ export class ServerSession {
     if (params.size !== undefined && params.size > this.env.config.limits.messageSize) {
       return this.error(r(552, "5.3.4", "Message size exceeds fixed limit"));
     }
+    const limited = this.env.rateLimit?.("messages", this.authUser);
+    if (limited) return this.ok(limited);
     this.tx = { sender: path.mailbox, params, recipients: [] };
     return this.ok(r(250, "2.1.0", "Ok"));
   }
@@ -401,6 +411,8 @@ export class ServerSession {
     const lower = mb.address.toLowerCase();
     const seen = (this.tx.seen ??= new Set(this.tx.recipients.map((x) => x.address.toLowerCase())));
     if (!seen.has(lower)) {
+      const limited = this.env.rateLimit?.("recipients", this.authUser);
+      if (limited) return this.ok(limited);
       seen.add(lower);
       const st = newRecipient(mb.address);
       if (notify) st.notify = notify;

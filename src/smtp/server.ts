@@ -2,9 +2,9 @@
 // timeouts, STARTTLS, pipelined input, and streaming DATA into the spool.
 import net from "node:net";
 import tls from "node:tls";
-import type { Config } from "../config.js";
+import { rateLimitExempt, type Config } from "../config.js";
 import { newMessage, type MessageMeta } from "../core/envelope.js";
-import { ipInNetworks, parseCidr, type Cidr } from "../core/cidr.js";
+import { formatIPv6, ipInNetworks, parseCidr, type Cidr } from "../core/cidr.js";
 import type { Clock } from "../io/clock.js";
 import { rejectFields } from "./reject-log.js";
 import type { Logger } from "../io/log.js";
@@ -12,7 +12,7 @@ import type { Spool, SpoolWriter } from "../spool/spool.js";
 import { CommandReader, DataReader } from "./protocol.js";
 import { SPOOL_WRITE_ERROR, localReply, smtpReplyFor } from "../core/errors.js";
 import { admit, idleTimeout, underStress } from "./admission.js";
-import { ServerSession, type AuthVerdict } from "./server-session.js";
+import { ServerSession, type AuthVerdict, type RateCheck } from "./server-session.js";
 import { AuthLimiter } from "./auth-limiter.js";
 import { Authenticator } from "../auth/authenticator.js";
 import { UsersStore } from "../io/users-store.js";
@@ -26,6 +26,8 @@ export interface AuthDeps {
   /** Read once at listen() so that the log says at start how many users there are. */
   users?: UsersStore;
 }
+import { parseProxyHeader, type ProxyHeader } from "./proxy-protocol.js";
+import { RateLimiter, clientKey, type Rate, type RateLimiterSettings } from "./rate-limit.js";
 
 export interface SmtpServerDeps {
   config: Config;
@@ -54,12 +56,63 @@ const INBOX_HIGH_WATER = 64 * 1024;
 const OUTPUT_HIGH_WATER = 32 * 1024;
 /** Octets per second a DATA transfer must average once it has lasted limits.dataTimeout (Postfix smtpd_min_data_rate: 500). */
 const MIN_DATA_RATE = 500;
+/** How often buckets that have refilled completely are dropped from the rate limiter. */
+const RATE_PRUNE_INTERVAL = 60_000;
+
+/** The rate limiter's rules: rateLimits.perClient.* and rateLimits.perUser.*. */
+export type RateRule = "client-connections" | "client-messages" | "client-recipients" | "user-messages" | "user-recipients";
+
+/** The limiter's settings from the config (a reload passes the new config to updateRateLimits). */
+export function rateLimiterSettings(c: Config): RateLimiterSettings<RateRule> {
+  const r = c.rateLimits;
+  return {
+    maxKeys: r.maxTrackedKeys,
+    rules: {
+      "client-connections": r.perClient.connections,
+      "client-messages": r.perClient.messages,
+      "client-recipients": r.perClient.recipients,
+      "user-messages": r.perUser.messages,
+      "user-recipients": r.perUser.recipients,
+    },
+  };
+}
+
+/** "1m", "1h", "90s": a window as an operator wrote it, for replies and `mxd status`. */
+export function formatWindow(ms: number): string {
+  for (const [unit, n] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) if (ms % n === 0) return `${ms / n}${unit}`;
+  return `${ms}ms`;
+}
+
+/** Why a connection on a PROXY protocol listener was refused (the metrics' reason label). */
+export type ProxyRefusal = "untrusted" | "bad-header" | "timeout";
+
+/** A listener's PROXY protocol settings, with the CIDRs parsed. */
+interface ListenerProxy {
+  trusted: Cidr[];
+  timeout: number;
+  maxHeaderSize: number;
+}
+
+/** Where a connection really comes from: the socket's peer, or the client a PROXY header names. */
+interface ClientOrigin {
+  ip: string;
+  port: number | undefined;
+  /** Set when a PROXY header was read: the load balancer's address and what it said. */
+  proxy?: { peer: string; version: 1 | 2; command: ProxyHeader["command"] };
+}
 
 export class SmtpServer {
   private servers: net.Server[] = [];
   private conns = new Set<Connection>();
   private perIp = new Map<string, number>();
   private readonly nets: Cidr[];
+  /** Sockets of PROXY protocol listeners still waiting for their header. */
+  private readonly pendingProxy = new Set<net.Socket>();
+  /** Refused PROXY protocol connections by reason, since start. */
+  readonly proxyRefused = new Map<ProxyRefusal, number>();
+  readonly rateLimiter: RateLimiter<RateRule>;
+  private rateExempt: Cidr[];
+  private readonly pruneTimer: NodeJS.Timeout;
   readonly secureContext: tls.SecureContext | undefined;
   private readonly tlsOptions: tls.SecureContextOptions | undefined;
   private closing = false;
@@ -69,6 +122,10 @@ export class SmtpServer {
 
   constructor(readonly deps: SmtpServerDeps) {
     this.nets = deps.config.relay.allowedNetworks.map((c) => parseCidr(c)!);
+    this.rateLimiter = new RateLimiter(rateLimiterSettings(deps.config), () => deps.clock.now());
+    this.rateExempt = rateLimitExempt(deps.config).map((c) => parseCidr(c)!);
+    this.pruneTimer = setInterval(() => this.rateLimiter.prune(), RATE_PRUNE_INTERVAL);
+    this.pruneTimer.unref();
     if (deps.tlsCredentials) {
       this.tlsOptions = { cert: deps.tlsCredentials.cert, key: deps.tlsCredentials.key, minVersion: "TLSv1.2" };
       this.secureContext = tls.createSecureContext(this.tlsOptions);
@@ -80,14 +137,57 @@ export class SmtpServer {
     return this.conns.size;
   }
 
+  /** Connections on PROXY protocol listeners still waiting for their header. */
+  get pendingProxyCount(): number {
+    return this.pendingProxy.size;
+  }
+
+  /**
+   * New rate limits at run time (configuration reload): the limiter keeps its buckets, the
+   * exempt networks are replaced.
+   */
+  updateRateLimits(config: Config): void {
+    this.rateLimiter.setSettings(rateLimiterSettings(config));
+    this.rateExempt = rateLimitExempt(config).map((c) => parseCidr(c)!);
+  }
+
+  /** The limits in force and their hits, for /metrics and `mxd status`. */
+  rateLimitStatus(): { rules: { rule: RateRule; limit: number; per: string; hits: number }[]; exemptNetworks: string[]; trackedKeys: number; maxTrackedKeys: number; evictions: number } {
+    const rules = Object.entries(this.rateLimiter.rules) as [RateRule, Rate][];
+    return {
+      rules: rules.map(([rule, r]) => ({ rule, limit: r.limit, per: formatWindow(r.per), hits: this.rateLimiter.hits.get(rule) ?? 0 })),
+      exemptNetworks: this.rateExempt.map((c) => `${c.family === 4 ? [...c.bytes].join(".") : formatIPv6(c.bytes)}/${c.prefix}`),
+      trackedKeys: this.rateLimiter.size,
+      maxTrackedKeys: this.rateLimiter.maxKeys,
+      evictions: this.rateLimiter.evictions,
+    };
+  }
+
+  /**
+   * A MAIL or RCPT under the rate limits: per authenticated user when there is one, else per
+   * client address (IPv6 by /64). Returns the refusal reply, or undefined.
+   */
+  rateCheck(what: "messages" | "recipients", ip: string, user: string | undefined): string | undefined {
+    if (ipInNetworks(ip, this.rateExempt)) return undefined;
+    const d = user !== undefined ? this.rateLimiter.take(`user-${what}`, user.toLowerCase()) : this.rateLimiter.take(`client-${what}`, clientKey(ip));
+    if (d.ok) return undefined;
+    const who = user !== undefined ? `user ${user.replace(/[^\x21-\x7e]/g, "?").slice(0, 64)}` : ip;
+    return `450 4.7.1 Error: too many ${what} from ${who} (limit ${d.limit} per ${formatWindow(d.per)}), try again later`;
+  }
+
   async listen(): Promise<void> {
     await this.auth?.users?.current();
     for (const l of this.deps.config.listen) {
+      const proxy: ListenerProxy | undefined = l.proxyProtocol && {
+        trusted: l.proxyProtocol.trustedNetworks.map((c) => parseCidr(c)!),
+        timeout: l.proxyProtocol.timeout,
+        maxHeaderSize: l.proxyProtocol.maxHeaderSize,
+      };
       const srv = l.tls
         ? tls.createServer({ ...this.tlsOptions!, handshakeTimeout: 30_000, allowHalfOpen: true }, (s) => this.accept(s, true, l.mode))
         : // allowHalfOpen: a client may pipeline a whole transaction and shut down its side;
           // it must still get every reply (and its message queued).
-          net.createServer({ allowHalfOpen: true }, (s) => this.accept(s, false, l.mode));
+          net.createServer({ allowHalfOpen: true }, (s) => (proxy ? this.acceptProxied(s, proxy, l.mode) : this.accept(s, false, l.mode)));
       srv.maxConnections = this.deps.config.limits.connections * 2; // hard cap; the soft limit answers 421 below
       srv.on("error", (e) => this.deps.logger.error({ err: e, listen: l }, "listener error"));
       if (l.tls) srv.on("tlsClientError", (e: Error) => this.deps.logger.info({ err: e.message }, "TLS handshake failed"));
@@ -122,13 +222,78 @@ export class SmtpServer {
     } else this.deps.logger.info({ connections: this.conns.size }, "overload over");
   }
 
-  private accept(socket: net.Socket, implicitTls: boolean, mode: "relay" | "submission"): void {
-    const ip = socket.remoteAddress ?? "unknown";
+  /**
+   * A connection on a PROXY protocol listener: only from a trusted load balancer, and only
+   * with a valid header within the timeout (the specification forbids guessing whether one is
+   * there). The client address the header carries is the one every later decision uses.
+   */
+  private acceptProxied(socket: net.Socket, p: ListenerProxy, mode: "relay" | "submission"): void {
+    const peer = socket.remoteAddress ?? "unknown";
+    const { config, logger } = this.deps;
+    socket.on("error", () => undefined);
+    const refuse = (reason: ProxyRefusal, detail: string, text: string) => {
+      this.proxyRefused.set(reason, (this.proxyRefused.get(reason) ?? 0) + 1);
+      logger.warn({ proxy: peer, port: socket.remotePort, reason, detail }, "PROXY protocol: connection refused");
+      socket.end(`421 4.7.0 ${config.hostname} Error: ${text}\r\n`);
+      setTimeout(() => socket.destroy(), 2000).unref();
+    };
+    if (this.closing) {
+      socket.end(`421 4.3.2 ${config.hostname} Service shutting down\r\n`);
+      return;
+    }
+    if (!ipInNetworks(peer, p.trusted)) return refuse("untrusted", "not in proxyProtocol.trustedNetworks", "connection refused");
+    this.pendingProxy.add(socket);
+    let buf: Buffer = Buffer.alloc(0);
+    const done = () => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("close", done);
+      this.pendingProxy.delete(socket);
+    };
+    const timer = setTimeout(() => {
+      done();
+      refuse("timeout", `no complete header after ${p.timeout} ms (${buf.length} octets)`, "PROXY protocol header expected");
+    }, p.timeout);
+    timer.unref();
+    // Bounded: the parser answers need-more only below max(107, maxHeaderSize) octets.
+    const onData = (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      const r = parseProxyHeader(buf, p.maxHeaderSize);
+      if (r.status === "need-more") return;
+      done();
+      if (r.status === "error") return refuse("bad-header", r.reason, "PROXY protocol header expected");
+      // LOCAL (health checks) and UNKNOWN/AF_UNSPEC: the real endpoints, as the spec says.
+      const h = r.header;
+      const origin: ClientOrigin =
+        h.command === "proxy"
+          ? { ip: h.source.address, port: h.source.port, proxy: { peer, version: h.version, command: h.command } }
+          : { ip: peer, port: socket.remotePort, proxy: { peer, version: h.version, command: h.command } };
+      logger.debug({ proxy: peer, client: origin.ip, version: h.version, command: h.command }, "PROXY protocol header");
+      // Synchronously, in this same "data" event: the connection's own listener takes over
+      // before the next chunk, and what followed the header is its first input.
+      this.accept(socket, false, mode, origin, r.rest);
+    };
+    socket.on("data", onData);
+    socket.once("close", done);
+  }
+
+  private accept(socket: net.Socket, implicitTls: boolean, mode: "relay" | "submission", origin?: ClientOrigin, initial?: Buffer): void {
+    const ip = origin?.ip ?? socket.remoteAddress ?? "unknown";
     const { config, logger } = this.deps;
     socket.on("error", () => undefined);
     if (this.closing) {
       socket.end(`421 4.3.2 ${config.hostname} Service shutting down\r\n`);
       return;
+    }
+    // Connection rate (Postfix anvil's smtpd_client_connection_rate_limit): every attempt counts.
+    if (!ipInNetworks(ip, this.rateExempt)) {
+      const d = this.rateLimiter.take("client-connections", clientKey(ip));
+      if (!d.ok) {
+        logger.warn({ client: ip, limit: d.limit, per: formatWindow(d.per), rule: d.rule }, "connection rate limit reached");
+        socket.end(`421 4.7.0 ${config.hostname} Error: too many connections from ${ip} (limit ${d.limit} per ${formatWindow(d.per)}), try again later\r\n`);
+        setTimeout(() => socket.destroy(), 2000).unref();
+        return;
+      }
     }
     const perIp = this.perIp.get(ip) ?? 0;
     const relayAllowed = this.relayAllowed(ip);
@@ -140,7 +305,7 @@ export class SmtpServer {
       return;
     }
     this.perIp.set(ip, perIp + 1);
-    const conn = new Connection(this, socket, ip, relayAllowed, implicitTls, mode);
+    const conn = new Connection(this, socket, { ip, port: origin?.port ?? socket.remotePort, proxy: origin?.proxy }, relayAllowed, implicitTls, mode, initial);
     this.conns.add(conn);
     conn.onClose = () => {
       this.conns.delete(conn);
@@ -159,7 +324,9 @@ export class SmtpServer {
   /** Stop listening; idle sessions get 421 now, busy ones after their transaction; force-close at the bound. */
   async close(timeoutMs: number): Promise<void> {
     this.closing = true;
+    clearInterval(this.pruneTimer);
     for (const s of this.servers) s.close();
+    for (const s of this.pendingProxy) s.destroy();
     const done = new Promise<void>((resolve) => {
       this.drained = resolve;
       if (this.conns.size === 0) resolve();
@@ -206,18 +373,25 @@ class Connection {
   private readonly log: Logger;
   private readonly cfg: Config;
 
-  constructor(private readonly server: SmtpServer, private socket: net.Socket, private readonly ip: string, private readonly relayAllowed: boolean, implicitTls: boolean, mode: "relay" | "submission") {
+  private readonly ip: string;
+  private readonly port: number | undefined;
+
+  constructor(private readonly server: SmtpServer, private socket: net.Socket, origin: ClientOrigin, private readonly relayAllowed: boolean, implicitTls: boolean, mode: "relay" | "submission", private readonly initial?: Buffer) {
     this.cfg = server.deps.config;
     this.started = server.deps.clock.now();
-    this.log = server.deps.logger.child({ client: ip, port: socket.remotePort });
+    this.ip = origin.ip;
+    this.port = origin.port;
+    this.log = server.deps.logger.child(origin.proxy ? { client: origin.ip, port: origin.port, proxy: origin.proxy.peer } : { client: origin.ip, port: origin.port });
+    const rateLimit: RateCheck = (what, user) => server.rateCheck(what, this.ip, user);
     this.session = new ServerSession({
       config: this.cfg,
-      clientIp: ip,
+      clientIp: origin.ip,
       relayAllowed,
       tlsAvailable: !implicitTls && !!server.secureContext,
       secure: implicitTls,
       mode,
-      authBlockedFor: () => server.auth?.limiter.blockedFor(ip) ?? 0,
+      authBlockedFor: () => server.auth?.limiter.blockedFor(origin.ip) ?? 0,
+      rateLimit,
     });
   }
 
@@ -225,6 +399,8 @@ class Connection {
     this.attach(this.socket);
     this.send([this.session.greeting()]);
     this.armCommandDeadline();
+    // Bytes that came after a PROXY header: the client's first input (after our greeting).
+    if (this.initial?.length) this.onData(this.initial);
   }
 
   /**
@@ -575,7 +751,7 @@ class Connection {
           nowMs: this.server.deps.clock.now(),
           client: {
             ip: this.ip,
-            port: this.socket.remotePort,
+            port: this.port,
             helo: this.session.helo,
             tls: this.session.secure,
             relayAllowed: this.relayAllowed || this.session.authUser !== undefined,

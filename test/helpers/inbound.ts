@@ -31,7 +31,7 @@ export async function tempDir(prefix = "mxd-test-"): Promise<string> {
 export interface Overrides {
   limits?: Record<string, unknown>;
   relay?: { allowedNetworks?: string[] };
-  listen?: { host?: string; port?: number; tls?: boolean; mode?: "relay" | "submission" }[];
+  listen?: { host?: string; port?: number; tls?: boolean; mode?: "relay" | "submission"; proxyProtocol?: Record<string, unknown> }[];
   [k: string]: unknown;
 }
 

@@ -15,10 +15,11 @@ import { spawnSync } from "node:child_process";
 import { inCI, sleep, startMxd, stopAllPeers, tempDir, waitFor, type MxdPeer } from "../helpers/peers.js";
 import { Wire, dotStuff, sendMessage } from "../interop/wire.js";
 import { spoolSnapshot } from "../helpers/spool-snapshot.js";
+import { Gen, fuzzSeed, mulberry32 } from "../helpers/fuzz.js";
 
 const HOST = "127.0.0.206";
 const STRESS = !!process.env.MXD_STRESS;
-const SEED = Number(process.env.MXD_FUZZ_SEED ?? (inCI ? 20261125 : Math.floor(Math.random() * 2 ** 31)));
+const SEED = fuzzSeed(inCI, 20261125);
 const CONN_LIMIT = 20;
 const COMMAND_TIMEOUT_MS = 2000;
 
@@ -91,38 +92,6 @@ function assertWellFormed(m: Stored): void {
 async function normalTransactionWorks(tag: string): Promise<void> {
   const r = await sendMessage(mxd.port, HOST, { from: "ok@client.test", to: ["ok@pf.test"] }, `Subject: ${tag}\r\n\r\nstill serving\r\n`);
   assert.equal(r.reply.code, 250, `${tag}: ${r.reply.text}`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Seeded generator
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class Gen {
-  constructor(readonly rnd: () => number) {}
-  int(n: number): number {
-    return Math.floor(this.rnd() * n);
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)]!;
-  }
-  bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
-  chance(p: number): boolean {
-    return this.rnd() < p;
-  }
 }
 
 const VERBS = ["EHLO", "HELO", "MAIL FROM:", "RCPT TO:", "DATA", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP", "STARTTLS", "BDAT", "AUTH PLAIN", "XCLIENT", "ETRN", "mail from:", "Rcpt To:", ""];

@@ -244,3 +244,39 @@ test("config: listen mode and auth (submission needs a users file and TLS)", () 
   assert.ok(problems({ auth: { failures: { backoff: "2h" } } }).some((p) => /auth\.failures\.backoff/.test(p)));
   assert.ok(problems({ auth: { userFile: "x" } }).some((p) => /userFile/.test(p)));
 });
+
+test("config: listen[].proxyProtocol — trusted networks required, defaults, bounds, not on implicit TLS", async () => {
+  const c = parseConfig({ listen: [{ port: 25, proxyProtocol: { trustedNetworks: ["10.0.0.5/32"] } }] });
+  assert.deepEqual(c.listen[0]!.proxyProtocol, { trustedNetworks: ["10.0.0.5/32"], timeout: 10_000, maxHeaderSize: 1024 });
+  assert.equal(parseConfig({}).listen[0]!.proxyProtocol, undefined, "off unless asked for");
+  assert.match(problems({ listen: [{ proxyProtocol: {} }] })[0]!, /^listen\.0\.proxyProtocol\.trustedNetworks: /);
+  assert.match(problems({ listen: [{ proxyProtocol: { trustedNetworks: [] } }] })[0]!, /^listen\.0\.proxyProtocol\.trustedNetworks: /);
+  assert.match(problems({ listen: [{ proxyProtocol: { trustedNetworks: ["lb.example"] } }] })[0]!, /^listen\.0\.proxyProtocol\.trustedNetworks\.0: .*CIDR.*got "lb\.example"$/);
+  assert.match(problems({ listen: [{ proxyProtocol: { trustedNetworks: ["10.0.0.5"], maxHeaderSize: 100 } }] })[0]!, /^listen\.0\.proxyProtocol\.maxHeaderSize: expected 232 to 65551 bytes, got 100$/);
+  assert.match(problems({ listen: [{ proxyProtocol: { trustedNetworks: ["10.0.0.5"], timout: "5s" } }] })[0]!, /^unknown key "listen\.0\.proxyProtocol\.timout" \(did you mean "listen\.0\.proxyProtocol\.timeout"\?\)$/);
+  assert.match(
+    problems({ tls: { cert: "c.pem", key: "k.pem" }, listen: [{ port: 465, tls: true, proxyProtocol: { trustedNetworks: ["10.0.0.5"] } }] })[0]!,
+    /^listen\.0\.proxyProtocol: proxyProtocol is not supported on an implicit TLS listener/,
+  );
+});
+
+test("config: rateLimits — defaults, 0 switches a rule off, windows of at least 1s, exempt networks default to relay + loopback", async () => {
+  const { rateLimitExempt } = await import("../../src/config.js");
+  const c = parseConfig({});
+  assert.deepEqual(c.rateLimits, {
+    exemptNetworks: null,
+    maxTrackedKeys: 100_000,
+    perClient: { connections: { limit: 60, per: 60_000 }, messages: { limit: 100, per: 60_000 }, recipients: { limit: 1000, per: 3_600_000 } },
+    perUser: { messages: { limit: 100, per: 60_000 }, recipients: { limit: 1000, per: 3_600_000 } },
+  });
+  assert.deepEqual(rateLimitExempt(c), ["127.0.0.0/8", "::1/128"]);
+  assert.deepEqual(rateLimitExempt(parseConfig({ relay: { allowedNetworks: ["192.0.2.0/24"] } })), ["192.0.2.0/24", "127.0.0.0/8", "::1/128"]);
+  assert.deepEqual(rateLimitExempt(parseConfig({ rateLimits: { exemptNetworks: [] } })), [], "an explicit list is exactly that list");
+  const off = parseConfig({ rateLimits: { perClient: { messages: { limit: 0 } } } });
+  assert.deepEqual(off.rateLimits.perClient.messages, { limit: 0, per: 60_000 }, "the window keeps its default");
+  assert.match(problems({ rateLimits: { perClient: { messages: { limit: 5, per: "500ms" } } } })[0]!, /^rateLimits\.perClient\.messages\.per: expected a window of at least 1s, got "500ms"$/);
+  assert.match(problems({ rateLimits: { perClient: { messages: { limit: -1 } } } })[0]!, /^rateLimits\.perClient\.messages\.limit: /);
+  assert.match(problems({ rateLimits: { maxTrackedKeys: 10 } })[0]!, /^rateLimits\.maxTrackedKeys: /);
+  assert.match(problems({ rateLimits: { perUser: { connections: { limit: 1 } } } })[0]!, /^unknown key "rateLimits\.perUser\.connections"/);
+  assert.match(problems({ rateLimits: { exemptNetworks: ["nope"] } })[0]!, /^rateLimits\.exemptNetworks\.0: .*CIDR/);
+});

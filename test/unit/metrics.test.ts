@@ -60,7 +60,8 @@ test("every mxd metric: HELP and TYPE once, right before its samples; counters _
   const { INITIAL_CONTROL } = await import("../../src/queue/state.js");
   const m = new MxdMetrics();
   const queue = { counts: () => ({ queued: 1, deferred: 2, held: 3, total: 6, active: 0, parked: 1 }), pauseState: { ...INITIAL_CONTROL, pausedDomains: ["p.test"] } };
-  m.bind({ queue: queue as never, inbound: () => 0, outbound: () => 0, startedAtMs: 1_700_000_000_000, authBlocked: () => 4 });
+  const rateLimits = () => ({ rules: [{ rule: "client-messages", limit: 100, per: "1m", hits: 7 }, { rule: "user-recipients", limit: 0, per: "1h", hits: 0 }], trackedKeys: 12, maxTrackedKeys: 1000, evictions: 0 });
+  m.bind({ queue: queue as never, inbound: () => 0, outbound: () => 0, startedAtMs: 1_700_000_000_000, rateLimits, proxyRefused: () => new Map([["untrusted", 2]]), authBlocked: () => 4 });
   const text = m.registry.render();
   const lines = text.trimEnd().split("\n");
   const types = new Map<string, string>();
@@ -96,4 +97,10 @@ test("every mxd metric: HELP and TYPE once, right before its samples; counters _
   assert.equal(v("mxd_start_time_seconds"), 1_700_000_000);
   for (const result of ["success", "failure", "blocked", "unavailable"]) assert.equal(v("mxd_auth_attempts_total", { result }), 0, `auth ${result} from the start`);
   assert.equal(v("mxd_auth_blocked_clients"), 4);
+  assert.equal(v("mxd_rate_limit", { rule: "client-messages", per: "1m" }), 100);
+  assert.equal(v("mxd_rate_limit", { rule: "user-recipients" }), 0);
+  assert.equal(v("mxd_rate_limit_hits_total", { rule: "client-messages" }), 7);
+  assert.equal(v("mxd_rate_limit_tracked_keys"), 12);
+  assert.equal(v("mxd_proxy_protocol_refused_total", { reason: "untrusted" }), 2);
+  assert.equal(v("mxd_proxy_protocol_refused_total", { reason: "timeout" }), 0, "every reason exported from the start");
 });

@@ -29,6 +29,41 @@ test("a line that was not valid UTF-8 never yields an address or a HELO name (55
   }
 });
 
+test("rate check: asked at MAIL (messages) and for each new RCPT (recipients), with the authenticated user; a refusal starts or adds nothing", () => {
+  const asked: [string, string | undefined][] = [];
+  let refuse: "messages" | "recipients" | undefined;
+  const s = new ServerSession({
+    config: parseConfig({ hostname: "mx.test" }),
+    clientIp: "192.0.2.1",
+    relayAllowed: true,
+    tlsAvailable: false,
+    secure: false,
+    rateLimit: (what, user) => {
+      asked.push([what, user]);
+      return what === refuse ? `450 4.7.1 Error: too many ${what} from 192.0.2.1 (limit 1 per 1m), try again later` : undefined;
+    },
+  });
+  s.handle("EHLO c.test");
+  refuse = "messages";
+  const m = s.handle("MAIL FROM:<a@x.test>");
+  assert.deepEqual(m.replies, ["450 4.7.1 Error: too many messages from 192.0.2.1 (limit 1 per 1m), try again later"]);
+  assert.equal(s.tx, undefined, "no transaction");
+  assert.equal(s.errors, 0, "a rate limit is not a client error");
+  refuse = undefined;
+  // As after AUTH (the senders rule: any address).
+  s.authUser = "alice";
+  (s as unknown as { authSenders: string[] }).authSenders = ["*"];
+  assert.match(s.handle("MAIL FROM:<a@x.test>").replies[0]!, /^250 /);
+  assert.match(s.handle("RCPT TO:<b@y.test>").replies[0]!, /^250 /);
+  assert.match(s.handle("RCPT TO:<B@y.test>").replies[0]!, /^250 /); // a duplicate: not asked again
+  refuse = "recipients";
+  assert.match(s.handle("RCPT TO:<c@y.test>").replies[0]!, /^450 4\.7\.1 Error: too many recipients/);
+  assert.deepEqual(s.tx!.recipients.map((r) => r.address), ["b@y.test"]);
+  // A refused syntax or relay check is answered before the limit is asked.
+  s.handle("RCPT TO:<bad");
+  assert.deepEqual(asked, [["messages", undefined], ["messages", "alice"], ["recipients", "alice"], ["recipients", "alice"]]);
+});
+
 test("the same lines as valid UTF-8 are accepted (control)", () => {
   const s = session();
   assert.match(s.handle("EHLO c.test").replies.at(-1)!, /^250 /);
