@@ -176,6 +176,16 @@ const configBase = z
         maxQueueTime: duration.default("5d"),
         delayWarningAfter: duration.nullable().default(null),
         fallbackRelays: z.array(destination).default([]),
+        // RFC 7672: TLSA and MX lookups whose DNSSEC status comes from this resolver's AD bit.
+        dane: z
+          .object({
+            resolver: hostPortOf({ defaultPort: 53, minPort: 1, ipOnly: true }).nullable().default(null).describe('validating DNS resolver ("127.0.0.1:53") whose AD bit mxd trusts for DANE; null = no DANE'),
+            allowRemoteResolver: z.boolean().default(false).describe("trust the AD bit of a resolver that is not on loopback (only over a path secured otherwise)"),
+            timeout: duration.default("5s"),
+            tries: z.number().int().min(1).default(2),
+          })
+          .strict()
+          .default({}),
         timeouts: z
           .object({
             connect: duration.default("30s"),
@@ -240,6 +250,11 @@ export const configSchema = configBase
     }
     if (c.delivery.retry.minDelay > c.delivery.retry.maxDelay) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "retry", "minDelay"], message: "expected minDelay <= maxDelay" });
+    }
+    // The AD bit can be forged by anyone on the path: only a loopback resolver is trusted by default.
+    const dane = c.delivery.dane;
+    if (dane.resolver && !dane.allowRemoteResolver && !isLoopbackHost(dane.resolver)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "dane", "resolver"], message: `${JSON.stringify(dane.resolver)} is not a loopback address; mxd trusts its DNSSEC answers (AD bit) only with delivery.dane.allowRemoteResolver: true` });
     }
     const pmProblem = postmasterProblem(c);
     if (pmProblem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["postmaster"], message: pmProblem });
