@@ -55,6 +55,10 @@ const size = z
 
 const port = z.number().int().min(0).max(65535);
 
+/** Outbound TLS security levels (Postfix names; docs/deliverability.md). */
+export const TLS_LEVELS = ["may", "encrypt", "verify", "dane", "dane-only"] as const;
+const tlsLevel = z.enum(TLS_LEVELS);
+
 /** "host[:port]" checked by core/host-port (port range, IP literals, host names); kept as written. */
 function hostPortOf(opts: { defaultPort?: number; minPort?: number; ipOnly?: boolean }) {
   return z.string().superRefine((s, ctx) => {
@@ -176,6 +180,33 @@ const configBase = z
         maxQueueTime: duration.default("5d"),
         delayWarningAfter: duration.nullable().default(null),
         fallbackRelays: z.array(destination).default([]),
+        // Outbound TLS (docs/deliverability.md): the security level per destination domain, the
+        // CAs that "verify" and MTA-STS trust, and MTA-STS (RFC 8461) itself.
+        tls: z
+          .object({
+            policy: z
+              .object({
+                default: tlsLevel.default("may").describe('the level for every domain not listed in domains: "may", "encrypt", "verify", "dane" or "dane-only"'),
+                domains: z
+                  .record(domainName, tlsLevel)
+                  .default({})
+                  .describe('per destination domain (exact, or ".example.com" for its subdomains): the level for that domain'),
+              })
+              .strict()
+              .default({}),
+            caFile: z.string().min(1).optional().describe("PEM file of CA certificates trusted in addition to the system CAs (verify level, MTA-STS hosts and policy servers)"),
+            mtaSts: z
+              .object({
+                enabled: z.boolean().default(true).describe("look up and apply MTA-STS policies (RFC 8461) of destination domains"),
+                fetchTimeout: duration.default("20s").describe("time limit for fetching one policy over HTTPS"),
+                maxAge: duration.default("31557600s").describe("longest a policy is cached, whatever its max_age says (RFC 8461 §3.2 allows up to a year)"),
+                refreshAfter: duration.default("1d").describe("a cached policy older than this (or past half its max_age) is fetched again before use; the cached one stays in force when that fails"),
+              })
+              .strict()
+              .default({}),
+          })
+          .strict()
+          .default({}),
         // RFC 7672: TLSA and MX lookups whose DNSSEC status comes from this resolver's AD bit.
         dane: z
           .object({

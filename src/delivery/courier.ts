@@ -33,6 +33,9 @@ export interface DeliveryRequest {
 export interface TlsInfo {
   version: string;
   cipher: string;
+  /** The certificate passed the policy's check (absent in results of older couriers: false). */
+  verified?: boolean;
+  verifyReason?: string;
 }
 
 export interface RecipientResult {
@@ -48,6 +51,8 @@ export interface RecipientResult {
   ip?: string;
   port?: number;
   tls?: TlsInfo;
+  /** The outbound TLS policy that applied to that connection: "verify (domain)", "mta-sts (level may)", … */
+  tlsPolicy?: string;
   /** Every host tried for this recipient that failed temporarily, in the order tried (host-report.ts). */
   hosts?: HostReply[];
   /**

@@ -5,7 +5,11 @@ import type { Logger } from "../io/log.js";
 import type { Resolver } from "../io/resolver.js";
 import type { Clock } from "../io/clock.js";
 import { nodeConnector } from "../io/connector.js";
+import { httpsGet, resolverLookup } from "../io/https-fetch.js";
+import { fileStsStore } from "../io/sts-store.js";
 import type { Courier } from "./courier.js";
+import type { Dane } from "./dane-types.js";
+import { MtaStsPolicies } from "./mta-sts-policies.js";
 import { SmtpCourier } from "./smtp-courier.js";
 
 /**
@@ -23,8 +27,31 @@ export function ownAddresses(config: Config): string[] {
   return [...out];
 }
 
-export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock }): Courier {
+/**
+ * MTA-STS over the real world: TXT through the resolver, the policy over HTTPS (names resolved
+ * by the same resolver, CAs = system + delivery.tls.caFile), the cache in spoolDir/mta-sts.
+ * Undefined when delivery.tls.mtaSts.enabled is false or the resolver cannot ask for TXT.
+ */
+export function createMtaSts(d: { config: Config; resolver: Resolver; logger: Logger; now: () => number }): MtaStsPolicies | undefined {
+  const c = d.config.delivery.tls;
+  const txt = d.resolver.txt?.bind(d.resolver);
+  if (!c.mtaSts.enabled || !txt) return undefined;
+  const lookup = resolverLookup(d.resolver);
+  return new MtaStsPolicies({
+    txt,
+    fetch: (url, o) => httpsGet(url, { ...o, lookup, ...(c.caFile ? { caFile: c.caFile } : {}) }),
+    store: fileStsStore(d.config.spoolDir),
+    now: d.now,
+    fetchTimeoutMs: c.mtaSts.fetchTimeout,
+    maxAgeMs: c.mtaSts.maxAge,
+    refreshAfterMs: c.mtaSts.refreshAfter,
+    logger: d.logger,
+  });
+}
+
+export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock; dane?: Dane }): Courier {
   const clock = d.clock;
+  const mtaSts = createMtaSts({ config: d.config, resolver: d.resolver, logger: d.logger, now: clock ? () => clock.now() : Date.now });
   return new SmtpCourier({
     config: d.config,
     resolver: d.resolver,
@@ -32,5 +59,7 @@ export function createCourier(d: { config: Config; resolver: Resolver; logger: L
     logger: d.logger,
     localAddresses: ownAddresses(d.config),
     ...(clock ? { now: () => clock.now() } : {}),
+    ...(mtaSts ? { mtaSts } : {}),
+    ...(d.dane ? { dane: d.dane } : {}),
   });
 }

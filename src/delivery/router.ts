@@ -46,8 +46,11 @@ export function parseHostPort(s: string, defaultPort: number): HostPort {
   return { host: m[1]!, port: m[2] !== undefined ? Number(m[2]) : defaultPort };
 }
 
-/** Route lookup: exact key first, then ".example.com" keys for subdomains, longest first. */
-export function findRoute(routes: Readonly<Record<string, readonly string[]>>, domain: string): readonly string[] | undefined {
+/**
+ * Lookup by destination domain (routes, delivery.tls.policy.domains): exact key first, then
+ * ".example.com" keys for subdomains, longest first.
+ */
+export function findRoute<T = readonly string[]>(routes: Readonly<Record<string, T>>, domain: string): T | undefined {
   const d = normalizeHost(domain);
   const keys = Object.keys(routes);
   const exact = keys.find((k) => normalizeHost(k) === d);
