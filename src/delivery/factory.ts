@@ -9,6 +9,8 @@ import { httpsGet, resolverLookup } from "../io/https-fetch.js";
 import { fileStsStore } from "../io/sts-store.js";
 import type { Courier } from "./courier.js";
 import type { Dane } from "./dane-types.js";
+import { createDane } from "./dane.js";
+import { createNodeDnssecResolver } from "../io/dnssec-resolver.js";
 import { MtaStsPolicies } from "./mta-sts-policies.js";
 import { SmtpCourier } from "./smtp-courier.js";
 
@@ -49,8 +51,20 @@ export function createMtaSts(d: { config: Config; resolver: Resolver; logger: Lo
   });
 }
 
+/**
+ * DANE (RFC 7672) over the validating resolver at delivery.dane.resolver (its AD bit trusted);
+ * undefined when none is configured, which the TLS policy treats as "no DNSSEC" (insecure).
+ */
+export function createDaneFromConfig(config: Config, now?: () => number): Dane | undefined {
+  const c = config.delivery.dane;
+  if (!c.resolver) return undefined;
+  const resolver = createNodeDnssecResolver({ server: c.resolver, timeoutMs: c.timeout, tries: c.tries, allowRemote: c.allowRemoteResolver });
+  return createDane({ resolver, ...(now ? { now } : {}) });
+}
+
 export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock; dane?: Dane }): Courier {
   const clock = d.clock;
+  const dane = d.dane ?? createDaneFromConfig(d.config, clock ? () => clock.now() : undefined);
   const mtaSts = createMtaSts({ config: d.config, resolver: d.resolver, logger: d.logger, now: clock ? () => clock.now() : Date.now });
   return new SmtpCourier({
     config: d.config,
@@ -60,6 +74,6 @@ export function createCourier(d: { config: Config; resolver: Resolver; logger: L
     localAddresses: ownAddresses(d.config),
     ...(clock ? { now: () => clock.now() } : {}),
     ...(mtaSts ? { mtaSts } : {}),
-    ...(d.dane ? { dane: d.dane } : {}),
+    ...(dane ? { dane } : {}),
   });
 }

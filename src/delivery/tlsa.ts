@@ -78,7 +78,7 @@ export function verifyChain(chain: readonly X509Certificate[], records: readonly
   if (!usable.length) return { ok: false, reason: "no usable TLSA record" };
   const failures: string[] = [];
   for (const r of usable.filter((x) => x.usage === 3)) {
-    if (tlsaMatches(r, leaf)) return { ok: true, reason: `${describeTlsa(r)} matched the server certificate` };
+    if (tlsaMatches(r, leaf)) return { ok: true, reason: `DANE verified: ${describeTlsa(r)} matched the server certificate` };
   }
   if (usable.some((x) => x.usage === 3)) failures.push("no DANE-EE(3) record matched the server certificate");
   const ta = usable.filter((x) => x.usage === 2);
@@ -95,7 +95,7 @@ export function verifyChain(chain: readonly X509Certificate[], records: readonly
       const name = certMatchesName(leaf, names);
       if (broken) failures.push(`DANE-TA(2) trust anchor at depth ${anchored.depth}: ${broken}`);
       else if (!name) failures.push(`DANE-TA(2): the certificate does not match ${names.join(", ") || "any name"} (RFC 7672 §3.2.3)`);
-      else return { ok: true, reason: `${describeTlsa(anchored.record)} matched the trust anchor at depth ${anchored.depth}; certificate name ${name}` };
+      else return { ok: true, reason: `DANE verified: ${describeTlsa(anchored.record)} matched the trust anchor at depth ${anchored.depth}; certificate name ${name}` };
     }
   }
   return { ok: false, reason: failures.join("; ") };

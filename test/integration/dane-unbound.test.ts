@@ -73,7 +73,7 @@ test("signed zone, matching TLSA: usable, and the MX's certificate verifies whil
   if (r.kind !== "usable") return;
   assert.deepEqual(r.records.map((x) => [x.usage, x.selector, x.matchingType, hex(x.data)]), [[3, 1, 1, hex(tlsaData(mxCert, 1, 1))]]);
   const ok = dane.verify([mxCert.x509], r.records, ["mx.dane.test"]);
-  assert.deepEqual(ok, { ok: true, reason: "DANE-EE(3) SPKI(1) SHA2-256(1) matched the server certificate" });
+  assert.deepEqual(ok, { ok: true, reason: "DANE verified: DANE-EE(3) SPKI(1) SHA2-256(1) matched the server certificate" });
   const bad = dane.verify([otherCert.x509], r.records, ["mx.dane.test"]);
   assert.equal(bad.ok, false);
   assert.match(bad.reason, /no DANE-EE\(3\) record matched the server certificate/);

@@ -61,7 +61,7 @@ test("DANE-EE(3): every selector and matching type matches the leaf, and only th
     for (const matching of [0, 1, 2]) {
       const good = verifyChain([leaf.x509], [rec(3, selector, matching, tlsaData(leaf, selector, matching))], [], NOW);
       assert.equal(good.ok, true, `3 ${selector} ${matching}: ${good.reason}`);
-      assert.match(good.reason, /DANE-EE\(3\).*matched the server certificate/);
+      assert.match(good.reason, /^DANE verified: DANE-EE\(3\).*matched the server certificate/);
       const bad = verifyChain([other.x509], [rec(3, selector, matching, tlsaData(leaf, selector, matching))], [], NOW);
       assert.equal(bad.ok, false, `3 ${selector} ${matching} must not match another certificate`);
       assert.match(bad.reason, /no DANE-EE\(3\) record matched/);
@@ -80,7 +80,7 @@ test("DANE-EE(3): no name check and no validity check (RFC 7672 §3.1.1)", { ski
 test("DANE-TA(2): chain to the anchor, name check, validity (RFC 7672 §3.1.2, §3.2.3)", { skip }, () => {
   const ta = [rec(2, 0, 1, tlsaData(ca, 0, 1))];
   const cases: { what: string; chain: TestCert[]; records?: TlsaRecord[]; names: string[]; now?: number; ok: boolean; reason: RegExp }[] = [
-    { what: "leaf + CA, right name", chain: [leaf, ca], names: ["mx.dane.test"], ok: true, reason: /DANE-TA\(2\) Cert\(0\) SHA2-256\(1\) matched the trust anchor at depth 1; certificate name mx\.dane\.test/ },
+    { what: "leaf + CA, right name", chain: [leaf, ca], names: ["mx.dane.test"], ok: true, reason: /^DANE verified: DANE-TA\(2\) Cert\(0\) SHA2-256\(1\) matched the trust anchor at depth 1; certificate name mx\.dane\.test/ },
     { what: "second reference name matches", chain: [leaf, ca], names: ["dane.test", "mx.dane.test."], ok: true, reason: /certificate name mx\.dane\.test/ },
     { what: "wrong name", chain: [leaf, ca], names: ["mx.other.test"], ok: false, reason: /does not match mx\.other\.test/ },
     { what: "anchor not sent by the server", chain: [leaf], names: ["mx.dane.test"], ok: false, reason: /no DANE-TA\(2\) record matched a certificate of the chain/ },
