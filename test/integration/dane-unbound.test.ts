@@ -1,4 +1,4 @@
-// DANE lookups against a real validating resolver: Debian's unbound on 127.0.0.205:53 with
+// DANE lookups against a real validating resolver: Debian's unbound on 127.0.0.205:1053 with
 // zones signed in the test by ldns-signzone (test/helpers/unbound.ts). Drives the Dane seam
 // (createDane over io/dnssec-resolver) directly: usable / none / defer, and verify() of the
 // certificate the TLSA record names against another one.
@@ -28,7 +28,9 @@ before(async () => {
   mxCert = selfSigned(dir, "mx", { cn: "mx.dane.test", dns: ["mx.dane.test"] });
   otherCert = selfSigned(dir, "other", { cn: "mx.dane.test", dns: ["mx.dane.test"] });
   const tlsa311 = hex(tlsaData(mxCert, 1, 1));
+  // Port 1053: dane-delivery.test.ts may run at the same time with its unbound on port 53.
   ub = await startUnbound({
+    port: 1053,
     zones: [
       {
         name: "dane.test",
@@ -108,7 +110,7 @@ test("unsigned zone: insecure, so no DANE even though a TLSA record is published
 });
 
 test("a resolver that does not answer: defer after the tries (never a silent downgrade)", { skip }, async () => {
-  const silent = createDane({ resolver: createNodeDnssecResolver({ server: `${ub.host}:54`, timeoutMs: 200, tries: 2 }) });
+  const silent = createDane({ resolver: createNodeDnssecResolver({ server: `${ub.host}:1054`, timeoutMs: 200, tries: 2 }) });
   const r = await silent.lookup("mx.dane.test", 25, true);
   assert.equal(r.kind, "defer", JSON.stringify(r));
   assert.equal(await silent.mxSecure("dane.test"), false);
