@@ -14,6 +14,7 @@ import net from "node:net";
 import { randomInt } from "node:crypto";
 import dnsPacket, { type DecodedPacket, type Answer } from "dns-packet";
 import { parseHostPort } from "../core/host-port.js";
+import { isLoopbackHost } from "../config.js";
 import type { MxRecord } from "./resolver.js";
 import type { TlsaRecord } from "../delivery/dane-types.js";
 
@@ -101,8 +102,8 @@ export function createDnssecResolver(opts: DnssecResolverOptions): DnssecResolve
     let last = "no reply";
     for (let attempt = 0; attempt < opts.tries; attempt++) {
       const id = nextId();
-      const msg = buildQuery(id, name, type);
       try {
+        const msg = buildQuery(id, name, type);
         let res = decode(await opts.exchange(msg, "udp", opts.timeoutMs));
         // RFC 7766 §5: a truncated UDP answer is asked again over TCP.
         if (res.flag_tc) res = decode(await opts.exchange(msg, "tcp", opts.timeoutMs));
@@ -188,11 +189,6 @@ function tcpExchange(host: string, port: number, query: Buffer, timeoutMs: numbe
   });
 }
 
-/** "127.0.0.1", "::1" or "localhost": the only resolvers whose AD bit is trusted by default. */
-export function isLoopbackAddress(host: string): boolean {
-  return host === "::1" || host.toLowerCase() === "localhost" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
 export interface NodeDnssecResolverOptions {
   /** "host:port" of the validating resolver (port 53 when omitted). */
   server: string;
@@ -206,6 +202,6 @@ export interface NodeDnssecResolverOptions {
 export function createNodeDnssecResolver(opts: NodeDnssecResolverOptions): DnssecResolver {
   const hp = parseHostPort(opts.server, { defaultPort: 53 });
   if (!hp.ok) throw new Error(`DNSSEC resolver: ${hp.error}`);
-  if (!opts.allowRemote && !isLoopbackAddress(hp.value.host)) throw new Error(`DNSSEC resolver ${opts.server} is not on loopback; its AD bit is trusted only with allowRemoteResolver`);
+  if (!opts.allowRemote && !isLoopbackHost(opts.server)) throw new Error(`DNSSEC resolver ${opts.server} is not on loopback; its AD bit is trusted only with allowRemoteResolver`);
   return createDnssecResolver({ exchange: socketExchange(hp.value.host, hp.value.port), timeoutMs: opts.timeoutMs, tries: opts.tries });
 }
