@@ -45,8 +45,15 @@ export function classifyTlsa(name: string, answer: DnssecAnswer<TlsaRecord>): Da
   }
 }
 
-/** Is the MX RRset of the domain validated? A secure NODATA (implicit MX, RFC 7672 §2.2.1) counts. */
+/**
+ * Is the MX RRset of the domain validated? A secure NODATA (implicit MX, RFC 7672 §2.2.1)
+ * counts. A failed lookup (bogus MX RRset, resolver down) is not evidence of an unsigned zone,
+ * and "false" would turn DANE off — a downgrade anyone who can break the lookup could cause.
+ * So it counts as secure: the host's own lookups decide, and when they fail too the host is
+ * deferred (RFC 7672 §2.1.1: a failed or bogus lookup must not lead to a weaker policy).
+ */
 export function mxAnswerSecure(answer: DnssecAnswer<unknown>): boolean {
+  if (answer.kind === "failed") return true;
   return (answer.kind === "records" || answer.kind === "nodata") && answer.secure;
 }
 

@@ -52,12 +52,13 @@ test("addressStatus: secure if any address RRset is validated; a failure defers 
   for (const [a, aaaa, want] of table) assert.equal(addressStatus(a, aaaa), want, `${JSON.stringify(a)} ${JSON.stringify(aaaa)}`);
 });
 
-test("mxAnswerSecure: validated MX records or validated NODATA (implicit MX)", () => {
+test("mxAnswerSecure: validated MX records or validated NODATA (implicit MX); a failed lookup is not a downgrade", () => {
   assert.equal(mxAnswerSecure({ kind: "records", secure: true, records: [] }), true);
   assert.equal(mxAnswerSecure({ kind: "nodata", secure: true }), true);
   assert.equal(mxAnswerSecure({ kind: "records", secure: false, records: [] }), false);
   assert.equal(mxAnswerSecure({ kind: "nxdomain", secure: true }), false);
-  assert.equal(mxAnswerSecure({ kind: "failed", reason: "x" }), false);
+  assert.equal(mxAnswerSecure({ kind: "nodata", secure: false }), false);
+  assert.equal(mxAnswerSecure({ kind: "failed", reason: "SERVFAIL" }), true, "the host lookups decide (and defer when they fail too)");
 });
 
 /** A resolver answering from a table; records every query. */
