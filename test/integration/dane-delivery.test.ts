@@ -6,6 +6,7 @@
 //   bad.dane.test  TLSA 3 1 1 of another certificate          → deferred, the mismatch in the reply
 //   bogus.test     TLSA changed after signing (bogus)         → deferred, the failed lookup in the reply; no connection
 //   plain.test     unsigned zone (TLSA published, insecure)   → delivered without DANE (the level falls back to opportunistic TLS)
+//   ta.dane.test   TLSA 2 0 1 of the CA that issued the MX's certificate (sent in its chain) → delivered, DANE-TA verified
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -13,18 +14,18 @@ import { join } from "node:path";
 import nodemailer from "nodemailer";
 import { inCI, requirePeers, skipUnless, startMxd, stopAllPeers, tempDir, waitFor, type MxdPeer } from "../helpers/peers.js";
 import { startMxSink, type MxSink } from "../helpers/mx-sink.js";
-import { selfSigned, tlsaData, type TestCert } from "../helpers/test-pki.js";
+import { issued, selfSigned, tlsaData, type TestCert } from "../helpers/test-pki.js";
 import { startUnbound, type UnboundPeer } from "../helpers/unbound.js";
 
 const skip = skipUnless("unbound", "ldns-signzone", "openssl");
 const HOST = "127.0.0.217";
-const SINK = { good: "127.0.0.218", bad: "127.0.0.219", bogus: "127.0.0.220", plain: "127.0.0.221" };
+const SINK = { good: "127.0.0.218", bad: "127.0.0.219", bogus: "127.0.0.220", plain: "127.0.0.221", ta: "127.0.0.222" };
 
 let base: string;
 let ub: UnboundPeer;
 let mxd: MxdPeer;
 const sinks: Record<keyof typeof SINK, MxSink> = {} as never;
-let mxCert: TestCert, otherCert: TestCert;
+let mxCert: TestCert, otherCert: TestCert, ca: TestCert, taLeaf: TestCert;
 const hex = (b: Buffer) => b.toString("hex");
 
 before(async () => {
@@ -33,6 +34,8 @@ before(async () => {
   base = tempDir("mxd-dane-delivery-");
   mxCert = selfSigned(base, "mx", { cn: "mx.dane.test", dns: ["mx.dane.test"] });
   otherCert = selfSigned(base, "other", { cn: "other.dane.test", dns: ["other.dane.test"] });
+  ca = selfSigned(base, "ca", { cn: "mxd DANE test CA", ca: true, days: 10 });
+  taLeaf = issued(base, "ta-leaf", ca, { cn: "mx.ta.dane.test", dns: ["mx.ta.dane.test"] });
   const good = hex(tlsaData(mxCert, 1, 1));
   ub = await startUnbound({
     zones: [
@@ -45,6 +48,9 @@ before(async () => {
           "bad IN MX 10 mx.bad",
           `mx.bad IN A ${SINK.bad}`,
           `_25._tcp.mx.bad IN TLSA 3 1 1 ${hex(tlsaData(otherCert, 1, 1))}`,
+          "ta IN MX 10 mx.ta",
+          `mx.ta IN A ${SINK.ta}`,
+          `_25._tcp.mx.ta IN TLSA 2 0 1 ${hex(tlsaData(ca, 0, 1))}`,
         ],
       },
       {
@@ -56,7 +62,11 @@ before(async () => {
     ],
   });
   // Every MX presents the certificate the dane.test TLSA record names.
-  for (const [k, host] of Object.entries(SINK)) sinks[k as keyof typeof SINK] = await startMxSink({ host, tls: "ok", tlsCredentials: { key: mxCert.keyPem, cert: mxCert.certPem } });
+  for (const [k, host] of Object.entries(SINK)) {
+    // The DANE-TA MX sends its certificate and the CA's (RFC 7672 §3.1.2: the anchor must be in the chain).
+    const creds = k === "ta" ? { key: taLeaf.keyPem, cert: taLeaf.certPem + ca.certPem } : { key: mxCert.keyPem, cert: mxCert.certPem };
+    sinks[k as keyof typeof SINK] = await startMxSink({ host, tls: "ok", tlsCredentials: creds });
+  }
   mxd = await startMxd({
     hostname: "mxd-dane.test",
     listen: [{ host: HOST, port: 0 }],
@@ -140,4 +150,16 @@ test("unsigned zone: no DANE (the TLSA record is ignored), delivered with the no
   assert.equal((l.tls as { verified: boolean } | undefined)?.verified ?? false, false, "not authenticated: no DANE, and the certificate is self-signed");
   assert.ok(!linesFor(l.qid).some((x) => /DANE verified/.test(JSON.stringify(x))));
   await sinks.plain.waitForMessages(1, 5000);
+});
+
+test("DANE-TA (2 0 1 of the issuing CA, sent in the chain): delivered, the MX name checked", { skip, timeout: 60_000 }, async () => {
+  await submit("rcpt@ta.dane.test");
+  const l = await deliveryLine("rcpt@ta.dane.test");
+  assert.equal(l.status, "sent", JSON.stringify(l));
+  assert.equal((l.tls as { verified: boolean }).verified, true, JSON.stringify(l.tls));
+  assert.ok(
+    linesFor(l.qid).some((x) => /DANE verified: DANE-TA\(2\) Cert\(0\) SHA2-256\(1\) matched the trust anchor at depth 1; certificate name mx\.ta\.dane\.test/.test(JSON.stringify(x))),
+    JSON.stringify(linesFor(l.qid)),
+  );
+  await sinks.ta.waitForMessages(1, 5000);
 });
