@@ -24,6 +24,12 @@ export function addressStatus(a: DnssecAnswer<string>, aaaa: DnssecAnswer<string
   return "absent"; // securely denied: no addresses at all, the courier has nothing to reach
 }
 
+/** The CNAME-expanded name of a host whose address records are secure, when there is one. */
+export function canonicalName(a: DnssecAnswer<string>, aaaa: DnssecAnswer<string>): string | undefined {
+  for (const x of [a, aaaa]) if (x.kind === "records" && x.secure && x.canonical) return x.canonical;
+  return undefined;
+}
+
 /** RFC 7672 §2.2: the TLSA answer → DANE usable, no DANE, or do not deliver to this host now. */
 export function classifyTlsa(name: string, answer: DnssecAnswer<TlsaRecord>): DaneLookup {
   switch (answer.kind) {
@@ -75,6 +81,13 @@ export function createDane(d: DaneDeps): Dane {
       if (status === "failed") return { kind: "defer", reason: `address lookup for ${host} at the DNSSEC resolver failed: ${a.kind === "failed" ? a.reason : aaaa.kind === "failed" ? aaaa.reason : ""}` };
       if (status === "insecure") return { kind: "none", reason: `the address records of ${host} are not DNSSEC-validated` };
       if (status === "absent") return { kind: "none", reason: `${host} has no address records (validated denial)` };
+      // RFC 7672 §2.2.2: an MX host name that is a (secure) CNAME: TLSA at the expanded name
+      // first, then, when that has none, at the name from the MX record.
+      const target = canonicalName(a, aaaa);
+      if (target && target !== host.toLowerCase().replace(/\.$/, "")) {
+        const expanded = classifyTlsa(tlsaName(target, port), await d.resolver.tlsa(tlsaName(target, port)));
+        if (expanded.kind !== "none") return expanded;
+      }
       const name = tlsaName(host, port);
       return classifyTlsa(name, await d.resolver.tlsa(name));
     },

@@ -20,8 +20,11 @@ import type { TlsaRecord } from "../delivery/dane-types.js";
 
 /** What a validating resolver said about one name and type. */
 export type DnssecAnswer<T> =
-  /** NOERROR with records of the asked type (after any CNAME the resolver followed). */
-  | { kind: "records"; secure: boolean; records: T[] }
+  /**
+   * NOERROR with records of the asked type. `canonical`: their owner name when the resolver
+   * followed a CNAME chain to them (absent when they are at the name asked for).
+   */
+  | { kind: "records"; secure: boolean; records: T[]; canonical?: string }
   /** The name exists without records of that type. */
   | { kind: "nodata"; secure: boolean }
   | { kind: "nxdomain"; secure: boolean }
@@ -63,8 +66,11 @@ export function interpretReply(res: DecodedPacket & { rcode?: string }, id: numb
   const secure = res.flag_ad === true;
   switch (res.rcode) {
     case "NOERROR": {
-      const records = (res.answers ?? []).filter((a) => a.type === type).map((a) => (a as { data: unknown }).data);
-      return records.length ? { kind: "records", secure, records } : { kind: "nodata", secure };
+      const found = (res.answers ?? []).filter((a) => a.type === type);
+      const records = found.map((a) => (a as { data: unknown }).data);
+      if (!records.length) return { kind: "nodata", secure };
+      const owner = found[0]!.name.replace(/\.$/, "");
+      return { kind: "records", secure, records, ...(sameName(owner, name) ? {} : { canonical: owner.toLowerCase() }) };
     }
     case "NXDOMAIN":
       return { kind: "nxdomain", secure };

@@ -44,6 +44,7 @@ before(async () => {
           "v6 IN AAAA ::1",
           `_25._tcp.v6 IN TLSA 3 0 2 ${hex(tlsaData(mxCert, 0, 2))}`,
           "implicit IN A 127.0.0.214",
+          "alias IN CNAME mx",
         ],
       },
       {
@@ -92,6 +93,12 @@ test("signed zone: an IPv6-only host with a 3 0 2 record; secure denial; only un
   assert.match((pkix as { reason: string }).reason, /only unusable TLSA records.*PKIX-EE\(1\)/);
   // Another port has its own TLSA name (_2525._tcp...), which does not exist.
   assert.equal((await dane.lookup("mx.dane.test", 2525, true)).kind, "none");
+});
+
+test("a CNAME'd host name: the TLSA records of the CNAME's target are used (RFC 7672 §2.2.2)", { skip }, async () => {
+  const r = await dane.lookup("alias.dane.test", 25, true);
+  assert.equal(r.kind, "usable", JSON.stringify(r));
+  if (r.kind === "usable") assert.equal(dane.verify([mxCert.x509], r.records, ["alias.dane.test"]).ok, true);
 });
 
 test("bogus TLSA (zone changed after signing): defer, and unbound logged the validation failure", { skip }, async () => {

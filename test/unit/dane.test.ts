@@ -104,3 +104,30 @@ test("createDane.verify uses the injected clock; mxSecure asks for MX", async ()
   assert.deepEqual(log, ["mx example.org", "mx insecure.example"]);
   assert.deepEqual(dane.verify([], [good], []), { ok: false, reason: "the server sent no certificate" });
 });
+
+test("createDane.lookup: a CNAME'd MX host name (RFC 7672 §2.2.2): TLSA at the expanded name first, then at the original", async () => {
+  const log: string[] = [];
+  const secureA = (canonical: string): DnssecAnswer<string> => ({ kind: "records", secure: true, records: ["192.0.2.9"], canonical });
+  const other: TlsaRecord = { usage: 3, selector: 1, matchingType: 2, data: Buffer.alloc(64, 3) };
+  const dane = createDane({
+    resolver: fakeResolver(
+      {
+        a: { "alias.example": secureA("target.example"), "alias2.example": secureA("bare.example"), "alias3.example": secureA("broken.example") },
+        aaaa: { "alias.example": { kind: "nodata", secure: true }, "alias2.example": { kind: "nodata", secure: true }, "alias3.example": { kind: "nodata", secure: true } },
+        tlsa: {
+          "_25._tcp.target.example": { kind: "records", secure: true, records: [good] },
+          "_25._tcp.alias.example": { kind: "records", secure: true, records: [other] },
+          "_25._tcp.bare.example": { kind: "nodata", secure: true },
+          "_25._tcp.alias2.example": { kind: "records", secure: true, records: [other] },
+          "_25._tcp.broken.example": { kind: "failed", reason: "SERVFAIL" },
+        },
+      },
+      log,
+    ),
+  });
+  assert.deepEqual(await dane.lookup("alias.example", 25, true), { kind: "usable", records: [good] }, "the expanded name wins");
+  assert.deepEqual(log.filter((l) => l.startsWith("tlsa")), ["tlsa _25._tcp.target.example"]);
+  assert.deepEqual(await dane.lookup("alias2.example", 25, true), { kind: "usable", records: [other] }, "none at the target: the original name");
+  const broken = await dane.lookup("alias3.example", 25, true);
+  assert.equal(broken.kind, "defer", "a failed lookup at the target is not skipped over");
+});

@@ -49,6 +49,10 @@ test("the AD bit decides secure; records are converted; rcodes map to nodata / n
   assert.match((sf as { reason: string }).reason, /SERVFAIL/);
   const mx = await resolverWith((q) => reply(q, { ad: true, answers: [{ type: "MX", name: "example.org", ttl: 60, class: "IN", data: { preference: 10, exchange: "mx.example.org" } }] })).mx("example.org");
   assert.deepEqual(mx, { kind: "records", secure: true, records: [{ exchange: "mx.example.org", priority: 10 }] });
+  const cname = await resolverWith((q) =>
+    reply(q, { ad: true, answers: [{ type: "CNAME", name: "alias.example.org", ttl: 60, class: "IN", data: "MX.example.org" }, { type: "A", name: "MX.example.org", ttl: 60, class: "IN", data: "192.0.2.8" }] }),
+  ).a("alias.example.org");
+  assert.deepEqual(cname, { kind: "records", secure: true, records: ["192.0.2.8"], canonical: "mx.example.org" }, "the CNAME target is reported");
   const a = await resolverWith((q) => reply(q, { ad: true, answers: [{ type: "A", name: "mx.example.org", ttl: 60, class: "IN", data: "192.0.2.7" }] })).a("mx.example.org");
   assert.deepEqual(a, { kind: "records", secure: true, records: ["192.0.2.7"] });
 });
