@@ -6,6 +6,7 @@ import type { StsFetchResult } from "../../src/delivery/mta-sts.js";
 import { DnsError } from "../../src/io/resolver.js";
 import type { StsStore } from "../../src/io/sts-store.js";
 import { silentLogger } from "../../src/io/log.js";
+import { FakeClock } from "../../src/io/clock.js";
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -33,6 +34,7 @@ function policies(w: World): MtaStsPolicies {
   const store: StsStore = {
     load: async (d) => (w.disk.has(d) ? JSON.parse(JSON.stringify(w.disk.get(d))) : undefined),
     save: async (d, e) => void w.disk.set(d, JSON.parse(JSON.stringify(e))),
+    domains: async (limit) => [...w.disk.keys()].slice(0, limit),
   };
   return new MtaStsPolicies({
     txt: async (name) => {
@@ -145,4 +147,51 @@ test("MtaStsPolicies: concurrent lookups of one domain share one fetch", async (
   const all = await Promise.all([p.policyFor("a.test"), p.policyFor("a.test"), p.policyFor("a.test")]);
   assert.equal(w.fetches.length, 1);
   for (const r of all) assert.equal(r.entry?.id, "one");
+});
+
+test("MtaStsPolicies: the background refresh fetches a cached policy again before it expires, without any mail", async () => {
+  const w = world();
+  w.txt["_mta-sts.b.test"] = [["v=STSv1; id=b1"]];
+  w.http["https://mta-sts.b.test/.well-known/mta-sts.txt"] = { ok: true, status: 200, contentType: "text/plain", body: POLICY.replace("604800", "3600") };
+  // A previous run cached both policies on disk (a.test: 7 days, b.test: 1 hour).
+  const before = policies(w);
+  await before.policyFor("a.test");
+  await before.policyFor("b.test");
+  assert.equal(w.fetches.length, 2);
+  const clock = new FakeClock(w.now);
+  const p = policies(w); // a restart: nothing in memory
+  p.startRefresh(clock, 10 * 60_000);
+  const step = async (ms: number) => {
+    clock.advance(ms);
+    w.now = clock.now();
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  };
+  await step(0);
+  for (let i = 0; i < 2; i++) await step(10 * 60_000);
+  assert.equal(w.fetches.length, 2, "20 minutes: nothing due yet");
+  for (let i = 0; i < 2; i++) await step(10 * 60_000); // b.test is past half its hour: refreshed; a.test is not due
+  assert.deepEqual(w.fetches.slice(2), ["https://mta-sts.b.test/.well-known/mta-sts.txt"]);
+  const fetchedB = (w.disk.get("b.test") as { fetchedAt: number }).fetchedAt;
+  assert.ok(fetchedB > Date.UTC(2026, 0, 1), "b.test's cache entry is new");
+  for (let i = 0; i < 6 * 24; i++) await step(10 * 60_000); // one day later: a.test is due (refreshAfter)
+  assert.ok(w.fetches.includes(URL_A) && w.fetches.filter((u) => u === URL_A).length >= 2, "a.test refreshed within a day");
+  p.stop();
+  const n = w.fetches.length;
+  await step(24 * 3_600_000);
+  assert.equal(w.fetches.length, n, "no refresh after stop()");
+  assert.equal(clock.pendingTimers(), 0);
+});
+
+test("refreshDue: old enough, not expired, oldest first, bounded", async () => {
+  const { cacheEntry, refreshDue } = await import("../../src/delivery/mta-sts.js");
+  const pol = (maxAge: number) => ({ mode: "enforce" as const, maxAge, mx: ["mx.x.test"] });
+  const t0 = Date.UTC(2026, 0, 1);
+  const entries = [
+    cacheEntry("young.test", "1", pol(7 * 86400), t0 + 23 * H, 365 * D),
+    cacheEntry("old.test", "1", pol(7 * 86400), t0, 365 * D),
+    cacheEntry("short.test", "1", pol(3600), t0 + 23.5 * H, 365 * D),
+    cacheEntry("expired.test", "1", pol(3600), t0, 365 * D),
+  ];
+  assert.deepEqual(refreshDue(entries, t0 + 24 * H, D, 10), ["old.test", "short.test"]);
+  assert.deepEqual(refreshDue(entries, t0 + 24 * H, D, 1), ["old.test"]);
 });
