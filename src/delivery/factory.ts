@@ -29,6 +29,9 @@ export function ownAddresses(config: Config): string[] {
   return [...out];
 }
 
+/** How often cached MTA-STS policies are checked for a proactive refresh. */
+const MTA_STS_SWEEP_MS = 10 * 60_000;
+
 /**
  * MTA-STS over the real world: TXT through the resolver, the policy over HTTPS (names resolved
  * by the same resolver, CAs = system + delivery.tls.caFile), the cache in spoolDir/mta-sts.
@@ -66,6 +69,8 @@ export function createCourier(d: { config: Config; resolver: Resolver; logger: L
   const clock = d.clock;
   const dane = d.dane ?? createDaneFromConfig(d.config, clock ? () => clock.now() : undefined);
   const mtaSts = createMtaSts({ config: d.config, resolver: d.resolver, logger: d.logger, now: clock ? () => clock.now() : Date.now });
+  // Cached policies are refreshed in the background too (the daemon passes its clock).
+  if (mtaSts && clock) mtaSts.startRefresh(clock, MTA_STS_SWEEP_MS);
   return new SmtpCourier({
     config: d.config,
     resolver: d.resolver,

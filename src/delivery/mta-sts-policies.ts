@@ -1,6 +1,7 @@
 // MTA-STS policies of destination domains (RFC 8461): TXT lookup, HTTPS fetch and the cache
 // (memory, then spoolDir/mta-sts on disk so policies survive restarts), driven by the pure
 // decisions of mta-sts.ts. Every side effect is injected: tests run offline in virtual time.
+import type { Clock, TimerHandle } from "../io/clock.js";
 import type { Logger } from "../io/log.js";
 import { DnsError } from "../io/resolver.js";
 import type { StsStore } from "../io/sts-store.js";
@@ -9,6 +10,7 @@ import {
   cacheEntry,
   parseStsTxt,
   policyFromResponse,
+  refreshDue,
   stsCacheDecision,
   validCacheEntry,
   type CachedStsPolicy,
@@ -39,11 +41,15 @@ export interface StsLookup {
 }
 
 const DEFAULT_MEMORY_ENTRIES = 10_000;
+/** Policies refreshed per sweep at most (each is a TXT lookup and an HTTPS fetch). */
+const REFRESH_PER_SWEEP = 50;
 
 export class MtaStsPolicies {
   private readonly memory = new Map<string, CachedStsPolicy>();
   private readonly inFlight = new Map<string, Promise<StsLookup>>();
   private readonly max: number;
+  private timer: TimerHandle | undefined;
+  private stopped = false;
 
   constructor(private readonly deps: MtaStsDeps) {
     this.max = deps.memoryEntries ?? DEFAULT_MEMORY_ENTRIES;
@@ -62,6 +68,40 @@ export class MtaStsPolicies {
       .finally(() => this.inFlight.delete(d));
     this.inFlight.set(d, p);
     return p;
+  }
+
+  /**
+   * Refresh cached policies before they expire, also for domains no mail went to lately:
+   * the disk cache is read into memory once, then every `everyMs` the due ones are fetched
+   * again (refreshDue). A failed refresh keeps the cached policy (policyFor's rules).
+   */
+  startRefresh(clock: Clock, everyMs: number): void {
+    if (this.timer || this.stopped) return;
+    const sweep = async () => {
+      const due = refreshDue(this.memory.values(), this.deps.now(), this.deps.refreshAfterMs, REFRESH_PER_SWEEP);
+      for (const d of due) {
+        if (this.stopped) return;
+        const r = await this.policyFor(d);
+        this.deps.logger.debug({ domain: d, how: r.how }, "MTA-STS policy refreshed");
+      }
+    };
+    const arm = () => {
+      if (this.stopped) return;
+      this.timer = clock.setTimer(() => void sweep().finally(arm), everyMs);
+    };
+    void this.warm().finally(arm);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  /** Load the disk cache into memory (bounded), so the refresh sweep knows every cached domain. */
+  private async warm(): Promise<void> {
+    const domains = await this.deps.store.domains(this.max).catch(() => [] as string[]);
+    for (const d of domains) await this.cached(d);
   }
 
   private async lookup(domain: string, log: Logger): Promise<StsLookup> {

@@ -168,6 +168,19 @@ export function stsCacheDecision(o: { txt: StsTxt; cached?: CachedStsPolicy | un
   return { action: "use-cached", why: "cached" };
 }
 
+/**
+ * Proactive refresh (RFC 8461 §10.2: keep policies from expiring while no mail flows): the
+ * cached domains whose policy is old enough to be fetched again and has not expired yet,
+ * oldest first, at most `limit`.
+ */
+export function refreshDue(entries: Iterable<CachedStsPolicy>, nowMs: number, refreshAfterMs: number, limit: number): string[] {
+  return [...entries]
+    .filter((c) => nowMs < c.expiresAt && nowMs - c.fetchedAt >= refreshAge(c, refreshAfterMs))
+    .sort((a, b) => a.fetchedAt - b.fetchedAt)
+    .slice(0, limit)
+    .map((c) => c.domain);
+}
+
 /** Is a value read back from the disk cache a well-formed entry for `domain`? (never trust a file) */
 export function validCacheEntry(v: unknown, domain: string): v is CachedStsPolicy {
   if (!v || typeof v !== "object") return false;

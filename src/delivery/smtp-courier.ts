@@ -481,6 +481,7 @@ export class SmtpCourier implements Courier {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.mtaSts?.stop();
     const all = [...this.idle.values()].flat();
     this.idle.clear();
     await Promise.all(

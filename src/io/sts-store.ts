@@ -2,12 +2,14 @@
 // domain, replaced atomically (write to a temporary name, rename). It is a cache, so no fsync:
 // a lost or torn file only means one more fetch. What is read back is checked by the caller
 // (delivery/mta-sts.ts validCacheEntry); an unreadable file reads as absent.
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 export interface StsStore {
   load(domain: string): Promise<unknown>;
   save(domain: string, entry: unknown): Promise<void>;
+  /** Domains with a cache file (at most `limit`). */
+  domains(limit: number): Promise<string[]>;
 }
 
 /** Domain names are LDH (and lower case) by the time they get here; anything else is not stored. */
@@ -33,6 +35,10 @@ export function fileStsStore(spoolDir: string): StsStore {
       const tmp = `${file}.${process.pid}.tmp`;
       await writeFile(tmp, JSON.stringify(entry) + "\n", { mode: 0o600 });
       await rename(tmp, file);
+    },
+    async domains(limit) {
+      const names = await readdir(dir).catch(() => [] as string[]);
+      return names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -5)).filter((d) => SAFE.test(d)).slice(0, limit);
     },
   };
 }

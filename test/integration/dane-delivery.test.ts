@@ -65,7 +65,7 @@ before(async () => {
   for (const [k, host] of Object.entries(SINK)) {
     // The DANE-TA MX sends its certificate and the CA's (RFC 7672 §3.1.2: the anchor must be in the chain).
     const creds = k === "ta" ? { key: taLeaf.keyPem, cert: taLeaf.certPem + ca.certPem } : { key: mxCert.keyPem, cert: mxCert.certPem };
-    sinks[k as keyof typeof SINK] = await startMxSink({ host, tls: "ok", tlsCredentials: creds });
+    sinks[k as keyof typeof SINK] = await startMxSink({ host, tls: "ok", cert: creds });
   }
   mxd = await startMxd({
     hostname: "mxd-dane.test",
