@@ -287,11 +287,6 @@ export const configSchema = configBase
     if (dane.resolver && !dane.allowRemoteResolver && !isLoopbackHost(dane.resolver)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "dane", "resolver"], message: `${JSON.stringify(dane.resolver)} is not a loopback address; mxd trusts its DNSSEC answers (AD bit) only with delivery.dane.allowRemoteResolver: true` });
     }
-    // dane-only without a DNSSEC resolver could never deliver to that domain: say so at start.
-    const daneOnly = [["default", c.delivery.tls.policy.default], ...Object.entries(c.delivery.tls.policy.domains).map(([d, l]) => [`domains.${d}`, l])].find(([, l]) => l === "dane-only");
-    if (daneOnly && !dane.resolver) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "dane", "resolver"], message: `delivery.tls.policy.${daneOnly[0]} is "dane-only", which needs a validating resolver: set delivery.dane.resolver (e.g. "127.0.0.1:53")` });
-    }
     const pmProblem = postmasterProblem(c);
     if (pmProblem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["postmaster"], message: pmProblem });
   })
