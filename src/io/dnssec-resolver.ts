@@ -160,7 +160,7 @@ function udpExchange(host: string, port: number, query: Buffer, timeoutMs: numbe
     sock.on("error", (e) => done(() => reject(new Error(`UDP to ${host}:${port}: ${e.message}`))));
     sock.on("message", (msg, rinfo) => {
       // Only the resolver's reply to this id counts; anything else is ignored until the timeout.
-      if (rinfo.port !== port || msg.length < 12 || msg.readUInt16BE(0) !== id) return;
+      if (rinfo.port !== port || rinfo.address !== host || msg.length < 12 || msg.readUInt16BE(0) !== id) return;
       done(() => resolve(msg));
     });
     sock.send(query, port, host);

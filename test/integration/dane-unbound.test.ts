@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDane } from "../../src/delivery/dane.js";
 import type { Dane } from "../../src/delivery/dane-types.js";
-import { createNodeDnssecResolver } from "../../src/io/dnssec-resolver.js";
+import { createDnssecResolver, createNodeDnssecResolver, socketExchange } from "../../src/io/dnssec-resolver.js";
 import { inCI, requirePeers, skipUnless, stopAllPeers } from "../helpers/peers.js";
 import { selfSigned, tlsaData, type TestCert } from "../helpers/test-pki.js";
 import { startUnbound, type UnboundPeer } from "../helpers/unbound.js";
@@ -45,6 +45,11 @@ before(async () => {
           `_25._tcp.v6 IN TLSA 3 0 2 ${hex(tlsaData(mxCert, 0, 2))}`,
           "implicit IN A 127.0.0.214",
           "alias IN CNAME mx",
+          // 30 SHA-512 records: more than the 1,232-byte UDP answer, so unbound truncates it and
+          // the resolver asks again over TCP.
+          "big IN A 127.0.0.217",
+          ...Array.from({ length: 30 }, (_, i) => `_25._tcp.big IN TLSA 3 1 2 ${Buffer.alloc(64, i + 1).toString("hex")}`),
+          `_25._tcp.big IN TLSA 3 1 1 ${tlsa311}`,
         ],
       },
       {
@@ -99,6 +104,20 @@ test("a CNAME'd host name: the TLSA records of the CNAME's target are used (RFC 
   const r = await dane.lookup("alias.dane.test", 25, true);
   assert.equal(r.kind, "usable", JSON.stringify(r));
   if (r.kind === "usable") assert.equal(dane.verify([mxCert.x509], r.records, ["alias.dane.test"]).ok, true);
+});
+
+test("an answer too big for UDP comes over TCP (RFC 7766)", { skip }, async () => {
+  const used: string[] = [];
+  const exchange = socketExchange(ub.host, ub.port);
+  const watched = createDane({
+    resolver: createDnssecResolver({ exchange: (q, t, ms) => (used.push(t), exchange(q, t, ms)), timeoutMs: 2000, tries: 2 }),
+  });
+  const r = await watched.lookup("big.dane.test", 25, true);
+  assert.deepEqual(used, ["udp", "udp", "udp", "tcp"], "A and AAAA over UDP, the TLSA answer truncated and asked again over TCP");
+  assert.equal(r.kind, "usable", JSON.stringify(r).slice(0, 300));
+  if (r.kind !== "usable") return;
+  assert.equal(r.records.length, 31);
+  assert.equal(dane.verify([mxCert.x509], r.records, []).ok, true);
 });
 
 test("bogus TLSA (zone changed after signing): defer, and unbound logged the validation failure", { skip }, async () => {
