@@ -57,6 +57,10 @@ const size = z
 
 const port = z.number().int().min(0).max(65535);
 
+/** Outbound TLS security levels (Postfix names; docs/deliverability.md). */
+export const TLS_LEVELS = ["may", "encrypt", "verify", "dane", "dane-only"] as const;
+const tlsLevel = z.enum(TLS_LEVELS);
+
 /** "host[:port]" checked by core/host-port (port range, IP literals, host names); kept as written. */
 function hostPortOf(opts: { defaultPort?: number; minPort?: number; ipOnly?: boolean }) {
   return z.string().superRefine((s, ctx) => {
@@ -239,6 +243,43 @@ const configBase = z
         maxQueueTime: duration.default("5d"),
         delayWarningAfter: duration.nullable().default(null),
         fallbackRelays: z.array(destination).default([]),
+        // Outbound TLS (docs/deliverability.md): the security level per destination domain, the
+        // CAs that "verify" and MTA-STS trust, and MTA-STS (RFC 8461) itself.
+        tls: z
+          .object({
+            policy: z
+              .object({
+                default: tlsLevel.default("may").describe('the level for every domain not listed in domains: "may", "encrypt", "verify", "dane" or "dane-only"'),
+                domains: z
+                  .record(domainName, tlsLevel)
+                  .default({})
+                  .describe('per destination domain (exact, or ".example.com" for its subdomains): the level for that domain'),
+              })
+              .strict()
+              .default({}),
+            caFile: z.string().min(1).optional().describe("PEM file of CA certificates trusted in addition to the system CAs (verify level, MTA-STS hosts and policy servers)"),
+            mtaSts: z
+              .object({
+                enabled: z.boolean().default(true).describe("look up and apply MTA-STS policies (RFC 8461) of destination domains"),
+                fetchTimeout: duration.default("20s").describe("time limit for fetching one policy over HTTPS"),
+                maxAge: duration.default("31557600s").describe("longest a policy is cached, whatever its max_age says (RFC 8461 §3.2 allows up to a year)"),
+                refreshAfter: duration.default("1d").describe("a cached policy older than this (or past half its max_age) is fetched again before use; the cached one stays in force when that fails"),
+              })
+              .strict()
+              .default({}),
+          })
+          .strict()
+          .default({}),
+        // RFC 7672: TLSA and MX lookups whose DNSSEC status comes from this resolver's AD bit.
+        dane: z
+          .object({
+            resolver: hostPortOf({ defaultPort: 53, minPort: 1, ipOnly: true }).nullable().default(null).describe('validating DNS resolver ("127.0.0.1:53") whose AD bit mxd trusts for DANE; null = no DANE'),
+            allowRemoteResolver: z.boolean().default(false).describe("trust the AD bit of a resolver that is not on loopback (only over a path secured otherwise)"),
+            timeout: duration.default("5s"),
+            tries: z.number().int().min(1).default(2),
+          })
+          .strict()
+          .default({}),
         timeouts: z
           .object({
             connect: duration.default("30s"),
@@ -321,6 +362,11 @@ export const configSchema = configBase
     }
     if (c.delivery.retry.minDelay > c.delivery.retry.maxDelay) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "retry", "minDelay"], message: "expected minDelay <= maxDelay" });
+    }
+    // The AD bit can be forged by anyone on the path: only a loopback resolver is trusted by default.
+    const dane = c.delivery.dane;
+    if (dane.resolver && !dane.allowRemoteResolver && !isLoopbackHost(dane.resolver)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "dane", "resolver"], message: `${JSON.stringify(dane.resolver)} is not a loopback address; mxd trusts its DNSSEC answers (AD bit) only with delivery.dane.allowRemoteResolver: true` });
     }
     const pmProblem = postmasterProblem(c);
     if (pmProblem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["postmaster"], message: pmProblem });

@@ -437,7 +437,7 @@ async function show(spool: JournalSpool, config: Config, id: string, json: boole
     console.log(JSON.stringify(out, null, 2));
     return 0;
   }
-  const m = meta as { sender?: string; receivedAt?: string; client?: { ip?: string; helo?: string }; size?: number; nextAttemptAt?: string; held?: boolean; kind?: string; recipients?: { address: string; status: string; attempts: number; history: { at: string; outcome: string; mx?: string; ip?: string; reply: string; hosts?: { host: string; ip: string; port: number; kind: string; reply: string }[] }[] }[] };
+  const m = meta as { sender?: string; receivedAt?: string; client?: { ip?: string; helo?: string }; size?: number; nextAttemptAt?: string; held?: boolean; kind?: string; recipients?: { address: string; status: string; attempts: number; history: { at: string; outcome: string; mx?: string; ip?: string; reply: string; tls?: { version: string; cipher: string; verified: boolean }; tlsPolicy?: string; hosts?: { host: string; ip: string; port: number; kind: string; reply: string }[] }[] }[] };
   console.log(`id:        ${id}${reason ? "  (DEAD LETTER)" : ""}`);
   if (reason) console.log(`dead:      ${reason}`);
   if (m.receivedAt) console.log(`received:  ${m.receivedAt} from ${m.client?.ip ?? "?"} (${m.client?.helo ?? "?"})`);
@@ -453,6 +453,8 @@ async function show(spool: JournalSpool, config: Config, id: string, json: boole
     console.log(`recipient  <${r.address}>  ${r.status}, ${r.attempts} attempt(s)`);
     for (const h of r.history ?? []) {
       console.log(`    ${h.at}  ${h.outcome.padEnd(9)} ${h.mx ? `${h.mx}[${h.ip ?? ""}] ` : ""}${h.reply}`);
+      // The connection's TLS and the policy that applied (docs/deliverability.md, "Reading the TLS fields").
+      if (h.tls || h.tlsPolicy) console.log(`        tls: ${h.tls ? `${h.tls.version} ${h.tls.cipher}, ${h.tls.verified ? "verified" : "not verified"}` : "none"}${h.tlsPolicy ? `; policy ${h.tlsPolicy}` : ""}`);
       // Every host of that attempt (MX, then fallback relays), the reported one first.
       for (const x of h.hosts ?? []) console.log(`        ${x.kind === "fallback" ? "fallback " : ""}${x.host}[${x.ip}]:${x.port}: ${x.reply}`);
     }

@@ -17,6 +17,10 @@ export interface AttemptRecord {
   ip?: string;
   /** True when the reply came from a remote SMTP server (then it goes into Diagnostic-Code). */
   remote?: boolean;
+  /** TLS of the connection that gave this reply (absent: plain text, or no connection). */
+  tls?: { version: string; cipher: string; verified: boolean };
+  /** The outbound TLS policy that applied ("verify (domain)", "mta-sts (level may)", …). */
+  tlsPolicy?: string;
   /** Every host of this attempt that failed temporarily, most informative first (MX before fallback relay). */
   hosts?: { host: string; ip: string; port: number; kind: string; reply: string }[];
 }

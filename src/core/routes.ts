@@ -2,8 +2,11 @@
 // reachable?), the router and the delivery log line.
 import { normalizeHost } from "./host-port.js";
 
-/** Route lookup: exact key first, then ".example.com" keys for subdomains, longest first. */
-export function findRoute(routes: Readonly<Record<string, readonly string[]>>, domain: string): readonly string[] | undefined {
+/**
+ * Lookup by destination domain (routes, delivery.tls.policy.domains): exact key first, then
+ * ".example.com" keys for subdomains, longest first.
+ */
+export function findRoute<T = readonly string[]>(routes: Readonly<Record<string, T>>, domain: string): T | undefined {
   const d = normalizeHost(domain);
   const keys = Object.keys(routes);
   const exact = keys.find((k) => normalizeHost(k) === d);

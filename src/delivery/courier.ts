@@ -46,6 +46,8 @@ export interface RecipientResult {
   ip?: string;
   port?: number;
   tls?: TlsInfo;
+  /** The outbound TLS policy that applied to that connection: "verify (domain)", "mta-sts (level may)", … */
+  tlsPolicy?: string;
   /** Every host tried for this recipient that failed temporarily, in the order tried (host-report.ts). */
   hosts?: HostReply[];
   /**

@@ -6,7 +6,13 @@ import type { Logger } from "../io/log.js";
 import type { Resolver } from "../io/resolver.js";
 import type { Clock } from "../io/clock.js";
 import { nodeConnector } from "../io/connector.js";
+import { httpsGet, resolverLookup } from "../io/https-fetch.js";
+import { fileStsStore } from "../io/sts-store.js";
 import type { Courier } from "./courier.js";
+import type { Dane } from "./dane-types.js";
+import { createDane } from "./dane.js";
+import { createNodeDnssecResolver } from "../io/dnssec-resolver.js";
+import { MtaStsPolicies } from "./mta-sts-policies.js";
 import { SmtpCourier } from "./smtp-courier.js";
 import { LocalDropCourier } from "./local-drop.js";
 import { RoutingCourier } from "./routing-courier.js";
@@ -26,12 +32,52 @@ export function ownAddresses(config: Config): string[] {
   return [...out];
 }
 
-export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock }): RoutingCourier {
+/** How often cached MTA-STS policies are checked for a proactive refresh. */
+const MTA_STS_SWEEP_MS = 10 * 60_000;
+
+/**
+ * MTA-STS over the real world: TXT through the resolver, the policy over HTTPS (names resolved
+ * by the same resolver, CAs = system + delivery.tls.caFile), the cache in spoolDir/mta-sts.
+ * Undefined when delivery.tls.mtaSts.enabled is false or the resolver cannot ask for TXT.
+ */
+export function createMtaSts(d: { config: Config; resolver: Resolver; logger: Logger; now: () => number }): MtaStsPolicies | undefined {
+  const c = d.config.delivery.tls;
+  const txt = d.resolver.txt?.bind(d.resolver);
+  if (!c.mtaSts.enabled || !txt) return undefined;
+  const lookup = resolverLookup(d.resolver);
+  return new MtaStsPolicies({
+    txt,
+    fetch: (url, o) => httpsGet(url, { ...o, lookup, ...(c.caFile ? { caFile: c.caFile } : {}) }),
+    store: fileStsStore(d.config.spoolDir),
+    now: d.now,
+    fetchTimeoutMs: c.mtaSts.fetchTimeout,
+    maxAgeMs: c.mtaSts.maxAge,
+    refreshAfterMs: c.mtaSts.refreshAfter,
+    logger: d.logger,
+  });
+}
+
+/**
+ * DANE (RFC 7672) over the validating resolver at delivery.dane.resolver (its AD bit trusted);
+ * undefined when none is configured, which the TLS policy treats as "no DNSSEC" (insecure).
+ */
+export function createDaneFromConfig(config: Config, now?: () => number): Dane | undefined {
+  const c = config.delivery.dane;
+  if (!c.resolver) return undefined;
+  const resolver = createNodeDnssecResolver({ server: c.resolver, timeoutMs: c.timeout, tries: c.tries, allowRemote: c.allowRemoteResolver });
+  return createDane({ resolver, ...(now ? { now } : {}) });
+}
+
+export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock; dane?: Dane }): RoutingCourier {
   return new RoutingCourier(d.config.localDomains, new LocalDropCourier({ config: d.config }), createSmtpCourier(d));
 }
 
-function createSmtpCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock }): Courier {
+function createSmtpCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock; dane?: Dane }): Courier {
   const clock = d.clock;
+  const dane = d.dane ?? createDaneFromConfig(d.config, clock ? () => clock.now() : undefined);
+  const mtaSts = createMtaSts({ config: d.config, resolver: d.resolver, logger: d.logger, now: clock ? () => clock.now() : Date.now });
+  // Cached policies are refreshed in the background too (the daemon passes its clock).
+  if (mtaSts && clock) mtaSts.startRefresh(clock, MTA_STS_SWEEP_MS);
   return new SmtpCourier({
     config: d.config,
     resolver: d.resolver,
@@ -39,5 +85,7 @@ function createSmtpCourier(d: { config: Config; resolver: Resolver; logger: Logg
     logger: d.logger,
     localAddresses: ownAddresses(d.config),
     ...(clock ? { now: () => clock.now() } : {}),
+    ...(mtaSts ? { mtaSts } : {}),
+    ...(dane ? { dane } : {}),
   });
 }

@@ -16,13 +16,19 @@
 //    host is tried in this attempt: the message may have been delivered (avoid duplicates,
 //    RFC 5321 §6.1 / Haraka #2325); recipients refused at RCPT keep their own answer.
 // When every MX failed temporarily, delivery.fallbackRelays are tried the same way.
+// TLS (delivery/tls-policy.ts): each host gets a requirement from the domain's level
+// (delivery.tls.policy), its MTA-STS policy and DANE. A host the policy rules out (MTA-STS
+// enforce and not in its mx list, DANE lookup failed) is skipped like a failed host; where TLS
+// is required, no STARTTLS, a refused STARTTLS, a failed handshake or a certificate the policy
+// does not accept gives the host up (4.7.4 / 4.7.5) — never a plain-text retry, which is only
+// for level "may".
 // Before any connection the host must be admitted (delivery/host-health.ts): a host with
 // delivery.perHostConcurrency deliveries in progress, or one that was refused, timed out or did
 // not greet within delivery.deadHostTime, is skipped like a host that failed (next address;
 // transient when none is left), so one dead MX shared by many domains cannot take every slot.
 import type { Config } from "../config.js";
 import type { Resolver } from "../io/resolver.js";
-import { ConnectError, TlsHandshakeError, type Connector } from "../io/connector.js";
+import { ConnectError, TlsHandshakeError, tlsPeer, type Connector } from "../io/connector.js";
 import type { Logger } from "../io/log.js";
 import { classifyReply, formatReply, statusOf, type SmtpReply } from "../core/smtp-reply.js";
 import { SessionError, SmtpClientSession, type ClientTimeouts, type TlsInfo } from "../smtp/client.js";
@@ -31,6 +37,9 @@ import { Router, type Destination } from "./router.js";
 import { mostInformative, type HostReply } from "./host-report.js";
 import { HostHealth } from "./host-health.js";
 import { LOCAL_STATUS, localReply, localStatusOf } from "../core/errors.js";
+import type { Dane } from "./dane-types.js";
+import type { MtaStsPolicies } from "./mta-sts-policies.js";
+import { hostTls, isSkip, levelFor, policyLabel, verifyPeer, type AppliedSts, type DomainLevel, type HostTls } from "./tls-policy.js";
 
 export interface SmtpCourierDeps {
   config: Config;
@@ -45,6 +54,18 @@ export interface SmtpCourierDeps {
   idleTimeoutMs?: number;
   /** The clock for remembering failed hosts (default Date.now). */
   now?: () => number;
+  /** DANE (RFC 7672) for levels dane / dane-only; absent = no DNSSEC resolver (the insecure case). */
+  dane?: Dane;
+  /** MTA-STS policies (RFC 8461); absent = MTA-STS off. */
+  mtaSts?: MtaStsPolicies;
+}
+
+/** The TLS facts of one delivery, shared by its hosts. */
+interface TlsContext {
+  level: DomainLevel;
+  sts?: AppliedSts;
+  /** The MX RRset was DNSSEC-validated (for DANE's lookup). */
+  secureMx: boolean;
 }
 
 /** Why the last destination was given up, for the final transient result. */
@@ -57,6 +78,8 @@ interface HostFailure {
   status: string;
   /** The host was only busy (its slots taken by our own deliveries): no attempt was made. */
   busy?: boolean;
+  /** The TLS policy of that host (policyLabel). */
+  tlsPolicy?: string;
 }
 
 interface AttemptResult {
@@ -84,6 +107,8 @@ export class SmtpCourier implements Courier {
   private readonly timeouts: ClientTimeouts;
   private readonly idle = new Map<string, Idle[]>();
   private readonly health: HostHealth;
+  private readonly dane: Dane | undefined;
+  private readonly mtaSts: MtaStsPolicies | undefined;
   private closed = false;
 
   constructor(deps: SmtpCourierDeps) {
@@ -91,6 +116,8 @@ export class SmtpCourier implements Courier {
     this.connector = deps.connector;
     this.logger = deps.logger;
     this.idleMs = deps.idleTimeoutMs ?? DEFAULT_IDLE_MS;
+    this.dane = deps.dane;
+    this.mtaSts = deps.mtaSts;
     this.router = new Router({
       config: deps.config,
       resolver: deps.resolver,
@@ -115,6 +142,7 @@ export class SmtpCourier implements Courier {
       return req.recipients.map((r) => ({ recipient: r.address, outcome: plan.failure.outcome, reply: plan.failure.reply, status: plan.failure.status, remote: false }));
     }
 
+    const tlsCtx = await this.tlsContext(req.domain, plan.via, log);
     const results = new Map<number, RecipientResult>();
     // Every host's failure is kept (host-report.ts): the MX's own reply must not be lost when a
     // fallback relay is tried after it.
@@ -127,7 +155,7 @@ export class SmtpCourier implements Courier {
       for (const dest of dests) {
         const pending = req.recipients.map((_, i) => i).filter((i) => !results.has(i));
         if (pending.length === 0 || stopped) return;
-        const r = await this.attempt(dest, req, pending, log);
+        const r = await this.attempt(dest, req, pending, log, tlsCtx);
         for (const [i, res] of r.final) results.set(i, res);
         if (r.final.size || !r.error?.busy) onlyBusy = false;
         if (r.error) errors.push(r.error);
@@ -149,6 +177,32 @@ export class SmtpCourier implements Courier {
     });
   }
 
+  /** The domain's TLS level, its MTA-STS policy (MX delivery only) and whether its MX RRset is DNSSEC-secure. */
+  private async tlsContext(domain: string, via: string, log: Logger): Promise<TlsContext> {
+    const level = levelFor(this.config.delivery.tls.policy, domain);
+    const ctx: TlsContext = { level, secureMx: false };
+    const mx = via === "mx" || via === "implicit-mx";
+    if (mx && this.mtaSts) {
+      const found = await this.mtaSts.policyFor(domain, log);
+      if (found.entry && found.entry.policy.mode !== "none") ctx.sts = { policy: found.entry.policy, id: found.entry.id };
+      log.debug({ mtaSts: found.entry ? { mode: found.entry.policy.mode, id: found.entry.id, mx: found.entry.policy.mx } : null, how: found.how }, "MTA-STS");
+    }
+    if (mx && this.dane && (level.level === "dane" || level.level === "dane-only")) {
+      ctx.secureMx = await this.dane.mxSecure(domain).catch(() => false);
+    }
+    return ctx;
+  }
+
+  /** The TLS requirement of one destination (may look up TLSA records). */
+  private async requirement(dest: Destination, ctx: TlsContext): Promise<ReturnType<typeof hostTls>> {
+    const { level } = ctx.level;
+    let dane;
+    if (this.dane && (level === "dane" || level === "dane-only") && dest.kind !== "literal") {
+      dane = await this.dane.lookup(dest.host, dest.port, ctx.secureMx).catch((e: unknown) => ({ kind: "defer" as const, reason: `TLSA lookup failed: ${(e as Error).message}` }));
+    }
+    return hostTls({ level: ctx.level, host: dest.host, kind: dest.kind, sts: ctx.sts, dane });
+  }
+
   /** The result for a recipient still pending after every destination failed. */
   private exhausted(recipient: string, domain: string, tried: number, errors: readonly HostFailure[]): RecipientResult {
     const hosts: HostReply[] = errors.map((e) => ({
@@ -167,7 +221,7 @@ export class SmtpCourier implements Courier {
   }
 
   private reported(recipient: string, domain: string, tried: number, last: HostFailure): RecipientResult {
-    const where = { mx: last.dest.host, ip: last.dest.ip, port: last.dest.port };
+    const where = { mx: last.dest.host, ip: last.dest.ip, port: last.dest.port, ...(last.tlsPolicy ? { tlsPolicy: last.tlsPolicy } : {}) };
     if (last.reply) {
       // Give the remote's own words (they end up in the DSN's Diagnostic-Code). A 5xx greeting
       // is still only a host problem here, so the status is downgraded to the transient class.
@@ -185,9 +239,15 @@ export class SmtpCourier implements Courier {
     };
   }
 
-  private async attempt(dest: Destination, req: DeliveryRequest, pending: number[], log: Logger): Promise<AttemptResult> {
+  private async attempt(dest: Destination, req: DeliveryRequest, pending: number[], log: Logger, ctx: TlsContext): Promise<AttemptResult> {
     const key = `${dest.ip}|${dest.port}`;
     const at = { mx: dest.host, ip: dest.ip, port: dest.port };
+    const tlsReq = await this.requirement(dest, ctx);
+    if (isSkip(tlsReq)) {
+      const tlsPolicy = policyLabel(tlsReq);
+      log.info({ ...at, tlsPolicy, error: tlsReq.skip }, "host skipped by the TLS policy");
+      return { final: new Map(), error: { dest, detail: tlsReq.skip, status: tlsReq.status, tlsPolicy } };
+    }
     let adm = this.health.admit(key);
     // A busy host: wait in its (bounded) queue for a slot, at most the connect timeout.
     const waitUntil = Date.now() + this.config.delivery.timeouts.connect;
@@ -211,18 +271,25 @@ export class SmtpCourier implements Courier {
     }
     this.health.begin(key);
     try {
-      return await this.session(dest, key, req, pending, log);
+      return await this.session(dest, key, req, pending, log, tlsReq);
     } finally {
       this.health.end(key);
     }
   }
 
-  private async session(dest: Destination, key: string, req: DeliveryRequest, pending: number[], log: Logger): Promise<AttemptResult> {
-    const at = { mx: dest.host, ip: dest.ip, port: dest.port };
+  private async session(dest: Destination, key: string, req: DeliveryRequest, pending: number[], log: Logger, tlsReq: HostTls): Promise<AttemptResult> {
+    const tlsPolicy = policyLabel(tlsReq);
+    const at = { mx: dest.host, ip: dest.ip, port: dest.port, tlsPolicy };
+    // A cached connection is only reused under the same TLS requirement (a plain-text session
+    // opened for "may" must never carry mail that needs "verify").
+    const idleKey = `${key}|${tlsReq.starttls}|${tlsReq.enforce ? tlsReq.verify : "-"}|${tlsReq.names.join(",")}`;
+    if (tlsReq.report) log.warn({ ...at, report: tlsReq.report }, "MTA-STS testing: enforce mode would not deliver to this host");
+    const caFile = this.config.delivery.tls.caFile;
+    const daneVerify = this.dane ? this.dane.verify.bind(this.dane) : undefined;
     let useTls = true;
     let allowReuse = true;
     for (;;) {
-      let session = allowReuse ? await this.takeIdle(key) : undefined;
+      let session = allowReuse ? await this.takeIdle(idleKey) : undefined;
       const reused = session !== undefined;
       if (!session) {
         let socket;
@@ -247,16 +314,23 @@ export class SmtpCourier implements Courier {
             serverName: dest.host,
             timeouts: this.timeouts,
             startTls: useTls,
-            upgradeTls: (s, o) => this.connector.upgradeTls(s, o),
+            upgradeTls: (s, o) => this.connector.upgradeTls(s, { ...o, ...(tlsReq.minVersion ? { minVersion: tlsReq.minVersion } : {}), ...(caFile ? { caFile } : {}) }),
+            tlsPolicy: { require: tlsReq.starttls === "require", enforce: tlsReq.enforce, verify: (secure) => verifyPeer(tlsReq, tlsPeer(secure), daneVerify) },
           });
+          if (!opened.ok && opened.tlsFailure !== undefined) {
+            // RFC 3207 §4: "not offered" and "refused" are 4.7.4 (Postfix's code), a rejected certificate 4.7.5.
+            const status = opened.phase === "tls" ? "4.7.5" : "4.7.4";
+            log.warn({ ...at, phase: opened.phase, error: opened.tlsFailure }, "TLS policy not met; host given up");
+            return { final: new Map(), error: { dest, detail: `${opened.tlsFailure} (TLS policy ${tlsPolicy})`, status, tlsPolicy } };
+          }
           if (!opened.ok) {
             log.info({ ...at, phase: opened.phase, reply: formatReply(opened.reply) }, "host refused the session");
-            return { final: new Map(), error: { dest, reply: opened.reply, status: statusOf(opened.reply) } };
+            return { final: new Map(), error: { dest, reply: opened.reply, status: statusOf(opened.reply), tlsPolicy } };
           }
           session = opened.session;
           this.health.succeeded(key);
         } catch (e) {
-          if (e instanceof TlsHandshakeError && useTls) {
+          if (e instanceof TlsHandshakeError && useTls && tlsReq.plainFallback) {
             // Opportunistic TLS: a broken handshake must not block delivery; retry in clear text.
             log.warn({ ...at, error: e.message }, "TLS handshake failed; retrying without STARTTLS");
             useTls = false;
@@ -268,11 +342,15 @@ export class SmtpCourier implements Courier {
             if (e instanceof SessionError && (e.kind === "timeout" || e.kind === "closed") && e.phase === "greeting") {
               this.health.failed(key, e.kind === "timeout" ? "no greeting (timed out)" : "connection closed before the greeting");
             }
-            return { final: new Map(), error: { dest, detail: e.message, status: localStatusOf(e) } };
+            const detail = e instanceof TlsHandshakeError && tlsReq.starttls === "require" ? `${e.message} (TLS policy ${tlsPolicy}: no plain-text retry)` : e.message;
+            return { final: new Map(), error: { dest, detail, status: localStatusOf(e), tlsPolicy } };
           }
           throw e;
         }
         log.debug({ ...at, ext: [...session.extensions.keywords.keys()], tls: session.tls }, "session open");
+        if (session.tls && !session.tls.verified && tlsReq.source === "mta-sts-testing") {
+          log.warn({ ...at, error: session.tls.verifyReason }, "MTA-STS testing: enforce mode would refuse this certificate");
+        }
       }
 
       const tls = session.tls;
@@ -316,8 +394,8 @@ export class SmtpCourier implements Courier {
           allowReuse = false;
           continue;
         }
-        if (e.reply) return { final: new Map(), error: { dest, reply: e.reply, status: statusOf(e.reply) } };
-        return { final: new Map(), error: { dest, detail: `${e.message}`, status: localStatusOf(e) } };
+        if (e.reply) return { final: new Map(), error: { dest, reply: e.reply, status: statusOf(e.reply), tlsPolicy } };
+        return { final: new Map(), error: { dest, detail: `${e.message}`, status: localStatusOf(e), tlsPolicy } };
       }
 
       const final = new Map<number, RecipientResult>();
@@ -326,7 +404,7 @@ export class SmtpCourier implements Courier {
         const i = pending[j]!;
         const remote = tx.remote[j]!;
         if (tx.noneAccepted && classifyReply(reply.code) === "transient" && remote) {
-          error = { dest, reply, status: statusOf(reply) }; // try the next host for this one
+          error = { dest, reply, status: statusOf(reply), tlsPolicy }; // try the next host for this one
           return;
         }
         final.set(i, this.fromReply(req.recipients[i]!.address, reply, remote, at, tls));
@@ -347,13 +425,13 @@ export class SmtpCourier implements Courier {
         },
         "delivery attempt",
       );
-      this.release(key, session);
+      this.release(idleKey, session);
       return error ? { final, error } : { final };
     }
   }
 
   /** The result a reply decides: 2xx delivered, 5xx permanent, anything else transient. */
-  private fromReply(recipient: string, reply: SmtpReply, remote: boolean, at: { mx: string; ip: string; port: number }, tls: TlsInfo | undefined): RecipientResult {
+  private fromReply(recipient: string, reply: SmtpReply, remote: boolean, at: { mx: string; ip: string; port: number; tlsPolicy?: string }, tls: TlsInfo | undefined): RecipientResult {
     const cls = classifyReply(reply.code);
     const outcome = cls === "positive" ? "delivered" : cls === "permanent" ? "permanent" : "transient";
     return { recipient, outcome, reply: formatReply(reply), status: statusOf(reply), remote, ...at, ...(tls ? { tls } : {}) };
@@ -406,6 +484,7 @@ export class SmtpCourier implements Courier {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.mtaSts?.stop();
     const all = [...this.idle.values()].flat();
     this.idle.clear();
     await Promise.all(

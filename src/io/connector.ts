@@ -4,6 +4,8 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { waitForEvent } from "./wait-event.js";
 import { MxdError } from "../core/errors.js";
+import { X509Certificate } from "node:crypto";
+import { caBundle } from "./ca-bundle.js";
 
 export interface ConnectOptions {
   host: string;
@@ -17,6 +19,10 @@ export interface TlsUpgradeOptions {
   /** SNI name; ignored when it is an IP address (RFC 6066 §3 forbids literal addresses). */
   servername?: string;
   timeoutMs: number;
+  /** Refuse older protocol versions (set whenever the TLS policy requires TLS). */
+  minVersion?: "TLSv1.2";
+  /** PEM file of CAs trusted in addition to the system ones (delivery.tls.caFile). */
+  caFile?: string;
 }
 
 export type ConnectErrorKind = "refused" | "timeout" | "reset" | "unreachable" | "other";
@@ -89,7 +95,15 @@ export async function connect(opts: ConnectOptions): Promise<net.Socket> {
  */
 export async function upgradeTls(socket: net.Socket, opts: TlsUpgradeOptions): Promise<tls.TLSSocket> {
   const servername = opts.servername && net.isIP(opts.servername) === 0 ? opts.servername.replace(/\.$/, "") : undefined;
-  const secure = tls.connect({ socket, rejectUnauthorized: false, ...(servername ? { servername } : {}) });
+  let ca: string[] | undefined;
+  try {
+    ca = opts.caFile ? caBundle(opts.caFile) : undefined;
+  } catch (e) {
+    throw new TlsHandshakeError((e as Error).message, "ECAFILE");
+  }
+  // Never rejected here: the TLS policy judges the chain afterwards (tlsPeer + the courier's
+  // verify), so that "may" still encrypts and MTA-STS testing can report without refusing.
+  const secure = tls.connect({ socket, rejectUnauthorized: false, ...(servername ? { servername } : {}), ...(opts.minVersion ? { minVersion: opts.minVersion } : {}), ...(ca ? { ca } : {}) });
   await waitForEvent(secure, "secureConnect", {
     timeoutMs: opts.timeoutMs,
     timeout: () => new TlsHandshakeError(`TLS handshake timed out after ${opts.timeoutMs} ms`, "ETIMEDOUT"),
@@ -100,6 +114,34 @@ export async function upgradeTls(socket: net.Socket, opts: TlsUpgradeOptions): P
     onFail: () => secure.destroy(),
   });
   return secure;
+}
+
+/** What the TLS layer knows about the peer once the handshake is done. */
+export interface TlsPeer {
+  /** Leaf first. */
+  chain: X509Certificate[];
+  /** The chain leads to a trusted CA (system CAs + delivery.tls.caFile): Node's own check. */
+  authorized: boolean;
+  authorizationError?: string;
+}
+
+/** The peer's chain (leaf first) and Node's PKIX verdict, for the TLS policy's verify. */
+export function tlsPeer(secure: tls.TLSSocket): TlsPeer {
+  const chain: X509Certificate[] = [];
+  const seen = new Set<string>();
+  let c: tls.DetailedPeerCertificate | undefined = secure.getPeerCertificate(true);
+  // The issuer links end in a self-reference at the root; a bound keeps a strange chain finite.
+  while (c && c.raw && chain.length < 10 && !seen.has(c.fingerprint256)) {
+    seen.add(c.fingerprint256);
+    try {
+      chain.push(new X509Certificate(c.raw));
+    } catch {
+      break;
+    }
+    c = c.issuerCertificate;
+  }
+  const err = secure.authorizationError as unknown;
+  return { chain, authorized: secure.authorized, ...(err ? { authorizationError: err instanceof Error ? err.message : String(err) } : {}) };
 }
 
 export const nodeConnector: Connector = { connect, upgradeTls };

@@ -23,6 +23,8 @@ export interface Resolver {
   mx(domain: string): Promise<MxRecord[]>;
   a(host: string): Promise<string[]>;
   aaaa(host: string): Promise<string[]>;
+  /** TXT records, each as its list of strings (MTA-STS). Optional: test doubles without it mean "no TXT records anywhere". */
+  txt?(name: string): Promise<string[][]>;
 }
 
 export function classifyDnsCode(code: string | undefined): DnsErrorKind {
@@ -58,5 +60,6 @@ export function createNodeResolver(opts: NodeResolverOptions = {}): Resolver {
     mx: (d) => wrap(d, () => r.resolveMx(d)),
     a: (h) => wrap(h, () => r.resolve4(h)),
     aaaa: (h) => wrap(h, () => r.resolve6(h)),
+    txt: (n) => wrap(n, () => r.resolveTxt(n)),
   };
 }

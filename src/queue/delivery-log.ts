@@ -5,7 +5,8 @@
 //   {"qid":"01K…","event":"delivery","status":"deferred","from":"a@x","to":"b@y",
 //    "relay":"mx.y","ip":"192.0.2.1","port":25,"via":"mx","attempt":3,"dsn":"4.7.1",
 //    "reply":"451 4.7.1 Greylisted","delay":3601.2,"delayQueued":3600.9,"delayAttempt":0.3,
-//    "tls":{"version":"TLSv1.3","cipher":"TLS_AES_256_GCM_SHA384","verified":false},
+//    "tls":{"version":"TLSv1.3","cipher":"TLS_AES_256_GCM_SHA384","verified":false,
+//           "verifyError":"certificate not trusted: SELF_SIGNED_CERT_IN_CHAIN"},"tlsPolicy":"may (default)",
 //    "messageId":"<…>","size":1234,"msg":"deferred"}
 import type { Config } from "../config.js";
 import type { MessageMeta, RecipientState } from "../core/envelope.js";
@@ -34,7 +35,10 @@ export interface DeliveryLogFields {
   delayQueued: number;
   /** Seconds in this attempt (DNS, connect, SMTP dialogue). */
   delayAttempt: number;
-  tls?: { version: string; cipher: string; verified: boolean };
+  /** The connection's TLS; absent = plain text. verifyError: why the certificate did not pass the policy's check. */
+  tls?: { version: string; cipher: string; verified: boolean; verifyError?: string };
+  /** The outbound TLS policy that applied: "may (default)", "verify (domain)", "mta-sts (level may)", "dane (level dane)", … */
+  tlsPolicy?: string;
   messageId?: string;
   size: number;
   /** Every host tried for this recipient in this attempt, when more than one failed. */
@@ -56,7 +60,7 @@ export function deliveryLogFields(o: {
   config: Pick<Config, "localDomains" | "routes" | "delivery">;
   meta: Pick<MessageMeta, "sender" | "receivedAt" | "size"> & { messageId?: string };
   rcpt: Pick<RecipientState, "address" | "domain" | "attempts">;
-  result: Pick<RecipientResult, "reply" | "status" | "mx" | "ip" | "port" | "tls"> & { hosts?: readonly { host: string; ip: string; port: number; reply: string }[] };
+  result: Pick<RecipientResult, "reply" | "status" | "mx" | "ip" | "port" | "tls" | "tlsPolicy"> & { hosts?: readonly { host: string; ip: string; port: number; reply: string }[] };
   status: LogStatus;
   attemptStartMs: number;
   nowMs: number;
@@ -80,7 +84,8 @@ export function deliveryLogFields(o: {
   if (r.mx !== undefined) f.relay = r.mx;
   if (r.ip !== undefined) f.ip = r.ip;
   if (r.port !== undefined) f.port = r.port;
-  if (r.tls) f.tls = { version: r.tls.version, cipher: r.tls.cipher, verified: (r.tls as { verified?: boolean }).verified === true };
+  if (r.tls) f.tls = { version: r.tls.version, cipher: r.tls.cipher, verified: r.tls.verified === true, ...(r.tls.verified !== true && r.tls.verifyReason ? { verifyError: r.tls.verifyReason.slice(0, 300) } : {}) };
+  if (r.tlsPolicy) f.tlsPolicy = r.tlsPolicy;
   if (meta.messageId) f.messageId = meta.messageId;
   if (r.hosts && r.hosts.length > 1) f.hosts = r.hosts.map((h) => `${h.host}[${h.ip}]:${h.port} ${h.reply}`);
   return f;

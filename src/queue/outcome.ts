@@ -27,6 +27,8 @@ export function recordResult(r: RecipientState, res: RecipientResult, nowIso: st
   const record: AttemptRecord = { at: nowIso, outcome: res.outcome, reply, status: excerpt(res.status, 16), remote: res.remote };
   if (res.mx) record.mx = excerpt(res.mx, 255);
   if (res.ip) record.ip = res.ip;
+  if (res.tls) record.tls = { version: excerpt(res.tls.version, 32), cipher: excerpt(res.tls.cipher, 100), verified: res.tls.verified === true };
+  if (res.tlsPolicy) record.tlsPolicy = excerpt(res.tlsPolicy, 64);
   if (hosts) record.hosts = hosts;
   r.attempts++;
   r.history.push(record);

@@ -96,6 +96,20 @@ export function parseExtensions(reply: SmtpReply | undefined): Extensions {
 export interface TlsInfo {
   version: string;
   cipher: string;
+  /** The certificate passed the policy's check (PKIX for the MX name, or DANE); absent: false. */
+  verified?: boolean;
+  /** Why it did not (or what was checked). */
+  verifyReason?: string;
+}
+
+/** The TLS policy's demands on one session (delivery/tls-policy.ts decides them). */
+export interface SessionTlsPolicy {
+  /** No STARTTLS offered, or STARTTLS refused: the session is given up (no plain text). */
+  require: boolean;
+  /** Judges the peer after the handshake; its verdict is recorded in TlsInfo.verified. */
+  verify?: (secure: TLSSocket) => { ok: boolean; reason: string };
+  /** A failed verify ends the session before anything is sent. */
+  enforce: boolean;
 }
 
 export interface SessionOptions {
@@ -107,12 +121,16 @@ export interface SessionOptions {
   /** Attempt STARTTLS when the server offers it. */
   startTls: boolean;
   upgradeTls: (socket: Socket, opts: { servername?: string; timeoutMs: number }) => Promise<TLSSocket>;
+  /** Unset: opportunistic (use STARTTLS when offered, accept any certificate). */
+  tlsPolicy?: SessionTlsPolicy;
 }
 
 export type OpenResult =
   | { ok: true; session: SmtpClientSession }
   /** The server refused to talk: non-220 greeting, or EHLO and HELO refused. */
-  | { ok: false; reply: SmtpReply; phase: SessionPhase };
+  | { ok: false; reply: SmtpReply; phase: SessionPhase; tlsFailure?: undefined }
+  /** The TLS policy was not met (no STARTTLS, STARTTLS refused, certificate not accepted); nothing was sent. */
+  | { ok: false; tlsFailure: string; phase: SessionPhase; reply?: SmtpReply };
 
 export interface TransactionRecipient {
   address: string;
@@ -373,6 +391,7 @@ export class SmtpClientSession {
     }
     const hello = await this.hello();
     if (!hello.ok) return hello;
+    const policy = this.opts.tlsPolicy;
     if (this.opts.startTls && this.ext.starttls) {
       const r = await this.command("STARTTLS", t.ehlo, "starttls");
       if (r.code === 220) {
@@ -382,7 +401,18 @@ export class SmtpClientSession {
         secure.on("error", () => {});
         this.reader.attach(secure);
         const cipher = secure.getCipher();
-        this.tlsInfo = { version: secure.getProtocol() ?? "unknown", cipher: cipher?.standardName ?? cipher?.name ?? "unknown" };
+        const verdict = policy?.verify?.(secure);
+        this.tlsInfo = {
+          version: secure.getProtocol() ?? "unknown",
+          cipher: cipher?.standardName ?? cipher?.name ?? "unknown",
+          verified: verdict?.ok === true,
+          ...(verdict ? { verifyReason: verdict.reason } : {}),
+        };
+        if (policy?.enforce && verdict && !verdict.ok) {
+          // RFC 8461 §5 / RFC 7672 §2.2: an unauthenticated peer gets nothing, not even EHLO.
+          await this.quit();
+          return { ok: false, tlsFailure: `certificate not accepted: ${verdict.reason}`, phase: "tls" };
+        }
         // RFC 3207 §4.2: discard what we learned and say EHLO again.
         this.ext = parseExtensions(undefined);
         const again = await this.hello();
@@ -390,8 +420,16 @@ export class SmtpClientSession {
       } else if (r.code === 421) {
         await this.quit();
         return { ok: false, reply: r, phase: "starttls" };
+      } else if (policy?.require) {
+        // A 454 (or any refusal) where TLS is required: a stripped or broken STARTTLS must not
+        // become a plain-text delivery (downgrade, RFC 3207 §6).
+        await this.quit();
+        return { ok: false, tlsFailure: `STARTTLS refused: ${formatReply(r)}`, reply: r, phase: "starttls" };
       }
       // Any other refusal: opportunistic TLS (Postfix level "may") carries on in clear text.
+    } else if (policy?.require) {
+      await this.quit();
+      return { ok: false, tlsFailure: this.ext.esmtp ? "TLS is required, but the host did not offer STARTTLS" : "TLS is required, but the host does not speak ESMTP (no STARTTLS)", phase: "starttls" };
     }
     return { ok: true, session: this };
   }

@@ -61,6 +61,8 @@ const attemptSchema = z
     mx: z.string().optional(),
     ip: z.string().optional(),
     remote: z.boolean().optional(),
+    tls: z.object({ version: z.string(), cipher: z.string(), verified: z.boolean() }).passthrough().optional(),
+    tlsPolicy: z.string().optional(),
   })
   .passthrough();
 

@@ -35,6 +35,8 @@ export interface SinkOptions {
   dataDelayMs?: number;
   /** "none" (default): no STARTTLS; "ok": working STARTTLS; "broken": offered, handshake fails. */
   tls?: "none" | "ok" | "broken";
+  /** The certificate for "ok" (PEM text); default: a self-signed one for CN=mx.test. */
+  cert?: { key: string; cert: string };
   /** Advertise SIZE with this limit. */
   size?: number;
   pipelining?: boolean;
@@ -105,7 +107,7 @@ export async function startMxSink(options: SinkOptions): Promise<MxSink> {
     tlsMode === "none"
       ? { hideSTARTTLS: true }
       : tlsMode === "ok"
-        ? { ...selfSignedCert(), hideSTARTTLS: false }
+        ? { ...(options.cert ?? selfSignedCert()), hideSTARTTLS: false }
         : // Only PSK cipher suites, TLS ≤ 1.2, and no PSK callback: every handshake fails with
           // "no shared cipher" right after the ClientHello.
           { ...selfSignedCert(), hideSTARTTLS: false, maxVersion: "TLSv1.2", ciphers: "PSK-AES128-CBC-SHA256" };

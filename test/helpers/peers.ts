@@ -603,9 +603,16 @@ class Handler:
         os.rename(base + ".eml.tmp", base + ".eml")
         os.rename(base + ".json.tmp", base + ".json")
         return "250 2.0.0 OK aiosmtpd %d" % n
+class FakeStartTls(Handler):
+    # Advertises STARTTLS without a TLS context, so STARTTLS gets "454 TLS not available":
+    # a remote whose TLS is broken or stripped.
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return responses[:-1] + ["250-STARTTLS"] + responses[-1:]
 async def main():
     loop = asyncio.get_running_loop()
-    srv = await loop.create_server(lambda: SMTP(Handler(), enable_SMTPUTF8=True, decode_data=False, hostname="aiosmtpd.test"), host, port)
+    handler = FakeStartTls() if len(sys.argv) > 4 and sys.argv[4] == "starttls-454" else Handler()
+    srv = await loop.create_server(lambda: SMTP(handler, enable_SMTPUTF8=True, decode_data=False, hostname="aiosmtpd.test"), host, port)
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
     print("ready", flush=True)
@@ -614,7 +621,8 @@ async def main():
 asyncio.run(main())
 `;
 
-export async function startAiosmtpd(opts: { host?: string; port?: number } = {}): Promise<AioPeer> {
+/** `starttls454`: advertise STARTTLS and answer it "454 TLS not available" (a broken or stripped TLS). */
+export async function startAiosmtpd(opts: { host?: string; port?: number; starttls454?: boolean } = {}): Promise<AioPeer> {
   const py = peerPath("aiosmtpd");
   if (!py) throw new Error("aiosmtpd is not importable by /usr/bin/python3 (package python3-aiosmtpd)");
   const host = opts.host ?? ADDR.aiosmtpd;
@@ -624,7 +632,7 @@ export async function startAiosmtpd(opts: { host?: string; port?: number } = {})
   writeFileSync(script, AIOSMTPD_SCRIPT);
   const store = join(dir, "store");
   mkdirSync(store);
-  const p = spawnPeer("aiosmtpd", py, [script, host, String(port), store]);
+  const p = spawnPeer("aiosmtpd", py, [script, host, String(port), store, ...(opts.starttls454 ? ["starttls-454"] : [])]);
   try {
     await waitFor(() => {
       if (p.proc.exitCode !== null) throw new Error(`aiosmtpd exited: ${p.stderr.join("\n")}`);

@@ -280,3 +280,15 @@ test("config: rateLimits — defaults, 0 switches a rule off, windows of at leas
   assert.match(problems({ rateLimits: { perUser: { connections: { limit: 1 } } } })[0]!, /^unknown key "rateLimits\.perUser\.connections"/);
   assert.match(problems({ rateLimits: { exemptNetworks: ["nope"] } })[0]!, /^rateLimits\.exemptNetworks\.0: .*CIDR/);
 });
+
+test("config: delivery.dane — off by default; only a loopback resolver unless allowed", () => {
+  assert.deepEqual(parseConfig({}).delivery.dane, { resolver: null, allowRemoteResolver: false, timeout: 5000, tries: 2 });
+  assert.equal(parseConfig({ delivery: { dane: { resolver: "127.0.0.1:53" } } }).delivery.dane.resolver, "127.0.0.1:53");
+  assert.equal(parseConfig({ delivery: { dane: { resolver: "[::1]:5353" } } }).delivery.dane.resolver, "[::1]:5353");
+  assert.deepEqual(problems({ delivery: { dane: { resolver: "192.0.2.53" } } }), [
+    'delivery.dane.resolver: "192.0.2.53" is not a loopback address; mxd trusts its DNSSEC answers (AD bit) only with delivery.dane.allowRemoteResolver: true',
+  ]);
+  assert.equal(parseConfig({ delivery: { dane: { resolver: "192.0.2.53", allowRemoteResolver: true } } }).delivery.dane.resolver, "192.0.2.53");
+  assert.match(problems({ delivery: { dane: { resolver: "resolver.example" } } })[0]!, /^delivery\.dane\.resolver: expected an IP address/);
+  assert.doesNotThrow(() => parseConfig({ delivery: { tls: { policy: { default: "dane-only" } }, dane: { resolver: "127.0.0.1" } } }));
+});
