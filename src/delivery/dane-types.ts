@@ -2,7 +2,8 @@
 // (RFC 7672, delivery/dane.ts, built separately). The courier only needs these three calls.
 import type { X509Certificate } from "node:crypto";
 
-export interface TlsaRecord { usage: number; selector: number; matchingType: number; data: Buffer }
+import type { TlsaRecord } from "../core/tlsa-record.js";
+export type { TlsaRecord } from "../core/tlsa-record.js";
 
 export type DaneLookup =
   | { kind: "usable"; records: TlsaRecord[] }   // DNSSEC-validated TLSA RRset with at least one usable record: TLS mandatory, authenticate with it

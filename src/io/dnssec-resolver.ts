@@ -16,7 +16,7 @@ import dnsPacket, { type DecodedPacket, type Answer } from "dns-packet";
 import { parseHostPort } from "../core/host-port.js";
 import { isLoopbackHost } from "../config.js";
 import type { MxRecord } from "./resolver.js";
-import type { TlsaRecord } from "../delivery/dane-types.js";
+import type { TlsaRecord } from "../core/tlsa-record.js";
 
 /** What a validating resolver said about one name and type. */
 export type DnssecAnswer<T> =
