@@ -13,6 +13,7 @@ import { CommandReader, DataReader } from "./protocol.js";
 import { smtpReplyFor } from "../core/errors.js";
 import { admit, idleTimeout, underStress } from "./admission.js";
 import { ServerSession } from "./server-session.js";
+import { MessageSigner, type DkimPolicy, type SignOutcome } from "../dkim/message-signer.js";
 
 export interface SmtpServerDeps {
   config: Config;
@@ -21,6 +22,8 @@ export interface SmtpServerDeps {
   clock: Clock;
   /** TLS credentials (PEM) when tls.cert/tls.key are configured. */
   tlsCredentials?: { cert: Buffer; key: Buffer };
+  /** DKIM signing (config dkim.domains): every accepted message is signed before it is queued. */
+  dkim?: DkimPolicy;
   /** Called after a message is durably queued (the delivery side attempts it at once). */
   onQueued?: (meta: MessageMeta) => void;
 }
@@ -163,6 +166,8 @@ interface DataState {
   received: number;
   diskError?: Error;
   startedAt: number;
+  /** Hashes the message as it streams in; the signature is stored with it at commit. */
+  signer?: MessageSigner;
 }
 
 class Connection {
@@ -417,7 +422,8 @@ class Connection {
           this.session.resetTransaction();
           return;
         }
-        this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now() };
+        const dkim = this.server.deps.dkim;
+        this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now(), signer: dkim && new MessageSigner(dkim) };
         this.socket.setTimeout(this.dataTimeout());
         try {
           await writer.write(Buffer.from(this.session.receivedHeader(writer.id, new Date(this.server.deps.clock.now())), "latin1"));
@@ -458,6 +464,7 @@ class Connection {
       await d.writer.abort();
       d.writer = null;
     } else if (d.writer && res.out.length) {
+      d.signer?.write(res.out);
       try {
         await d.writer.write(res.out);
       } catch (e) {
@@ -493,6 +500,8 @@ class Connection {
       this.log.error({ err: d.diskError?.message }, "spool write failed");
       return this.reply(["451 4.3.0 Error: queue file write error, try again later"]);
     }
+    // Signed once, here, before the message is durable: every delivery sends the same signature.
+    const dkim: SignOutcome | undefined = d.signer?.finish(this.server.deps.clock.now());
     try {
       const meta = await d.writer.commit(
         newMessage({
@@ -502,11 +511,12 @@ class Connection {
           client: { ip: this.ip, port: this.socket.remotePort, helo: this.session.helo, tls: this.session.secure, relayAllowed: this.relayAllowed },
           params: tx.params,
           eightBit: d.reader.eightBit,
+          dkim: dkim?.signed ? dkim.fields : undefined,
         }),
       );
       this.session.messages++;
       this.log.info(
-        { qid: meta.id, from: meta.sender, nrcpt: meta.recipients.length, size: meta.size, tls: this.session.secure },
+        { qid: meta.id, from: meta.sender, nrcpt: meta.recipients.length, size: meta.size, tls: this.session.secure, ...dkimLogFields(dkim) },
         "message queued",
       );
       // The 250 goes out only now: message and envelope are on stable storage.
@@ -612,4 +622,10 @@ class Connection {
     );
     this.onClose();
   }
+}
+
+/** The queued line's DKIM fields: which keys signed, or why the message went unsigned. */
+function dkimLogFields(o: SignOutcome | undefined): Record<string, unknown> {
+  if (!o) return {};
+  return o.signed ? { dkim: o.keys } : { dkim: "unsigned", dkimReason: o.reason };
 }
