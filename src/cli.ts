@@ -8,6 +8,7 @@ import { startDaemon } from "./main.js";
 import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
 import { spoolCommand } from "./cli/spool.js";
+import { dkimCommand } from "./cli/dkim.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -19,6 +20,9 @@ commands:
   status [--json]                              is mxd running, listeners, queue counts, pauses, last errors
   --version                                    print the version
   spool check [--json]                         verify the spool journal: checksums, damage, unreadable states
+  dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
+                                               new DKIM key (mode 0600) and the DNS TXT record to publish
+  dkim check DOMAIN                            does the published DKIM record match the configured key?
 
 --config FILE defaults to ./mxd.json when it exists, else $MXD_CONFIG, else /etc/mxd/mxd.json
 when it exists, else the embedded default config.
@@ -96,6 +100,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case "spool":
         return await spoolCommand(rest);
+      case "dkim":
+        return await dkimCommand(rest);
       case undefined:
       case "help":
       case "--help":

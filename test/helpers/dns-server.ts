@@ -1,5 +1,5 @@
 // An authoritative-looking DNS server on loopback (dns2, UDP + TCP on the same port) serving
-// MX / A / AAAA from a zone object the test can change at any time. A name missing from the
+// MX / A / AAAA / TXT from a zone object the test can change at any time. A name missing from the
 // zone answers NXDOMAIN; a name without records of the asked type answers NOERROR with no
 // answer (NODATA); `fail` makes a name answer SERVFAIL (or any rcode) for some or all types.
 import { createRequire } from "node:module";
@@ -35,13 +35,15 @@ interface Dns2Module {
 const dns2 = require("dns2") as Dns2Module;
 const { Packet } = dns2;
 
-export type RecordType = "MX" | "A" | "AAAA";
+export type RecordType = "MX" | "A" | "AAAA" | "TXT";
 export type Rcode = "SERVFAIL" | "NXDOMAIN" | "REFUSED";
 
 export interface ZoneEntry {
   mx?: { exchange: string; priority: number }[];
   a?: string[];
   aaaa?: string[];
+  /** TXT records; each one string or its character-strings (at most 255 octets each). */
+  txt?: (string | string[])[];
   /** Answer this rcode instead: for every type (string) or for some types. */
   fail?: Rcode | Partial<Record<RecordType, Rcode>>;
 }
@@ -93,7 +95,15 @@ function answer(zone: Zone, req: Dns2Packet, log: DnsServerHandle["queries"]): D
   if (type === "MX") for (const mx of entry.mx ?? []) res.answers.push({ ...base, type: Packet.TYPE.MX!, exchange: mx.exchange, priority: mx.priority });
   if (type === "A") for (const address of entry.a ?? []) res.answers.push({ ...base, type: Packet.TYPE.A!, address });
   if (type === "AAAA") for (const address of entry.aaaa ?? []) res.answers.push({ ...base, type: Packet.TYPE.AAAA!, address });
+  if (type === "TXT") for (const data of entry.txt ?? []) res.answers.push({ ...base, type: Packet.TYPE.TXT!, data: typeof data === "string" ? splitTxt(data) : data });
   return res;
+}
+
+/** A long TXT value as character-strings of at most 255 octets (RFC 1035 §3.3.14). */
+export function splitTxt(value: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < value.length; i += 255) out.push(value.slice(i, i + 255));
+  return out.length ? out : [""];
 }
 
 /** Start on `host` (default 127.0.0.10) at `port` (default: a free one, same for UDP and TCP). */
