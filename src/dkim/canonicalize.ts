@@ -64,7 +64,8 @@ const CR = Buffer.from("\r");
 
 /**
  * Body canonicalisation (RFC 6376 §3.4.3 simple, §3.4.4 relaxed) as a stream: push() the body
- * octets in any chunking, end() once; the canonical octets go to `out` (a hash's update).
+ * octets in any chunking, end() once; the canonical octets go to `out` (a hash's update; it
+ * must not keep the buffer it is given).
  * State is a few counters: line ends are held back (empty lines at the end of the body are
  * ignored), and in relaxed mode a WSP run until it is known not to end its line.
  */
@@ -77,14 +78,32 @@ export class BodyCanonicalizer {
   private pendingCr = false;
   /** Some octet other than a line end has been emitted (the body is not empty). */
   private any = false;
-  /** Canonical octets emitted so far (the l= count; logged). */
+  /** Canonical octets emitted so far. */
   length = 0;
+  /**
+   * Output is gathered here and handed on once per push(): relaxed text is many short runs
+   * between WSP, and one hash update per run costs more than copying them.
+   */
+  private readonly scratch = Buffer.allocUnsafe(16 * 1024);
+  private used = 0;
 
   constructor(private readonly canon: Canon, private readonly out: (b: Buffer) => void) {}
 
   private emit(b: Buffer): void {
     this.length += b.length;
-    this.out(b);
+    if (b.length > this.scratch.length - this.used) {
+      this.flush();
+      if (b.length > this.scratch.length) return this.out(b);
+    }
+    b.copy(this.scratch, this.used);
+    this.used += b.length;
+  }
+
+  private flush(): void {
+    if (!this.used) return;
+    // `out` must consume the octets at once (a hash update does): the buffer is reused.
+    this.out(this.scratch.subarray(0, this.used));
+    this.used = 0;
   }
 
   /** Emit held line ends and WSP before content. */
@@ -98,6 +117,11 @@ export class BodyCanonicalizer {
   }
 
   push(chunk: Buffer): void {
+    this.scan(chunk);
+    this.flush();
+  }
+
+  private scan(chunk: Buffer): void {
     let i = 0;
     const n = chunk.length;
     if (n === 0) return;
@@ -161,5 +185,6 @@ export class BodyCanonicalizer {
     // simple: trailing empty lines become one CRLF, and an empty body is one CRLF.
     // relaxed: trailing empty lines vanish; a non-empty body ends with CRLF; an empty body stays empty.
     if (this.canon === "simple" || this.any) this.emit(CRLF);
+    this.flush();
   }
 }
