@@ -51,11 +51,15 @@ export function fromDomain(value: string): string | undefined {
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 
 export class MessageSigner {
-  private head: Buffer | undefined = Buffer.alloc(0);
+  /** The header section so far (undefined once it is complete): chunks, their total, the last 3 octets. */
+  private head: Buffer[] | undefined = [];
+  private headLen = 0;
+  private tail = Buffer.alloc(0);
   private fields: HeaderField[] = [];
   private setup: DomainSigning | undefined;
   private domain: string | undefined;
-  private bodies = new Map<Canon, { canon: BodyCanonicalizer; hash: Hash }>();
+  /** The body hash (one body canonicalisation per domain, shared by its keys). */
+  private body: { canon: BodyCanonicalizer; hash: Hash } | undefined;
   private size = 0;
   private skipped: string | undefined;
 
@@ -67,17 +71,28 @@ export class MessageSigner {
     this.size += chunk.length;
     if (this.size > this.policy.maxSize) return this.skip(`larger than dkim.maxSize (${this.policy.maxSize} bytes)`);
     if (this.head) {
-      const prev = this.head.length;
-      this.head = prev ? Buffer.concat([this.head, chunk]) : chunk;
-      // An empty header section (the message starts with its empty line) or the end of one.
-      const end = this.head.length >= 2 && this.head[0] === 0x0d && this.head[1] === 0x0a ? -2 : this.head.indexOf(CRLFCRLF, Math.max(0, prev - 3));
-      if (end === -1 || end > MAX_HEADER_SECTION) {
-        if (this.head.length > MAX_HEADER_SECTION) this.skip(`header section larger than ${MAX_HEADER_SECTION} bytes`);
+      // Search the new chunk plus the previous 3 octets (the empty line may straddle chunks):
+      // linear in the input however small the chunks, nothing is copied until the end is found.
+      const probe = this.tail.length ? Buffer.concat([this.tail, chunk]) : chunk;
+      const base = this.headLen - this.tail.length; // offset of probe[0] in the message
+      this.head.push(chunk);
+      this.headLen += chunk.length;
+      let end: number;
+      // An empty header section: the message starts with its empty line.
+      if (base === 0 && probe.length >= 2 && probe[0] === 0x0d && probe[1] === 0x0a) end = -2;
+      else {
+        const i = probe.indexOf(CRLFCRLF);
+        end = i < 0 ? -1 : base + i;
+      }
+      if (end > MAX_HEADER_SECTION || (end === -1 && this.headLen > MAX_HEADER_SECTION)) return this.skip(`header section larger than ${MAX_HEADER_SECTION} bytes`);
+      if (end === -1) {
+        this.tail = Buffer.from(probe.subarray(Math.max(0, probe.length - 3)));
         return;
       }
-      const section = end === -2 ? "" : this.head.subarray(0, end + 2).toString("latin1");
-      const rest = this.head.subarray(end + 4);
+      const all = Buffer.concat(this.head);
       this.head = undefined;
+      const section = end === -2 ? "" : all.subarray(0, end + 2).toString("latin1");
+      const rest = all.subarray(end === -2 ? 2 : end + 4);
       this.headerDone(section);
       if (!this.skipped && rest.length) this.bodyWrite(rest);
       return;
@@ -88,7 +103,7 @@ export class MessageSigner {
   private skip(reason: string): void {
     this.skipped = reason;
     this.head = undefined;
-    this.bodies.clear();
+    this.body = undefined;
     this.fields = [];
   }
 
@@ -102,27 +117,25 @@ export class MessageSigner {
     this.domain = domain;
     this.setup = this.policy.lookup(domain);
     if (!this.setup) return this.skip(`no DKIM key for ${domain}`);
-    for (const canon of new Set([this.setup.body])) {
-      const hash = createHash("sha256");
-      this.bodies.set(canon, { canon: new BodyCanonicalizer(canon, (b) => hash.update(b)), hash });
-    }
+    const hash = createHash("sha256");
+    this.body = { canon: new BodyCanonicalizer(this.setup.body, (b) => hash.update(b)), hash };
   }
 
   private bodyWrite(chunk: Buffer): void {
-    for (const b of this.bodies.values()) b.canon.push(chunk);
+    this.body?.canon.push(chunk);
   }
 
   /** The message is complete: the signature fields (one per key), or why there are none. */
   finish(nowMs: number): SignOutcome {
     if (this.head && !this.skipped) {
       // No empty line: the whole message is a header section (RFC 5322 §3.5: the body is optional).
-      const h = this.head.toString("latin1");
+      const h = Buffer.concat(this.head).toString("latin1");
       this.head = undefined;
       this.headerDone(h.endsWith("\r\n") ? h : h + "\r\n");
     }
     if (this.skipped) return { signed: false, reason: this.skipped, domain: this.domain };
     const setup = this.setup!;
-    const b = this.bodies.get(setup.body)!;
+    const b = this.body!;
     b.canon.end();
     const bodyHash = b.hash.digest("base64");
     const signed = signedHeaderNames(this.fields, setup.headers, setup.oversign);

@@ -153,6 +153,26 @@ test("unsigned: unknown domain, no From, several From, too large, header section
   if (!big.signed) assert.match(big.reason, /header section larger/);
 });
 
+test("header section boundaries: an empty line split over chunks, an empty header section split after CR", () => {
+  const p = policy({ "x.test": setup([edSigning]) });
+  const one = new MessageSigner(p);
+  for (const part of ["From: a@x.test\r", "\n\r", "\n", "body\r\n"]) one.write(Buffer.from(part));
+  const whole = signBuffer(p, Buffer.from("From: a@x.test\r\n\r\nbody\r\n"), 0);
+  assert.deepEqual(one.finish(0), whole);
+  const empty = new MessageSigner(p);
+  for (const part of ["\r", "\nFrom: a@x.test\r\n"]) empty.write(Buffer.from(part));
+  const out = empty.finish(0);
+  assert.equal(out.signed, false);
+  if (!out.signed) assert.match(out.reason, /no From/);
+  // A header section over the bound, in small chunks and with its end in the last one.
+  const big = new MessageSigner(p);
+  const text = "From: a@x.test\r\n" + "X-Pad: yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n".repeat(6000) + "\r\nbody\r\n";
+  for (let i = 0; i < text.length; i += 4096) big.write(Buffer.from(text.slice(i, i + 4096)));
+  const r = big.finish(0);
+  assert.equal(r.signed, false);
+  if (!r.signed) assert.match(r.reason, /header section larger/);
+});
+
 test("a message without a body, and one with an empty header section", () => {
   const out = signBuffer(policy({ "x.test": setup([edSigning]) }), Buffer.from("From: a@x.test\r\nSubject: no body\r\n"), 0);
   assert.ok(out.signed);
