@@ -9,6 +9,7 @@ import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
 import { spoolCommand } from "./cli/spool.js";
 import { dkimCommand } from "./cli/dkim.js";
+import { loadDkimPolicy } from "./dkim/policy.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -76,6 +77,8 @@ function checkConfig(argv: string[]): number {
   }
   if (positionals.length > 1) throw new UsageError(`mxd check-config: one file expected, got ${positionals.length}`);
   const { config, input, source } = loadResolvedConfig(positionals[0] ?? values.config);
+  // DKIM keys are files the schema cannot see into: load them, as `mxd serve` will.
+  loadDkimPolicy(config.dkim, (p) => readFileSync(p));
   console.log(JSON.stringify(displayConfig(input, config), null, 2));
   console.error(`mxd check-config: ${source ?? "no config file found (./mxd.json, $MXD_CONFIG, /etc/mxd/mxd.json): embedded defaults"}: OK`);
   return 0;
