@@ -94,3 +94,13 @@ test("refused and unsigned messages: over the size limit nothing is queued; an u
   assert.equal(inb.queued.length, 1);
   await inb.close();
 });
+
+test("a client without relay rights (mail for a local domain) is not signed, even with a From of a signing domain", async () => {
+  const inb = await startInbound({ relay: { allowedNetworks: ["10.0.0.0/8"] }, localDomains: { "local.test": { recipients: ["me"] } } }, { dkim: policy });
+  const c = await session(inb.port);
+  await ehlo(c);
+  const r = await sendMessage(c, "ann@example.test", ["me@local.test"], "From: ann@example.test\r\n\r\nforged?\r\n");
+  assert.equal(r.code, 250);
+  assert.equal((await inb.spool.load(queuedId(r))).dkim, undefined);
+  await inb.close();
+});
