@@ -47,6 +47,7 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
   // The pid lock answers even when someone deleted the admin socket.
   // A broken DKIM key is a config error (exit 2, naming the file) before anything starts.
   const dkim = loadDkimPolicy(config.dkim, (p) => readFileSync(p));
+  if (dkim) logger.info({ domains: Object.entries(config.dkim.domains).map(([d, e]) => `${d}: ${e.keys.map((k) => `${k.selector}/${k.algorithm}`).join(", ")}`) }, "DKIM signing");
   const lock = await acquirePidLock(config.spoolDir);
   try {
     await admin.listen(config.spoolDir, config.admin.listen);
