@@ -17,8 +17,11 @@ import { dkimVerify } from "../helpers/dkim-verify.js";
 import { mxd as mxdCli } from "../helpers/daemon-process.js";
 import { splitFirstHeader } from "./wire.js";
 
-const HOST = "127.0.0.207";
-const SINK = "127.0.0.211";
+// Own addresses (not ADDR.aiosmtpd): the runner runs two test files at once, and
+// interop/delivery.test.ts has an aiosmtpd on port 25 of ADDR.aiosmtpd.
+const HOST = "127.0.0.223";
+const AIO = "127.0.0.224";
+const SINK = "127.0.0.225";
 const skip = skipUnless("swaks", "aiosmtpd", "dkimverify") || (process.getuid?.() !== 0 ? "needs root (port 25)" : false);
 let base: string;
 let dns: DnsServerHandle;
@@ -46,14 +49,14 @@ before(async () => {
   const b1 = await keygen("mxd.test", "b1", "ed25519");
   records.set("r1._domainkey.signed.test", r1.record).set("e1._domainkey.signed.test", e1.record).set("b1._domainkey.mxd.test", b1.record);
   dns = await startDnsServer({ zone: Object.fromEntries([...records].map(([n, t]) => [n, { txt: [t] }])) });
-  [aio, sink] = await Promise.all([startAiosmtpd(), startMxSink({ host: SINK, rcpt: { "nobody@reject.test": { code: 550, message: "5.1.1 no such user" } } })]);
+  [aio, sink] = await Promise.all([startAiosmtpd({ host: AIO }), startMxSink({ host: SINK, rcpt: { "nobody@reject.test": { code: 550, message: "5.1.1 no such user" } } })]);
   mxd = await startMxd({
     hostname: "mxd.test",
     listen: [{ host: HOST, port: 0 }],
     spoolDir: join(base, "spool"),
     spool: { inlineMax: "16KB" },
     dns: { servers: [dns.address], timeout: "2s", tries: 1 },
-    routes: { "aio.test": [ADDR_AIO()], "signed.test": [ADDR_AIO()], "sink.test": [SINK], "reject.test": [SINK] },
+    routes: { "aio.test": [AIO], "signed.test": [AIO], "sink.test": [SINK], "reject.test": [SINK] },
     delivery: { retry: { minDelay: "1s", maxDelay: "1s", jitter: 0 }, timeouts: { connect: "2s" } },
     dkim: {
       domains: { "signed.test": { keys: [{ selector: "r1", privateKey: r1.file }, { selector: "e1", algorithm: "ed25519-sha256", privateKey: e1.file }] }, "mxd.test": { keys: [{ selector: "b1", algorithm: "ed25519-sha256", privateKey: b1.file }] } },
@@ -62,10 +65,6 @@ before(async () => {
     },
   });
 });
-
-function ADDR_AIO(): string {
-  return "127.0.0.203";
-}
 
 after(async () => {
   await mxd?.stop();
