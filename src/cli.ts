@@ -10,6 +10,8 @@ import { statusCommand } from "./cli/status.js";
 import { spoolCommand } from "./cli/spool.js";
 import { cliMessage, exitStatusFor } from "./core/errors.js";
 import { userCommand } from "./cli/user.js";
+import { dkimCommand } from "./cli/dkim.js";
+import { loadDkimPolicy } from "./dkim/policy.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -22,6 +24,9 @@ commands:
   --version                                    print the version
   spool check [--json]                         verify the spool journal: checksums, damage, unreadable states
   user add|passwd|delete|list [NAME]           submission users (auth.usersFile; mxd user --help)
+  dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
+                                               new DKIM key (mode 0600) and the DNS TXT record to publish
+  dkim check DOMAIN                            does the published DKIM record match the configured key?
 
 --config FILE defaults to ./mxd.json when it exists, else $MXD_CONFIG, else /etc/mxd/mxd.json
 when it exists, else the embedded default config.
@@ -75,6 +80,8 @@ function checkConfig(argv: string[]): number {
   }
   if (positionals.length > 1) throw new UsageError(`mxd check-config: one file expected, got ${positionals.length}`);
   const { config, input, source } = loadResolvedConfig(positionals[0] ?? values.config);
+  // DKIM keys are files the schema cannot see into: load them, as `mxd serve` will.
+  loadDkimPolicy(config.dkim, (p) => readFileSync(p));
   console.log(JSON.stringify(displayConfig(input, config), null, 2));
   console.error(`mxd check-config: ${source ?? "no config file found (./mxd.json, $MXD_CONFIG, /etc/mxd/mxd.json): embedded defaults"}: OK`);
   return 0;
@@ -101,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
         return await spoolCommand(rest);
       case "user":
         return await userCommand(rest);
+      case "dkim":
+        return await dkimCommand(rest);
       case undefined:
       case "help":
       case "--help":

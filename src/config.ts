@@ -153,6 +153,29 @@ const rateLimitsSchema = z
   .strict()
   .default({});
 
+// DKIM (docs/deliverability.md). Header names: RFC 5322 §3.6.8 field names.
+const headerName = z.string().regex(/^[!-9;-~]+$/, "expected a header field name such as \"Subject\"");
+const dkimCanon = z.enum(["relaxed/relaxed", "relaxed/simple", "simple/relaxed", "simple/simple"]);
+const dkimSelector = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/, "expected a selector (letters, digits and \"-\", labels separated by dots)");
+const dkimKeySchema = z
+  .object({
+    selector: dkimSelector,
+    algorithm: z.enum(["rsa-sha256", "ed25519-sha256"]).default("rsa-sha256"),
+    privateKey: z.string().min(1).describe("PEM file of the private key (mxd dkim keygen writes one, mode 0600)"),
+  })
+  .strict();
+/** Signed by default: the fields a reader sees and MIME depends on (RFC 6376 §5.4.1), plus the unsubscribe fields bulk senders must sign. */
+export const DKIM_DEFAULT_HEADERS = ["From", "Reply-To", "Subject", "Date", "To", "Cc", "Message-ID", "In-Reply-To", "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "List-Unsubscribe", "List-Unsubscribe-Post"];
+const dkimDomainSchema = z
+  .object({
+    keys: z.array(dkimKeySchema).min(1).max(4),
+    signingDomain: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/, "expected a domain name").transform((s) => s.toLowerCase()).optional().describe("d= of the signatures (default: this domain); this domain or a parent of it"),
+    canonicalization: dkimCanon.optional(),
+    headers: z.array(headerName).min(1).optional(),
+    expire: duration.optional(),
+  })
+  .strict();
+
 const configBase = z
   .object({
     hostname: hostName.default(() => (isHostName(osHostname()) ? osHostname() : "localhost")),
@@ -326,6 +349,21 @@ const configBase = z
       .object({ copyTo: mailboxAddress.optional() })
       .strict()
       .default({}),
+    dkim: z
+      .object({
+        domains: z
+          .record(z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/, "expected a domain name"), dkimDomainSchema)
+          .default({})
+          .transform((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.toLowerCase(), v]))),
+        canonicalization: dkimCanon.default("relaxed/relaxed"),
+        headers: z.array(headerName).min(1).default(DKIM_DEFAULT_HEADERS),
+        oversign: z.array(headerName).default(["From"]).describe("fields signed once more than they occur, so none can be added"),
+        expire: duration.nullable().default(null).describe("signature lifetime (x= tag); null = none"),
+        maxSize: size.default("25MB").describe("larger messages pass unsigned"),
+        signBounces: z.boolean().default(true).describe("sign mxd's own bounces when dkim.domains has the hostname's domain"),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 
@@ -367,6 +405,23 @@ export const configSchema = configBase
     const dane = c.delivery.dane;
     if (dane.resolver && !dane.allowRemoteResolver && !isLoopbackHost(dane.resolver)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["delivery", "dane", "resolver"], message: `${JSON.stringify(dane.resolver)} is not a loopback address; mxd trusts its DNSSEC answers (AD bit) only with delivery.dane.allowRemoteResolver: true` });
+    }
+    for (const [domain, d] of Object.entries(c.dkim.domains)) {
+      const path = ["dkim", "domains", domain];
+      const sd = d.signingDomain;
+      if (sd && sd !== domain && !domain.endsWith("." + sd)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [...path, "signingDomain"], message: `expected ${domain} or a parent domain of it (DMARC alignment), got ${JSON.stringify(sd)}` });
+      }
+      const headers = d.headers ?? c.dkim.headers;
+      if (!headers.some((h) => h.toLowerCase() === "from")) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [...path, ...(d.headers ? ["headers"] : [])], message: "the signed headers must include From (RFC 6376 §5.4)" });
+      }
+      const sels = d.keys.map((k) => k.selector.toLowerCase());
+      const dup = sels.find((s, i) => sels.indexOf(s) !== i);
+      if (dup) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [...path, "keys"], message: `selector ${JSON.stringify(dup)} is used twice` });
+    }
+    if (!c.dkim.headers.some((h) => h.toLowerCase() === "from")) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["dkim", "headers"], message: "the signed headers must include From (RFC 6376 §5.4)" });
     }
     const pmProblem = postmasterProblem(c);
     if (pmProblem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["postmaster"], message: pmProblem });

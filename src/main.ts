@@ -20,6 +20,8 @@ import { countDead } from "./spool/dead-letters.js";
 import { LiveStats } from "./admin/live-stats.js";
 import { buildSnapshot, type LiveSnapshot } from "./admin/status-page.js";
 import type { QueueEvents } from "./queue/worker.js";
+import { loadDkimPolicy } from "./dkim/policy.js";
+import type { DkimPolicy } from "./dkim/message-signer.js";
 
 export interface Daemon {
   smtp: SmtpServer;
@@ -43,6 +45,9 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
   const admin = new AdminServer({ logger, token: config.admin.token });
   // First, before touching the spool: a second daemon on the same spool would deliver twice.
   // The pid lock answers even when someone deleted the admin socket.
+  // A broken DKIM key is a config error (exit 2, naming the file) before anything starts.
+  const dkim = loadDkimPolicy(config.dkim, (p) => readFileSync(p));
+  if (dkim) logger.info({ domains: Object.entries(config.dkim.domains).map(([d, e]) => `${d}: ${e.keys.map((k) => `${k.selector}/${k.algorithm}`).join(", ")}`) }, "DKIM signing");
   const lock = await acquirePidLock(config.spoolDir);
   try {
     await admin.listen(config.spoolDir, config.admin.listen);
@@ -53,7 +58,7 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
     throw e;
   }
   try {
-    return { ...(await wire(config, { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog: output.flush })), reopenLog: output.reopen };
+    return { ...(await wire(config, { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog: output.flush, dkim })), reopenLog: output.reopen };
   } catch (e) {
     await admin.close();
     await lock.release();
@@ -63,7 +68,7 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
 
 async function wire(
   config: Config,
-  { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog }: { logger: Logger; clock: Clock; spool: JournalSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock; flushLog: () => void },
+  { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog, dkim }: { logger: Logger; clock: Clock; spool: JournalSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock; flushLog: () => void; dkim: DkimPolicy | undefined },
 ): Promise<Omit<Daemon, "reopenLog">> {
   const { cleaned } = await spool.init();
   if (cleaned) logger.info({ cleaned }, "removed leftovers of interrupted spool writes");
@@ -76,7 +81,7 @@ async function wire(
   const courier = createCourier({ config, resolver, logger, clock });
   const live = new LiveStats(() => clock.now());
   const events: QueueEvents = { ...metrics.queueEvents, delivery: (qid, f) => live.delivery(qid, f) };
-  const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events });
+  const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events, dkim });
   // The control state (pause) is loaded before the first message can be accepted; the journal
   // is replayed after the listeners are open (below), so a large queue never delays them.
   await q.loadControl();
@@ -86,6 +91,7 @@ async function wire(
     logger,
     clock,
     tlsCredentials,
+    dkim,
     onQueued: (m) => {
       metrics.accepted.inc();
       live.accepted();

@@ -101,6 +101,18 @@ export interface MessageMeta {
   delayWarned?: boolean;
   /** The Message-ID header (read at the first attempt, for the delivery log); "" = none. */
   messageId?: string;
+  /**
+   * DKIM-Signature header fields (CRLFs included) computed once, at acceptance; every delivery
+   * sends them before the stored message (dkim/message-signer.ts, docs/deliverability.md).
+   */
+  dkim?: string[];
+}
+
+/** Octets a delivery sends: the stored message plus the DKIM-Signature fields before it. */
+export function deliverySize(m: Pick<MessageMeta, "size" | "dkim">): number {
+  let n = m.size;
+  for (const f of m.dkim ?? []) n += f.length;
+  return n;
 }
 
 export function pendingRecipients(m: MessageMeta): RecipientState[] {
@@ -132,6 +144,7 @@ export function newMessage(o: {
   params?: EsmtpParams;
   eightBit?: boolean;
   kind?: MessageMeta["kind"];
+  dkim?: string[];
 }): Omit<MessageMeta, "id" | "size"> {
   const iso = new Date(o.nowMs).toISOString();
   return {
@@ -144,5 +157,6 @@ export function newMessage(o: {
     eightBit: o.eightBit ?? false,
     nextAttemptAt: iso,
     kind: o.kind ?? "message",
+    ...(o.dkim?.length ? { dkim: o.dkim } : {}),
   };
 }

@@ -9,7 +9,7 @@
 // With `offline: true` (the CLI while the daemon is down) the same operations edit the spool,
 // and nothing is ever delivered or scheduled.
 import type { Config } from "../config.js";
-import { groupByDomain, newMessage, newRecipient, pendingRecipients, type MessageMeta, type RecipientState } from "../core/envelope.js";
+import { deliverySize, groupByDomain, newMessage, newRecipient, pendingRecipients, type MessageMeta, type RecipientState } from "../core/envelope.js";
 import type { Clock } from "../io/clock.js";
 import type { Logger } from "../io/log.js";
 import type { Spool } from "../spool/spool.js";
@@ -25,6 +25,8 @@ import { excerpt } from "../core/smtp-reply.js";
 import { DeliverySlots } from "./delivery-slots.js";
 import { Coalesced, MessageRuns } from "./message-runs.js";
 import { planAction, type OperatorAction, type OpResult } from "./operator-actions.js";
+import { deliveredMessage } from "./delivered-message.js";
+import { signBuffer, type DkimPolicy } from "../dkim/message-signer.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
 
 /** What the queue reports as it works (metrics are built from these in main.ts). */
@@ -80,6 +82,8 @@ export interface QueueManagerDeps {
   offline?: boolean;
   /** Most messages loaded for delivery at once (default max(1000, 10 × delivery.concurrency)). */
   maxActive?: number;
+  /** Signs bounces (From: MAILER-DAEMON@hostname) when a key for that domain is configured. */
+  dkim?: DkimPolicy;
 }
 
 function isNotFound(e: unknown): boolean {
@@ -524,8 +528,8 @@ export class QueueManager {
               sender: meta.sender,
               domain,
               recipients: rcpts.map((r) => ({ address: r.address, notify: r.notify, orcpt: r.orcpt })),
-              openBody: () => spool.openBody(id),
-              size: meta.size,
+              openBody: () => deliveredMessage(meta, () => spool.openBody(id)),
+              size: deliverySize(meta),
               eightBit: meta.eightBit,
               smtputf8: !!meta.params.smtputf8,
               ret: meta.params.ret,
@@ -749,6 +753,7 @@ export class QueueManager {
     // "send copy of non-delivery report to"); not for delay warnings, which are not bounces.
     const copyTo = config.bounce.copyTo;
     if (action === "failed" && copyTo && copyTo.toLowerCase() !== meta.sender.toLowerCase()) to.push(copyTo);
+    const signed = this.deps.dkim && config.dkim.signBounces ? signBuffer(this.deps.dkim, dsn.body, clock.now()) : undefined;
     const bounce = await spool.put(
       newMessage({
         sender: "",
@@ -758,6 +763,7 @@ export class QueueManager {
         params: dsn.smtputf8 ? { smtputf8: true } : {},
         eightBit: dsn.eightBit,
         kind: "bounce",
+        dkim: signed?.signed ? signed.fields : undefined,
       }),
       dsn.body,
     );

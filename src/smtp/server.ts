@@ -28,6 +28,7 @@ export interface AuthDeps {
 }
 import { parseProxyHeader, type ProxyHeader } from "./proxy-protocol.js";
 import { RateLimiter, clientKey, type Rate, type RateLimiterSettings } from "./rate-limit.js";
+import { MessageSigner, type DkimPolicy, type SignOutcome } from "../dkim/message-signer.js";
 
 export interface SmtpServerDeps {
   config: Config;
@@ -36,6 +37,8 @@ export interface SmtpServerDeps {
   clock: Clock;
   /** TLS credentials (PEM) when tls.cert/tls.key are configured. */
   tlsCredentials?: { cert: Buffer; key: Buffer };
+  /** DKIM signing (config dkim.domains): every accepted message is signed before it is queued. */
+  dkim?: DkimPolicy;
   /** Called after a message is durably queued (the delivery side attempts it at once). */
   onQueued?: (meta: MessageMeta) => void;
   /** Override the AUTH machinery (tests); by default built from auth.usersFile. */
@@ -351,6 +354,8 @@ interface DataState {
   received: number;
   diskError?: Error;
   startedAt: number;
+  /** Hashes the message as it streams in; the signature is stored with it at commit. */
+  signer?: MessageSigner;
 }
 
 class Connection {
@@ -631,7 +636,10 @@ class Connection {
           this.session.resetTransaction();
           return;
         }
-        this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now() };
+        // Only clients that may relay get signatures: mail accepted from anyone (local domains,
+        // <Postmaster>) must not make mxd vouch for a From: it did not check.
+        const dkim = this.relayAllowed || this.session.authUser !== undefined ? this.server.deps.dkim : undefined;
+        this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now(), signer: dkim && new MessageSigner(dkim) };
         this.socket.setTimeout(this.dataTimeout());
         try {
           await writer.write(Buffer.from(this.session.receivedHeader(writer.id, new Date(this.server.deps.clock.now())), "latin1"));
@@ -708,6 +716,7 @@ class Connection {
       await d.writer.abort();
       d.writer = null;
     } else if (d.writer && res.out.length) {
+      d.signer?.write(res.out);
       try {
         await d.writer.write(res.out);
       } catch (e) {
@@ -743,6 +752,8 @@ class Connection {
       this.log.error({ err: d.diskError?.message }, "spool write failed");
       return this.reply([SPOOL_WRITE_ERROR]);
     }
+    // Signed once, here, before the message is durable: every delivery sends the same signature.
+    const dkim: SignOutcome | undefined = d.signer?.finish(this.server.deps.clock.now());
     try {
       const meta = await d.writer.commit(
         newMessage({
@@ -759,11 +770,12 @@ class Connection {
           },
           params: tx.params,
           eightBit: d.reader.eightBit,
+          dkim: dkim?.signed ? dkim.fields : undefined,
         }),
       );
       this.session.messages++;
       this.log.info(
-        { qid: meta.id, from: meta.sender, nrcpt: meta.recipients.length, size: meta.size, tls: this.session.secure, ...(this.session.authUser !== undefined ? { user: this.session.authUser } : {}) },
+        { qid: meta.id, from: meta.sender, nrcpt: meta.recipients.length, size: meta.size, tls: this.session.secure, ...(this.session.authUser !== undefined ? { user: this.session.authUser } : {}), ...dkimLogFields(dkim) },
         "message queued",
       );
       // The 250 goes out only now: message and envelope are on stable storage.
@@ -881,4 +893,10 @@ function buildAuth(deps: SmtpServerDeps): AuthDeps | undefined {
     else logger.info({ usersFile: file, users: snap.users.size, problems: snap.problems.length ? snap.problems.slice(0, 20) : undefined }, "users file loaded");
   });
   return { users: store, authenticator: new Authenticator(store), limiter: new AuthLimiter(config.auth.failures, () => clock.now()) };
+}
+
+/** The queued line's DKIM fields: which keys signed, or why the message went unsigned. */
+function dkimLogFields(o: SignOutcome | undefined): Record<string, unknown> {
+  if (!o) return {};
+  return o.signed ? { dkim: o.keys } : { dkim: "unsigned", dkimReason: o.reason };
 }

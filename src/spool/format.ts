@@ -112,6 +112,8 @@ export const messageMetaSchema = z
     kind: z.enum(["message", "bounce"]).default("message"),
     held: z.boolean().optional(),
     delayWarned: z.boolean().optional(),
+    // Header fields mxd wrote itself (at most one signature per configured key, a few KB each).
+    dkim: z.array(z.string().max(16_384).regex(/^DKIM-Signature:[\x20-\x7e\t\r\n]*\r\n$/, "expected DKIM-Signature header fields")).max(8).optional(),
   })
   .passthrough();
 

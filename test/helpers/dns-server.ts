@@ -42,8 +42,8 @@ export interface ZoneEntry {
   mx?: { exchange: string; priority: number }[];
   a?: string[];
   aaaa?: string[];
-  /** TXT records, each a list of character-strings (MTA-STS: [["v=STSv1; id=1"]]). */
-  txt?: string[][];
+  /** TXT records; each one string (split into 255-octet character-strings) or its character-strings (MTA-STS: [["v=STSv1; id=1"]]). */
+  txt?: (string | string[])[];
   /** Answer this rcode instead: for every type (string) or for some types. */
   fail?: Rcode | Partial<Record<RecordType, Rcode>>;
 }
@@ -95,8 +95,15 @@ function answer(zone: Zone, req: Dns2Packet, log: DnsServerHandle["queries"]): D
   if (type === "MX") for (const mx of entry.mx ?? []) res.answers.push({ ...base, type: Packet.TYPE.MX!, exchange: mx.exchange, priority: mx.priority });
   if (type === "A") for (const address of entry.a ?? []) res.answers.push({ ...base, type: Packet.TYPE.A!, address });
   if (type === "AAAA") for (const address of entry.aaaa ?? []) res.answers.push({ ...base, type: Packet.TYPE.AAAA!, address });
-  if (type === "TXT") for (const data of entry.txt ?? []) res.answers.push({ ...base, type: Packet.TYPE.TXT!, data });
+  if (type === "TXT") for (const data of entry.txt ?? []) res.answers.push({ ...base, type: Packet.TYPE.TXT!, data: typeof data === "string" ? splitTxt(data) : data });
   return res;
+}
+
+/** A long TXT value as character-strings of at most 255 octets (RFC 1035 §3.3.14). */
+export function splitTxt(value: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < value.length; i += 255) out.push(value.slice(i, i + 255));
+  return out.length ? out : [""];
 }
 
 /** Start on `host` (default 127.0.0.10) at `port` (default: a free one, same for UDP and TCP). */

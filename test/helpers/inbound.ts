@@ -14,6 +14,7 @@ import { silentLogger } from "../../src/io/log.js";
 import { systemClock } from "../../src/io/clock.js";
 import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { SmtpServer } from "../../src/smtp/server.js";
+import type { DkimPolicy } from "../../src/dkim/message-signer.js";
 
 /** Repository root (tests run from dist/test/helpers). */
 export const REPO_ROOT = new URL("../../../", import.meta.url).pathname;
@@ -47,7 +48,7 @@ export interface Inbound {
 
 const liveServers = new Set<Inbound>();
 
-export async function startInbound(overrides: Overrides = {}, opts: { tlsCredentials?: { cert: Buffer; key: Buffer } } = {}): Promise<Inbound> {
+export async function startInbound(overrides: Overrides = {}, opts: { tlsCredentials?: { cert: Buffer; key: Buffer }; dkim?: DkimPolicy } = {}): Promise<Inbound> {
   const dir = await tempDir("mxd-spool-");
   const { limits, relay, ...rest } = overrides;
   const config = parseConfig({
@@ -69,6 +70,7 @@ export async function startInbound(overrides: Overrides = {}, opts: { tlsCredent
     logger: silentLogger(),
     clock: systemClock,
     tlsCredentials: opts.tlsCredentials,
+    dkim: opts.dkim,
     onQueued: (m) => queued.push(m),
   });
   await server.listen();
