@@ -636,7 +636,7 @@ class Connection {
           this.session.resetTransaction();
           return;
         }
-        // Only clients that may relay get signatures: mail accepted from anyone (local domains,
+        // Only clients that may relay (by network or by AUTH) get signatures: mail accepted from anyone (local domains,
         // <Postmaster>) must not make mxd vouch for a From: it did not check.
         const dkim = this.relayAllowed || this.session.authUser !== undefined ? this.server.deps.dkim : undefined;
         this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now(), signer: dkim && new MessageSigner(dkim) };
