@@ -79,13 +79,13 @@ test("the import graph has no cycles", () => {
   for (const n of graph.keys()) visit(n);
 });
 
-// Layers, lowest first (docs/architecture.md): core ← config ← io/spool/smtp/auth ← delivery/bounce
+// Layers, lowest first (docs/architecture.md): core ← config ← io/spool/smtp/auth/dkim ← delivery/bounce
 // ← queue ← admin ← cli/main. A module may import its own layer and those below, type-only
 // imports included: a type from above is a dependency on above all the same.
 const LAYERS: [RegExp, number, string][] = [
   [/^core\//, 0, "core"],
   [/^config(-describe)?\.ts$/, 1, "config"],
-  [/^(io|spool|smtp|auth)\//, 2, "io/spool/smtp/auth"],
+  [/^(io|spool|smtp|auth|dkim)\//, 2, "io/spool/smtp/auth/dkim"],
   [/^(delivery|bounce)\//, 3, "delivery/bounce"],
   [/^queue\//, 4, "queue"],
   [/^admin\//, 5, "admin"],
