@@ -3,8 +3,8 @@
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { MXD_CLI } from "./paths.js";
 
-export const CLI = new URL("../../src/cli.js", import.meta.url).pathname;
 
 export interface RunResult {
   code: number;
@@ -15,7 +15,7 @@ export interface RunResult {
 /** Run `mxd ...args` to completion (bounded by timeoutMs). */
 export function mxd(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: opts.cwd, timeout: opts.timeoutMs ?? 20_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [MXD_CLI, ...args], { cwd: opts.cwd, timeout: opts.timeoutMs ?? 20_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -40,7 +40,7 @@ export function writeConfig(dir: string, config: object, name = "mxd.json"): str
 
 /** Start `mxd serve --config FILE` and wait (bounded) for its "ready" line. */
 export function startDaemonProcess(configFile: string, timeoutMs = 15_000): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [CLI, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [MXD_CLI, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
   const logs: Record<string, unknown>[] = [];
   let stderr = "";
   let exited: number | null | undefined;

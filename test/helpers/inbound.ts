@@ -14,10 +14,8 @@ import { silentLogger } from "../../src/io/log.js";
 import { systemClock } from "../../src/io/clock.js";
 import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { SmtpServer } from "../../src/smtp/server.js";
+import { MXD_CLI, REPO_ROOT } from "./paths.js";
 
-/** Repository root (tests run from dist/test/helpers). */
-export const REPO_ROOT = new URL("../../../", import.meta.url).pathname;
-export const CLI_JS = join(REPO_ROOT, "dist/src/cli.js");
 
 export const HOSTNAME = "mx.test";
 
@@ -380,7 +378,7 @@ export interface Daemon {
 }
 
 export async function startDaemon(configFile: string, timeoutMs = 10_000): Promise<Daemon> {
-  const child = spawn(process.execPath, [CLI_JS, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"], cwd: REPO_ROOT });
+  const child = spawn(process.execPath, [MXD_CLI, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"], cwd: REPO_ROOT });
   liveChildren.add(child);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => {

@@ -7,7 +7,6 @@ import { promises as fsp } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import {
-  CLI_JS,
   RawClient,
   cleanup,
   closeClients,
@@ -23,6 +22,7 @@ import {
   tempDir,
   withTimeout,
 } from "../helpers/inbound.js";
+import { MXD_CLI } from "../helpers/paths.js";
 
 const dirs: string[] = [];
 afterEach(closeClients);
@@ -244,7 +244,7 @@ describe("delivery switch", () => {
 
 describe("check-config", () => {
   function run(args: string[]) {
-    return spawnSync(process.execPath, [CLI_JS, ...args], { encoding: "utf8", timeout: 10_000 });
+    return spawnSync(process.execPath, [MXD_CLI, ...args], { encoding: "utf8", timeout: 10_000 });
   }
 
   test("a wrong type exits 2 and names the key path", async () => {
