@@ -4,7 +4,6 @@ import { after, afterEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { promises as fsp } from "node:fs";
-import net from "node:net";
 import { join } from "node:path";
 import {
   RawClient,
@@ -23,6 +22,7 @@ import {
   withTimeout,
 } from "../helpers/inbound.js";
 import { MXD_CLI } from "../helpers/paths.js";
+import { startSilentPeer } from "../helpers/raw-smtp-peer.js";
 
 const dirs: string[] = [];
 afterEach(closeClients);
@@ -43,19 +43,13 @@ interface Tarpit {
 }
 const tarpits: Tarpit[] = [];
 async function tarpit(): Promise<Tarpit> {
-  const socks = new Set<net.Socket>();
-  const t: Tarpit = { port: 0, connections: 0, close: () => undefined };
-  const srv = net.createServer((s) => {
-    t.connections++;
-    socks.add(s);
-    s.on("error", () => undefined);
-    s.on("close", () => socks.delete(s));
-  });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  t.port = (srv.address() as net.AddressInfo).port;
-  t.close = () => {
-    for (const s of socks) s.destroy();
-    srv.close();
+  const p = await startSilentPeer("127.0.0.1");
+  const t: Tarpit = {
+    port: p.port,
+    get connections() {
+      return p.conns.length;
+    },
+    close: () => void p.close(),
   };
   tarpits.push(t);
   return t;
