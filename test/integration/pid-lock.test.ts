@@ -7,9 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import { acquirePidLock, lockHolder } from "../../src/io/pid-lock.js";
-import { startDaemon, cleanup, session, sendMessage, queuedId } from "../helpers/inbound.js";
+import { cleanup, session, sendMessage, queuedId } from "../helpers/inbound.js";
 import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
 import { MXD_CLI, REPO_ROOT } from "../helpers/paths.js";
+import { startDaemonProcess } from "../helpers/daemon-process.js";
 
 after(cleanup);
 
@@ -38,8 +39,8 @@ test("admin socket deleted while mxd runs: a second daemon is refused and the CL
   const spoolDir = join(dir, "spool");
   const cfg = join(dir, "mxd.json");
   writeFileSync(cfg, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir, delivery: { enabled: false }, admin: { listen: null } }));
-  const d = await startDaemon(cfg);
-  const c = await session(d.port);
+  const d = await startDaemonProcess(cfg);
+  const c = await session(d.smtpPort);
   const id = queuedId(await sendMessage(c, "a@example.org", ["b@example.net"], "Subject: x\r\n\r\nx\r\n"));
   rmSync(join(spoolDir, "admin.sock"), { force: true });
   const second = spawnSync(process.execPath, [MXD_CLI, "serve", "--config", cfg], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
@@ -65,7 +66,7 @@ test("the CLI never takes another spool's daemon for its own (shared admin TCP a
   const cfgB = join(dir, "b.json");
   writeFileSync(cfgA, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir: join(dir, "spool-a"), delivery: { enabled: false }, admin }));
   writeFileSync(cfgB, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir: join(dir, "spool-b"), delivery: { enabled: false }, admin }));
-  const a = await startDaemon(cfgA);
+  const a = await startDaemonProcess(cfgA);
   // B's daemon is not running; A answers on the shared TCP address. B's CLI must see "stopped".
   const st = spawnSync(process.execPath, [MXD_CLI, "status", "--config", cfgB], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
   assert.equal(st.status, 1, st.stdout + st.stderr);

@@ -5,9 +5,10 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cleanup, queuedId, sendMessage, session, startDaemon } from "../helpers/inbound.js";
+import { cleanup, queuedId, sendMessage, session } from "../helpers/inbound.js";
 import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
 import { startSilentPeer } from "../helpers/raw-smtp-peer.js";
+import { startDaemonProcess } from "../helpers/daemon-process.js";
 
 after(cleanup);
 
@@ -31,8 +32,8 @@ test("SIGTERM with a delivery stuck on a silent remote: exit 0 within the bound,
       shutdownTimeout: "2s",
     }),
   );
-  const d = await startDaemon(cfg);
-  const c = await session(d.port);
+  const d = await startDaemonProcess(cfg);
+  const c = await session(d.smtpPort);
   const id = queuedId(await sendMessage(c, "a@example.org", ["r@stuck.test"], "Subject: stuck\r\n\r\nx\r\n"));
   const until = Date.now() + 5000;
   while (silent.conns.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
