@@ -1,15 +1,10 @@
 // Reading a spool from a test: ids, entries (state and bytes), the Received: header mxd adds.
-import { promises as fsp } from "node:fs";
+import { readDirOrEmpty } from "../../src/io/durable-file.js";
 import type { MessageMeta } from "../../src/core/envelope.js";
 import { JournalSpool } from "../../src/spool/journal-spool.js";
 
 export async function listDir(dir: string): Promise<string[]> {
-  try {
-    return (await fsp.readdir(dir)).sort();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw e;
-  }
+  return (await readDirOrEmpty(dir)).sort();
 }
 
 /** A read-only view of a spool (replays the journal; works while a daemon writes to it). */
