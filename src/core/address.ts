@@ -63,19 +63,30 @@ function isAddressLiteral(d: string): boolean {
   return false; // General-address-literal tags are not supported
 }
 
-/** Find the end of a local part, honouring quotes; returns the index of the separating "@". */
-function splitAt(s: string): number {
+/**
+ * The first or last `ch` outside quoted strings (where a backslash quotes the next character),
+ * from `from`; -1 when there is none, or when a quoted string is not closed before the end.
+ */
+function findUnquoted(s: string, ch: string, from: number, which: "first" | "last"): number {
   let inQuote = false;
-  let at = -1;
-  for (let i = 0; i < s.length; i++) {
+  let found = -1;
+  for (let i = from; i < s.length; i++) {
     const c = s[i];
     if (inQuote) {
       if (c === "\\") i++;
       else if (c === '"') inQuote = false;
     } else if (c === '"') inQuote = true;
-    else if (c === "@") at = i; // the last unquoted @ separates the domain
+    else if (c === ch) {
+      if (which === "first") return i;
+      found = i;
+    }
   }
-  return inQuote ? -1 : at;
+  return inQuote ? -1 : found;
+}
+
+/** Find the end of a local part, honouring quotes; returns the index of the separating "@". */
+function splitAt(s: string): number {
+  return findUnquoted(s, "@", 0, "last"); // the last unquoted @ separates the domain
 }
 
 /** Parse a Mailbox (no angle brackets). */
@@ -107,19 +118,7 @@ export function parsePath(arg: string, allowUtf8: boolean, allowNull: boolean): 
   const s = arg.replace(/^\s+/, "");
   if (!s.startsWith("<")) return { error: "address must be enclosed in <>" };
   // Find the closing ">" outside quotes.
-  let inQuote = false;
-  let close = -1;
-  for (let i = 1; i < s.length; i++) {
-    const c = s[i];
-    if (inQuote) {
-      if (c === "\\") i++;
-      else if (c === '"') inQuote = false;
-    } else if (c === '"') inQuote = true;
-    else if (c === ">") {
-      close = i;
-      break;
-    }
-  }
+  const close = findUnquoted(s, ">", 1, "first");
   if (close < 0) return { error: "missing closing >" };
   let inner = s.slice(1, close);
   const rest = s.slice(close + 1);

@@ -25,6 +25,16 @@ export async function writeFileSynced(path: string, data: Buffer | string, sync 
   }
 }
 
+/** The names in a directory; none when it does not exist (any other error is thrown). */
+export async function readDirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await fsp.readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw e;
+  }
+}
+
 /** The first `max` octets of a file (fewer when it is shorter). */
 export async function readFileHead(path: string, max: number): Promise<Buffer> {
   const fh = await fsp.open(path, "r");

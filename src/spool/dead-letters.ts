@@ -6,7 +6,7 @@ import { promises as fsp, createReadStream, existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import type { MessageMeta } from "../core/envelope.js";
-import { readFileHead } from "../io/durable-file.js";
+import { readDirOrEmpty, readFileHead } from "../io/durable-file.js";
 import { isQueueId } from "./format.js";
 
 /** Where the dead letters are: the spool (JournalSpool.deadDir). */
@@ -40,13 +40,7 @@ export function isDead(spool: DeadFolder, id: string): boolean {
 
 /** One entry per <ID>.reason, with the envelope when it is readable, in id order. */
 export async function listDead(spool: DeadFolder): Promise<DeadEntry[]> {
-  let names: string[];
-  try {
-    names = await fsp.readdir(spool.deadDir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw e;
-  }
+  const names = await readDirOrEmpty(spool.deadDir);
   const out: DeadEntry[] = [];
   for (const f of names.filter((n) => n.endsWith(".reason")).sort()) {
     const id = f.slice(0, -".reason".length);

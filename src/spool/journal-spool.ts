@@ -30,7 +30,7 @@ import { FLAG_EXTERNAL_BODY, HEADER_SIZE, RecordType, encodeRecord, segmentName,
 import { GroupCommitLog } from "./group-commit.js";
 import { replaySegment, type Damage } from "./journal-replay.js";
 import { FsSpool } from "./fs-spool.js";
-import { readFileHead, syncDir, writeFileSynced } from "../io/durable-file.js";
+import { readDirOrEmpty, readFileHead, syncDir, writeFileSynced } from "../io/durable-file.js";
 import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
 
 export interface JournalSpoolOptions {
@@ -164,13 +164,7 @@ export class JournalSpool implements Spool {
   }
 
   private async segmentNumbers(): Promise<number[]> {
-    let names: string[];
-    try {
-      names = await fsp.readdir(this.journalDir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
-      throw e;
-    }
+    const names = await readDirOrEmpty(this.journalDir);
     return names
       .map(segmentNumber)
       .filter((n): n is number => n !== undefined)

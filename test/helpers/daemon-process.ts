@@ -1,10 +1,11 @@
 // mxd as a user runs it: `node dist/src/cli.js serve --config FILE` in a child process, and
-// the CLI as separate processes. Every wait is bounded; stop() always ends the child.
+// the CLI as separate processes — the one daemon starter of the tests. Every wait is bounded;
+// stop() always ends the child, killDaemons() every one still running.
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { MXD_CLI, REPO_ROOT } from "./paths.js";
 
-export const CLI = new URL("../../src/cli.js", import.meta.url).pathname;
 
 export interface RunResult {
   code: number;
@@ -15,7 +16,7 @@ export interface RunResult {
 /** Run `mxd ...args` to completion (bounded by timeoutMs). */
 export function mxd(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: opts.cwd, timeout: opts.timeoutMs ?? 20_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [MXD_CLI, ...args], { cwd: opts.cwd, timeout: opts.timeoutMs ?? 20_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -28,8 +29,21 @@ export interface DaemonProcess {
   ready: Record<string, unknown>;
   /** Log lines so far (JSON objects). */
   logs: Record<string, unknown>[];
+  /** Every stdout line so far, as written. */
+  lines: string[];
+  /** stderr so far. */
+  stderr(): string;
+  /** Resolves when the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM, then SIGKILL after 5 s; resolves with the exit code. */
   stop(): Promise<number | null>;
+}
+
+const live = new Set<ChildProcess>();
+
+/** SIGKILL every daemon still running (a test's cleanup, after a failure). */
+export function killDaemons(): void {
+  for (const ch of [...live]) ch.kill("SIGKILL");
 }
 
 export function writeConfig(dir: string, config: object, name = "mxd.json"): string {
@@ -40,16 +54,20 @@ export function writeConfig(dir: string, config: object, name = "mxd.json"): str
 
 /** Start `mxd serve --config FILE` and wait (bounded) for its "ready" line. */
 export function startDaemonProcess(configFile: string, timeoutMs = 15_000): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [CLI, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [MXD_CLI, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"], cwd: REPO_ROOT });
+  live.add(child);
   const logs: Record<string, unknown>[] = [];
+  const lines: string[] = [];
   let stderr = "";
   let exited: number | null | undefined;
-  const exit = new Promise<number | null>((r) =>
-    child.once("exit", (code) => {
+  const exitedWith = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once("exit", (code, signal) => {
+      live.delete(child);
       exited = code;
-      r(code);
+      r({ code, signal });
     }),
   );
+  const exit = exitedWith.then((e) => e.code);
   const stop = async () => {
     if (exited !== undefined) return exited;
     child.kill("SIGTERM");
@@ -75,6 +93,7 @@ export function startDaemonProcess(configFile: string, timeoutMs = 15_000): Prom
       while ((nl = buf.indexOf("\n")) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        lines.push(line);
         let o: Record<string, unknown>;
         try {
           o = JSON.parse(line) as Record<string, unknown>;
@@ -85,7 +104,7 @@ export function startDaemonProcess(configFile: string, timeoutMs = 15_000): Prom
         if (o.msg === "ready") {
           clearTimeout(t);
           const listen = o.listen as { port: number }[];
-          resolve({ child, smtpPort: listen[0]!.port, ready: o, logs, stop });
+          resolve({ child, smtpPort: listen[0]!.port, ready: o, logs, lines, stderr: () => stderr, exited: exitedWith, stop });
         }
       }
     });

@@ -23,9 +23,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Resolver } from "node:dns/promises";
+import { MXD_CLI, REPO_ROOT } from "./paths.js";
 
-export const REPO_ROOT = new URL("../../../", import.meta.url).pathname;
-export const MXD_CLI = join(REPO_ROOT, "dist/src/cli.js");
+export { REPO_ROOT, MXD_CLI } from "./paths.js";
 /** Debian's python (has python3-aiosmtpd); the pyenv python on PATH does not. */
 export const SYSTEM_PYTHON = "/usr/bin/python3";
 

@@ -4,6 +4,8 @@
 // Everything the client sends is recorded per connection. After the script returns the
 // connection stays in a small "tail" mode (QUIT → 221 and close, RSET/NOOP → 250) so a client
 // that pools the connection and QUITs it later is served. Every wait is bounded.
+// The usual steps of a script are here too (greet, acceptTransaction), and a silent peer (a
+// blackhole MX that accepts TCP and never speaks), so tests do not each write their own.
 import * as net from "node:net";
 import * as tls from "node:tls";
 
@@ -224,6 +226,8 @@ export interface RawPeer {
   conns: PeerConn[];
   /** Script failures (a test asserts this is empty). */
   errors: Error[];
+  /** Connections open at most at once so far. */
+  readonly maxOpen: number;
   /** Every connection closed (by the client or the script) within ms. */
   allClosed(ms?: number): Promise<void>;
   close(): Promise<void>;
@@ -236,9 +240,13 @@ export function sleep(ms: number): Promise<void> {
 export async function startRawPeer(o: RawPeerOptions): Promise<RawPeer> {
   const conns: PeerConn[] = [];
   const errors: Error[] = [];
+  let open = 0;
+  let maxOpen = 0;
   const server = net.createServer((socket) => {
     const c = new PeerConn(conns.length, socket);
     conns.push(c);
+    maxOpen = Math.max(maxOpen, ++open);
+    socket.once("close", () => open--);
     void (async () => {
       try {
         await o.script(c);
@@ -263,6 +271,9 @@ export async function startRawPeer(o: RawPeerOptions): Promise<RawPeer> {
     address: `${o.host}:${port}`,
     conns,
     errors,
+    get maxOpen() {
+      return maxOpen;
+    },
     async allClosed(ms = 3000) {
       let timer: NodeJS.Timeout | undefined;
       const t = new Promise<never>((_, reject) => {
@@ -279,4 +290,29 @@ export async function startRawPeer(o: RawPeerOptions): Promise<RawPeer> {
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A peer that accepts connections and never writes a byte (a blackhole MX, a tarpit). */
+export function startSilentPeer(host: string, port?: number): Promise<RawPeer> {
+  return startRawPeer({ host, ...(port !== undefined ? { port } : {}), script: (c) => c.done });
+}
+
+/** The greeting, then EHLO (checked against `ehlo`) answered with these keywords. */
+export async function greet(c: PeerConn, ext: readonly string[] = ["PIPELINING", "8BITMIME", "SIZE 1000000"], ehlo: RegExp = /^EHLO /): Promise<void> {
+  c.write("220 peer.test ESMTP\r\n");
+  await c.expect(ehlo);
+  const lines = ["peer.test hello", ...ext];
+  c.write(lines.map((l, i) => `250${i === lines.length - 1 ? " " : "-"}${l}\r\n`).join(""));
+}
+
+/** A complete pipelined transaction from `sender` to `rcpts`; returns the data received. */
+export async function acceptTransaction(c: PeerConn, sender: string, rcpts: readonly string[], final = "250 2.0.0 queued\r\n"): Promise<Buffer> {
+  const re = (a: string) => a.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  await c.expect(new RegExp(`^MAIL FROM:<${re(sender)}>`));
+  for (const r of rcpts) await c.expect(new RegExp(`^RCPT TO:<${re(r)}>`));
+  c.write("250 2.1.0 ok\r\n" + rcpts.map(() => "250 2.1.5 ok\r\n").join(""));
+  await c.expect(/^DATA$/, "354 go ahead\r\n");
+  const d = await c.data();
+  c.write(final);
+  return d;
 }

@@ -15,7 +15,7 @@ import { sleep, startMxd, stopAllPeers, tempDir, waitFor, type MxdPeer } from ".
 import { startMxSink, type MxSink, type SinkOptions } from "../helpers/mx-sink.js";
 import { Wire, sendMessage } from "../interop/wire.js";
 import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
-import { CLI_JS } from "../helpers/inbound.js";
+import { MXD_CLI } from "../helpers/paths.js";
 
 const STRESS = !!process.env.MXD_STRESS;
 const MESSAGES = STRESS ? 2000 : 300;
@@ -240,7 +240,7 @@ test("full disk: 452 4.3.1 at the free-space reserve, 451 4.3.0 at ENOSPC, nothi
   w.destroy();
   assert.ok(d.proc.proc.exitCode === null, "mxd is alive");
   // An operator action needs a state record: it fits in the reserve.
-  const held = spawnSync(process.execPath, [CLI_JS, "queue", "hold", accepted[0]!, "--config", d.configFile], { encoding: "utf8", timeout: 15_000 });
+  const held = spawnSync(process.execPath, [MXD_CLI, "queue", "hold", accepted[0]!, "--config", d.configFile], { encoding: "utf8", timeout: 15_000 });
   assert.equal(held.status, 0, held.stderr);
   await d.stop(3000);
   // 2. No reserve: the disk really fills; the failed batch is answered 451 4.3.0 and never queued.

@@ -4,10 +4,8 @@ import { after, afterEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { promises as fsp } from "node:fs";
-import net from "node:net";
 import { join } from "node:path";
 import {
-  CLI_JS,
   RawClient,
   cleanup,
   closeClients,
@@ -19,10 +17,12 @@ import {
   session,
   sleep,
   splitReceived,
-  startDaemon,
   tempDir,
   withTimeout,
 } from "../helpers/inbound.js";
+import { MXD_CLI } from "../helpers/paths.js";
+import { startSilentPeer } from "../helpers/raw-smtp-peer.js";
+import { startDaemonProcess } from "../helpers/daemon-process.js";
 
 const dirs: string[] = [];
 afterEach(closeClients);
@@ -43,19 +43,13 @@ interface Tarpit {
 }
 const tarpits: Tarpit[] = [];
 async function tarpit(): Promise<Tarpit> {
-  const socks = new Set<net.Socket>();
-  const t: Tarpit = { port: 0, connections: 0, close: () => undefined };
-  const srv = net.createServer((s) => {
-    t.connections++;
-    socks.add(s);
-    s.on("error", () => undefined);
-    s.on("close", () => socks.delete(s));
-  });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  t.port = (srv.address() as net.AddressInfo).port;
-  t.close = () => {
-    for (const s of socks) s.destroy();
-    srv.close();
+  const p = await startSilentPeer("127.0.0.1");
+  const t: Tarpit = {
+    port: p.port,
+    get connections() {
+      return p.conns.length;
+    },
+    close: () => void p.close(),
   };
   tarpits.push(t);
   return t;
@@ -94,7 +88,7 @@ const stuff = (s: string) => s.replace(/^\./gm, "..");
 describe("daemon durability", () => {
   test("SIGKILL mid-flight: every 250-acknowledged message survives complete; nothing else but in-flight ones", async () => {
     const { spoolDir, file } = await writeConfig();
-    const d1 = await startDaemon(file);
+    const d1 = await startDaemonProcess(file);
     const acked = new Map<string, string>(); // queue id → tag
     const inflight = new Set<string>(); // final dot sent, no reply seen
     const bodies = new Map<string, string>();
@@ -104,7 +98,7 @@ describe("daemon durability", () => {
     async function worker(w: number): Promise<void> {
       let c: RawClient;
       try {
-        c = await session(d1.port, { helo: `worker${w}.test` });
+        c = await session(d1.smtpPort, { helo: `worker${w}.test` });
       } catch {
         return;
       }
@@ -143,7 +137,7 @@ describe("daemon durability", () => {
     assert.equal(refused, 0, "a message was refused during the run");
 
     // Restart on the same spool.
-    const d2 = await startDaemon(file);
+    const d2 = await startDaemonProcess(file);
     assert.deepEqual(await listDir(join(spoolDir, "bodies")), [], "no body file without its message after restart");
     const ids = await queueIds(spoolDir);
 
@@ -173,7 +167,7 @@ describe("daemon durability", () => {
     assert.ok(lostAcks <= 8, `${lostAcks} unacknowledged entries, at most one per client expected`);
 
     // The restarted daemon reports what it found and takes new mail.
-    const c = await session(d2.port);
+    const c = await session(d2.smtpPort);
     const body = makeBody("after-restart", 3);
     c.write(`MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n${stuff(body)}.\r\nQUIT\r\n`);
     const rs = await c.replies(5);
@@ -187,9 +181,9 @@ describe("daemon durability", () => {
 
   test("SIGTERM: stops accepting, the transaction in DATA completes, exit code 0", async () => {
     const { spoolDir, file } = await writeConfig({ shutdownTimeout: "10s" });
-    const d = await startDaemon(file);
-    const idle = await session(d.port);
-    const c = await session(d.port);
+    const d = await startDaemonProcess(file);
+    const idle = await session(d.smtpPort);
+    const c = await session(d.smtpPort);
     await c.cmd("MAIL FROM:<a@example.org>", 250);
     await c.cmd("RCPT TO:<b@example.net>", 250);
     await c.cmd("DATA", 354);
@@ -204,7 +198,7 @@ describe("daemon durability", () => {
     // New connections are no longer served.
     let newConn = "refused";
     try {
-      const n = await RawClient.connect(d.port, { timeoutMs: 1000 });
+      const n = await RawClient.connect(d.smtpPort, { timeoutMs: 1000 });
       const r = await n.reply(1000).catch(() => undefined);
       newConn = r ? r.text : "no greeting";
     } catch {
@@ -228,8 +222,8 @@ describe("daemon durability", () => {
 describe("delivery switch", () => {
   test("delivery.enabled false: queued messages are not attempted (no connection to the route host)", async () => {
     const { spoolDir, file, tarpit: tp } = await writeConfig();
-    const d = await startDaemon(file);
-    const c = await session(d.port);
+    const d = await startDaemonProcess(file);
+    const c = await session(d.smtpPort);
     c.write(`MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n${makeBody("no-delivery", 2)}.\r\n`);
     const id = queuedId((await c.replies(4))[3]!);
     await sleep(1000);
@@ -244,7 +238,7 @@ describe("delivery switch", () => {
 
 describe("check-config", () => {
   function run(args: string[]) {
-    return spawnSync(process.execPath, [CLI_JS, ...args], { encoding: "utf8", timeout: 10_000 });
+    return spawnSync(process.execPath, [MXD_CLI, ...args], { encoding: "utf8", timeout: 10_000 });
   }
 
   test("a wrong type exits 2 and names the key path", async () => {

@@ -5,7 +5,6 @@
 // 127.0.0.86-127.0.0.99.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type Server, type Socket } from "node:net";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,7 +20,7 @@ import { SmtpCourier } from "../../src/delivery/smtp-courier.js";
 import { MxdMetrics } from "../../src/admin/mxd-metrics.js";
 import { newMessage, newRecipient, type MessageMeta } from "../../src/core/envelope.js";
 import type { Courier, DeliveryRequest } from "../../src/delivery/courier.js";
-import { startRawPeer, sleep, type PeerConn, type RawPeer } from "../helpers/raw-smtp-peer.js";
+import { greet, startRawPeer, startSilentPeer, sleep, type PeerConn, type RawPeer } from "../helpers/raw-smtp-peer.js";
 import { startMxSink, type MxSink } from "../helpers/mx-sink.js";
 import { startDnsServer, type DnsServerHandle } from "../helpers/dns-server.js";
 
@@ -53,11 +52,7 @@ async function peer(t: T, host: string, script: (c: PeerConn) => Promise<void>):
   return p;
 }
 
-async function hello(c: PeerConn): Promise<void> {
-  c.write("220 peer.test ESMTP\r\n");
-  await c.expect(/^EHLO /);
-  c.write("250-peer.test\r\n250 8BITMIME\r\n");
-}
+const hello = (c: PeerConn) => greet(c, ["8BITMIME"]);
 
 /** Write `chunk` `times` times (or until the client hangs up), yielding between writes. */
 async function flood(c: PeerConn, chunk: Buffer, times: number): Promise<number> {
@@ -335,23 +330,10 @@ test("wrong-shape and oversize state files go to dead/ with a reason, are counte
 // ------------------------------------------------------------------------ §4 blackhole MX
 
 /** Accepts TCP and never writes a byte: the issue's "blackhole". */
-async function blackhole(t: T, host: string): Promise<{ server: Server; accepted: () => number; maxOpen: () => number }> {
-  const socks = new Set<Socket>();
-  let accepted = 0;
-  let maxOpen = 0;
-  const server = createServer((s) => {
-    accepted++;
-    socks.add(s);
-    maxOpen = Math.max(maxOpen, socks.size);
-    s.on("error", () => {});
-    s.on("close", () => socks.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(25, host, r));
-  t.after(() => {
-    for (const s of socks) s.destroy();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  return { server, accepted: () => accepted, maxOpen: () => maxOpen };
+async function blackhole(t: T, host: string): Promise<{ accepted: () => number; maxOpen: () => number }> {
+  const p = await startSilentPeer(host, 25);
+  t.after(() => p.close());
+  return { accepted: () => p.conns.length, maxOpen: () => p.maxOpen };
 }
 
 const BH_DOMAINS = Array.from({ length: 7 }, (_, i) => `bh${i}.test`);

@@ -9,8 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
 import { spawn } from "node:child_process";
-import { CLI, until, writeConfig } from "../helpers/daemon-process.js";
+import { until, writeConfig } from "../helpers/daemon-process.js";
 import { startMxSink } from "../helpers/mx-sink.js";
+import { MXD_CLI } from "../helpers/paths.js";
 
 const dir = mkdtempSync(join(tmpdir(), "mxd-log-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -36,7 +37,7 @@ test("delivery, expiry, reject and removed lines in log.file (text), reopened on
     log: { level: "info", format: "text", file: logFile },
   });
   // Logs go to the file, so the daemon is started here and its "ready" line read from there.
-  const child = spawn(process.execPath, [CLI, "serve", "--config", cfg], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [MXD_CLI, "serve", "--config", cfg], { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   const exited = new Promise((r) => child.once("exit", r));

@@ -9,9 +9,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSy
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { promisify } from "node:util";
+import { REPO_ROOT } from "../helpers/paths.js";
 
 const run = promisify(execFile);
-const root = new URL("../../../", import.meta.url).pathname;
+const root = REPO_ROOT;
 const dir = mkdtempSync(join(tmpdir(), "mxd-pack-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 // npm beside the node running the tests (Node 22/24 from npm exec included), else PATH's.

@@ -7,8 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import { acquirePidLock, lockHolder } from "../../src/io/pid-lock.js";
-import { CLI_JS, REPO_ROOT, startDaemon, cleanup, session, sendMessage, queuedId } from "../helpers/inbound.js";
+import { cleanup, session, sendMessage, queuedId } from "../helpers/inbound.js";
 import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
+import { MXD_CLI, REPO_ROOT } from "../helpers/paths.js";
+import { startDaemonProcess } from "../helpers/daemon-process.js";
 
 after(cleanup);
 
@@ -37,14 +39,14 @@ test("admin socket deleted while mxd runs: a second daemon is refused and the CL
   const spoolDir = join(dir, "spool");
   const cfg = join(dir, "mxd.json");
   writeFileSync(cfg, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir, delivery: { enabled: false }, admin: { listen: null } }));
-  const d = await startDaemon(cfg);
-  const c = await session(d.port);
+  const d = await startDaemonProcess(cfg);
+  const c = await session(d.smtpPort);
   const id = queuedId(await sendMessage(c, "a@example.org", ["b@example.net"], "Subject: x\r\n\r\nx\r\n"));
   rmSync(join(spoolDir, "admin.sock"), { force: true });
-  const second = spawnSync(process.execPath, [CLI_JS, "serve", "--config", cfg], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
+  const second = spawnSync(process.execPath, [MXD_CLI, "serve", "--config", cfg], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
   assert.equal(second.status, 1, second.stderr);
   assert.match(second.stderr, /another mxd is already running on spool/);
-  const hold = spawnSync(process.execPath, [CLI_JS, "queue", "hold", id, "--config", cfg], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
+  const hold = spawnSync(process.execPath, [MXD_CLI, "queue", "hold", id, "--config", cfg], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
   assert.equal(hold.status, 1, hold.stdout + hold.stderr);
   assert.match(hold.stderr, /seems to run \(pid \d+/);
   const meta = spoolSnapshot(spoolDir).get(id)!.meta;
@@ -64,12 +66,12 @@ test("the CLI never takes another spool's daemon for its own (shared admin TCP a
   const cfgB = join(dir, "b.json");
   writeFileSync(cfgA, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir: join(dir, "spool-a"), delivery: { enabled: false }, admin }));
   writeFileSync(cfgB, JSON.stringify({ hostname: "mx.test", listen: [{ host: "127.0.0.1", port: 0 }], spoolDir: join(dir, "spool-b"), delivery: { enabled: false }, admin }));
-  const a = await startDaemon(cfgA);
+  const a = await startDaemonProcess(cfgA);
   // B's daemon is not running; A answers on the shared TCP address. B's CLI must see "stopped".
-  const st = spawnSync(process.execPath, [CLI_JS, "status", "--config", cfgB], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
+  const st = spawnSync(process.execPath, [MXD_CLI, "status", "--config", cfgB], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
   assert.equal(st.status, 1, st.stdout + st.stderr);
   assert.doesNotMatch(st.stdout, new RegExp(`pid ${a.child.pid}`));
-  const stA = spawnSync(process.execPath, [CLI_JS, "status", "--config", cfgA], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
+  const stA = spawnSync(process.execPath, [MXD_CLI, "status", "--config", cfgA], { cwd: REPO_ROOT, encoding: "utf8", timeout: 15_000 });
   assert.equal(stA.status, 0, stA.stdout + stA.stderr);
   assert.match(stA.stdout, new RegExp(`pid ${a.child.pid}`));
   a.child.kill("SIGTERM");

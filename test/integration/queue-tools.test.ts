@@ -12,8 +12,9 @@ import { join } from "node:path";
 import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { newMessage, newRecipient, type MessageMeta } from "../../src/core/envelope.js";
 import { adminSocketPath } from "../../src/admin/server.js";
-import { CLI, startDaemonProcess, until, writeConfig } from "../helpers/daemon-process.js";
+import { startDaemonProcess, until, writeConfig } from "../helpers/daemon-process.js";
 import { startMxSink, type MxSink } from "../helpers/mx-sink.js";
+import { MXD_CLI } from "../helpers/paths.js";
 
 const dir = mkdtempSync(join(tmpdir(), "mxd-qtools-"));
 const spoolDir = join(dir, "spool");
@@ -25,7 +26,7 @@ const ids: Record<string, string> = {};
 
 function run(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const c = execFile(process.execPath, [CLI, ...args, "--config", cfg], { timeout: 20_000 }, (err, stdout, stderr) =>
+    const c = execFile(process.execPath, [MXD_CLI, ...args, "--config", cfg], { timeout: 20_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : -1) : 0, stdout, stderr }),
     );
     c.stdin!.end(stdin ?? "");

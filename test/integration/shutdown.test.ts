@@ -2,12 +2,13 @@
 // message stays queued, and the next start attempts it again.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import { mkdtempSync, rmSync, writeFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cleanup, queuedId, sendMessage, session, startDaemon } from "../helpers/inbound.js";
+import { cleanup, queuedId, sendMessage, session } from "../helpers/inbound.js";
 import { queuedIdsSync, spoolSnapshot } from "../helpers/spool-snapshot.js";
+import { startSilentPeer } from "../helpers/raw-smtp-peer.js";
+import { startDaemonProcess } from "../helpers/daemon-process.js";
 
 after(cleanup);
 
@@ -15,17 +16,9 @@ test("SIGTERM with a delivery stuck on a silent remote: exit 0 within the bound,
   const dir = mkdtempSync(join(tmpdir(), "mxd-shut-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // A remote MX that accepts the connection and never says a word.
-  const sockets = new Set<net.Socket>();
-  const silent = net.createServer((s) => {
-    sockets.add(s);
-    s.on("error", () => undefined);
-  });
-  await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    silent.close();
-  });
-  const port = (silent.address() as net.AddressInfo).port;
+  const silent = await startSilentPeer("127.0.0.1");
+  t.after(() => silent.close());
+  const port = silent.port;
   const spoolDir = join(dir, "spool");
   const cfg = join(dir, "mxd.json");
   writeFileSync(
@@ -39,12 +32,12 @@ test("SIGTERM with a delivery stuck on a silent remote: exit 0 within the bound,
       shutdownTimeout: "2s",
     }),
   );
-  const d = await startDaemon(cfg);
-  const c = await session(d.port);
+  const d = await startDaemonProcess(cfg);
+  const c = await session(d.smtpPort);
   const id = queuedId(await sendMessage(c, "a@example.org", ["r@stuck.test"], "Subject: stuck\r\n\r\nx\r\n"));
   const until = Date.now() + 5000;
-  while (sockets.size === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-  assert.equal(sockets.size, 1, "the delivery attempt is connected to the silent remote");
+  while (silent.conns.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(silent.conns.length, 1, "the delivery attempt is connected to the silent remote");
   const started = Date.now();
   d.child.kill("SIGTERM");
   const { code } = await d.exited;

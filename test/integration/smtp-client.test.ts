@@ -12,7 +12,7 @@ import { nodeConnector, type Connector } from "../../src/io/connector.js";
 import { silentLogger } from "../../src/io/log.js";
 import { SmtpCourier } from "../../src/delivery/smtp-courier.js";
 import type { DeliveryRecipient, DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
-import { startRawPeer, sleep, type PeerConn, type RawPeer } from "../helpers/raw-smtp-peer.js";
+import { acceptTransaction, greet, startRawPeer, sleep, type PeerConn, type RawPeer } from "../helpers/raw-smtp-peer.js";
 import { selfSignedCert } from "../helpers/mx-sink.js";
 
 type T = { after: (fn: () => unknown) => void };
@@ -67,24 +67,10 @@ function req(rcpts: (string | DeliveryRecipient)[], over: Partial<DeliveryReques
 }
 
 const EHLO_EXT = ["PIPELINING", "8BITMIME", "SIZE 1000000"];
-/** Greeting + EHLO with the given keywords. */
-async function hello(c: PeerConn, ext: string[] = EHLO_EXT): Promise<void> {
-  c.write("220 peer.test ESMTP\r\n");
-  await c.expect(/^EHLO mxd\.test$/);
-  const lines = ["peer.test hello", ...ext];
-  c.write(lines.map((l, i) => `250${i === lines.length - 1 ? " " : "-"}${l}\r\n`).join(""));
-}
-
-/** A complete pipelined transaction for the given recipients; returns the data received. */
-async function transaction(c: PeerConn, rcpts: string[], final = "250 2.0.0 queued\r\n"): Promise<Buffer> {
-  await c.expect(/^MAIL FROM:<s@o\.test>/);
-  for (const r of rcpts) await c.expect(new RegExp(`^RCPT TO:<${r.replace(/\./g, "\\.")}>`));
-  c.write("250 2.1.0 ok\r\n" + rcpts.map(() => "250 2.1.5 ok\r\n").join(""));
-  await c.expect(/^DATA$/, "354 go ahead\r\n");
-  const d = await c.data();
-  c.write(final);
-  return d;
-}
+/** Greeting + EHLO with the given keywords (the EHLO must name us). */
+const hello = (c: PeerConn, ext: string[] = EHLO_EXT) => greet(c, ext, /^EHLO mxd\.test$/);
+/** A complete pipelined transaction from s@o.test; returns the data received. */
+const transaction = (c: PeerConn, rcpts: string[], final?: string) => acceptTransaction(c, "s@o.test", rcpts, final);
 
 async function finish(p: RawPeer[], c: SmtpCourier): Promise<void> {
   await c.close();

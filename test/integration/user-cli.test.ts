@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, appendFileS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
-import { CLI } from "../helpers/daemon-process.js";
+import { MXD_CLI as CLI } from "../helpers/paths.js";
 import { inCI } from "../helpers/peers.js";
 import { parseUsers } from "../../src/auth/users-file.js";
 import { verifyPassword } from "../../src/auth/password-hash.js";

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import nodemailer from "nodemailer";
 import { makeCert, runTool, skipUnless, requirePeers, startMxd, stopAllPeers, tempDir, peerPath, SYSTEM_PYTHON, inCI, waitFor, type MxdPeer } from "../helpers/peers.js";
 import { startMxSink, type MxSink } from "../helpers/mx-sink.js";
-import { CLI } from "../helpers/daemon-process.js";
+import { MXD_CLI as CLI } from "../helpers/paths.js";
 
 const HOST = "127.0.0.190";
 const SINK = "127.0.0.191";

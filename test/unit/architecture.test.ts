@@ -5,8 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join, relative, resolve, dirname } from "node:path";
+import { SRC_DIR } from "../helpers/paths.js";
 
-const SRC = new URL("../../../src/", import.meta.url).pathname;
+const SRC = SRC_DIR + "/";
 
 function files(dir: string): string[] {
   const out: string[] = [];

@@ -12,9 +12,11 @@ import { simpleParser, type ParsedMail } from "mailparser";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom, mayReturnBody, type DsnInput } from "../../src/bounce/dsn.js";
 import type { AttemptRecord, MessageMeta, RecipientState } from "../../src/core/envelope.js";
 import { EXCERPT_MAX } from "../../src/core/smtp-reply.js";
+import { FIXTURES_DIR } from "../helpers/paths.js";
+import { pathToFileURL } from "node:url";
 
 // Tests run from dist/test/unit: the fixtures are in the source tree.
-const FIXTURES = new URL("../../../test/fixtures/", import.meta.url);
+const FIXTURES = pathToFileURL(FIXTURES_DIR + "/");
 
 function golden(name: string, actual: Buffer): void {
   const url = new URL(name, FIXTURES);
