@@ -120,6 +120,21 @@ test("connections per client count the header's address, not the load balancer's
   assert.match(a2.r.text, /^421 4\.7\.0 mx\.test Error: too many connections/);
 });
 
+test("rate limits count the header's address: one client behind the balancer is limited, the next one is not", async () => {
+  const ib = await startInbound({
+    listen: [{ host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: ["127.0.0.1/32"] } }],
+    rateLimits: { exemptNetworks: [], perClient: { connections: { limit: 1, per: "1h" } } },
+  });
+  const greet = async (src: string) => {
+    const c = await RawClient.connect(ib.port);
+    c.write(v2(src, "198.51.100.1", 1000, 25));
+    return (await c.reply()).text;
+  };
+  assert.match(await greet("192.0.2.1"), /^220 /);
+  assert.equal(await greet("192.0.2.1"), "421 4.7.0 mx.test Error: too many connections from 192.0.2.1 (limit 1 per 1h), try again later");
+  assert.match(await greet("192.0.2.2"), /^220 /, "another client behind the same balancer");
+});
+
 test("shutdown with headers still pending closes those sockets too", async () => {
   const ib = await proxied({ timeout: "10s" });
   const c = await RawClient.connect(ib.port);
