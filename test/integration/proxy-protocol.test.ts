@@ -110,6 +110,21 @@ test("v2 LOCAL (a health check): the connection's own address", async () => {
   await c.cmd("RCPT TO:<b@remote.example>", 554);
 });
 
+for (const [name, header] of [
+  ["v2 AF_UNSPEC", v2(undefined, undefined, 0, 0, { famByte: 0x00, tlvs: [{ type: 0x01, value: Buffer.from("smtp") }] })],
+  ["v1 UNKNOWN", Buffer.from("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n")],
+] as const) {
+  test(`${name}: no client address in the header, so the connection's own`, async () => {
+    const ib = await proxied();
+    const c = await RawClient.connect(ib.port);
+    c.write(Buffer.concat([header, Buffer.from("EHLO lb.test\r\n")]));
+    assert.equal((await c.reply()).code, 220);
+    assert.equal((await c.reply()).code, 250);
+    await c.cmd("MAIL FROM:<a@client.test>", 250);
+    await c.cmd("RCPT TO:<b@remote.example>", 554); // judged as 127.0.0.1, which may not relay here
+  });
+}
+
 test("connections per client count the header's address, not the load balancer's", async () => {
   const ib = await proxied({}, { connectionsPerClient: 1 });
   const open = async (src: string) => {
