@@ -369,10 +369,6 @@ const configBase = z
 
 export const configSchema = configBase
   .superRefine((c, ctx) => {
-    c.listen.forEach((l, i) => {
-      // The header comes before the TLS handshake there; not supported yet (use STARTTLS).
-      if (l.tls && l.proxyProtocol) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["listen", i, "proxyProtocol"], message: "proxyProtocol is not supported on an implicit TLS listener (tls: true); use STARTTLS on a plain listener" });
-    });
     const needTls = c.listen.some((l) => l.tls);
     if (needTls && !(c.tls.cert && c.tls.key)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls"], message: "a listener has tls: true, so tls.cert and tls.key are required" });

@@ -1,6 +1,7 @@
 // node:net / node:tls glue for the inbound SMTP service: listeners, connection limits,
 // timeouts, STARTTLS, pipelined input, and streaming DATA into the spool.
 import net from "node:net";
+import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { rateLimitExempt, type Config } from "../config.js";
 import { newMessage, type MessageMeta } from "../core/envelope.js";
@@ -59,6 +60,8 @@ const INBOX_HIGH_WATER = 64 * 1024;
 const OUTPUT_HIGH_WATER = 32 * 1024;
 /** Octets per second a DATA transfer must average once it has lasted limits.dataTimeout (Postfix smtpd_min_data_rate: 500). */
 const MIN_DATA_RATE = 500;
+/** Implicit TLS: the handshake must be over this long after the connection (or the PROXY header). */
+const TLS_HANDSHAKE_TIMEOUT = 30_000;
 /** How often buckets that have refilled completely are dropped from the rate limiter. */
 const RATE_PRUNE_INTERVAL = 60_000;
 
@@ -186,11 +189,12 @@ export class SmtpServer {
         timeout: l.proxyProtocol.timeout,
         maxHeaderSize: l.proxyProtocol.maxHeaderSize,
       };
-      const srv = l.tls
-        ? tls.createServer({ ...this.tlsOptions!, handshakeTimeout: 30_000, allowHalfOpen: true }, (s) => this.accept(s, true, l.mode))
+      // A PROXY protocol listener is plain TCP even with tls: the header precedes the handshake.
+      const srv = l.tls && !proxy
+        ? tls.createServer({ ...this.tlsOptions!, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT, allowHalfOpen: true }, (s) => this.accept(s, true, l.mode))
         : // allowHalfOpen: a client may pipeline a whole transaction and shut down its side;
           // it must still get every reply (and its message queued).
-          net.createServer({ allowHalfOpen: true }, (s) => (proxy ? this.acceptProxied(s, proxy, l.mode) : this.accept(s, false, l.mode)));
+          net.createServer({ allowHalfOpen: true }, (s) => (proxy ? this.acceptProxied(s, proxy, l.tls, l.mode) : this.accept(s, false, l.mode)));
       srv.maxConnections = this.deps.config.limits.connections * 2; // hard cap; the soft limit answers 421 below
       srv.on("error", (e) => this.deps.logger.error({ err: e, listen: l }, "listener error"));
       if (l.tls) srv.on("tlsClientError", (e: Error) => this.deps.logger.info({ err: e.message }, "TLS handshake failed"));
@@ -230,7 +234,7 @@ export class SmtpServer {
    * with a valid header within the timeout (the specification forbids guessing whether one is
    * there). The client address the header carries is the one every later decision uses.
    */
-  private acceptProxied(socket: net.Socket, p: ListenerProxy, mode: "relay" | "submission"): void {
+  private acceptProxied(socket: net.Socket, p: ListenerProxy, implicitTls: boolean, mode: "relay" | "submission"): void {
     const peer = socket.remoteAddress ?? "unknown";
     const { config, logger } = this.deps;
     socket.on("error", () => undefined);
@@ -274,10 +278,42 @@ export class SmtpServer {
       logger.debug({ proxy: peer, client: origin.ip, version: h.version, command: h.command }, "PROXY protocol header");
       // Synchronously, in this same "data" event: the connection's own listener takes over
       // before the next chunk, and what followed the header is its first input.
-      this.accept(socket, false, mode, origin, r.rest);
+      if (implicitTls) this.tlsAfterProxy(socket, origin, r.rest, mode);
+      else this.accept(socket, false, mode, origin, r.rest);
     };
     socket.on("data", onData);
     socket.once("close", done);
+  }
+
+  /**
+   * Implicit TLS behind a PROXY header: the handshake starts with the octets that followed the
+   * header (often in the same segment, already read). A TLSSocket over a net.Socket reads the
+   * socket's handle, so it runs over a stream that replays those octets first (the test
+   * "ClientHello in the same segment" fails when they are lost).
+   */
+  private tlsAfterProxy(raw: net.Socket, origin: ClientOrigin, first: Buffer, mode: "relay" | "submission"): void {
+    this.pendingProxy.add(raw);
+    const secure = new tls.TLSSocket(replayFirst(raw, first), { isServer: true, secureContext: this.secureContext! });
+    const timer = setTimeout(() => secure.destroy(), TLS_HANDSHAKE_TIMEOUT);
+    timer.unref();
+    const settle = () => {
+      clearTimeout(timer);
+      this.pendingProxy.delete(raw);
+    };
+    secure.on("error", () => undefined);
+    secure.once("secure", () => {
+      settle();
+      this.accept(secure, true, mode, origin);
+    });
+    secure.once("error", (e) => {
+      settle();
+      this.deps.logger.info({ client: origin.ip, proxy: origin.proxy?.peer, err: e.message }, "TLS handshake failed");
+      raw.destroy();
+    });
+    secure.once("close", () => {
+      settle();
+      raw.destroy();
+    });
   }
 
   private accept(socket: net.Socket, implicitTls: boolean, mode: "relay" | "submission", origin?: ClientOrigin, initial?: Buffer): void {
@@ -899,4 +935,33 @@ function buildAuth(deps: SmtpServerDeps): AuthDeps | undefined {
 function dkimLogFields(o: SignOutcome | undefined): Record<string, unknown> {
   if (!o) return {};
   return o.signed ? { dkim: o.keys } : { dkim: "unsigned", dkimReason: o.reason };
+}
+
+/** A duplex over `raw` whose readable side yields `first`, then whatever `raw` reads. */
+function replayFirst(raw: net.Socket, first: Buffer): Duplex {
+  const d = new Duplex({
+    allowHalfOpen: true,
+    read() {
+      raw.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      raw.write(chunk, cb);
+    },
+    final(cb) {
+      raw.end();
+      cb();
+    },
+    destroy(err, cb) {
+      raw.destroy();
+      cb(err);
+    },
+  });
+  raw.pause();
+  if (first.length) d.push(first);
+  raw.on("data", (c: Buffer) => {
+    if (!d.push(c)) raw.pause();
+  });
+  raw.on("end", () => d.push(null));
+  raw.on("close", () => d.destroy());
+  return d;
 }

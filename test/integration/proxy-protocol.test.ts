@@ -5,7 +5,11 @@
 // pending, and a seeded fuzz of headers over real sockets. Sources: 127.0.0.1 (trusted), .78.
 import { test, afterEach, after } from "node:test";
 import assert from "node:assert/strict";
-import { RawClient, cleanup, closeClients, readEntry, queuedId, startInbound, splitReceived, eventually, type Inbound } from "../helpers/inbound.js";
+import net from "node:net";
+import tls from "node:tls";
+import { once } from "node:events";
+import { Duplex } from "node:stream";
+import { RawClient, cleanup, closeClients, readEntry, queuedId, startInbound, splitReceived, eventually, makeCert, tempDir, type Inbound } from "../helpers/inbound.js";
 import { v1, v2 } from "../helpers/proxy-header.js";
 import { Gen, fuzzSeed, mulberry32 } from "../helpers/fuzz.js";
 
@@ -106,6 +110,21 @@ test("v2 LOCAL (a health check): the connection's own address", async () => {
   await c.cmd("RCPT TO:<b@remote.example>", 554);
 });
 
+for (const [name, header] of [
+  ["v2 AF_UNSPEC", v2(undefined, undefined, 0, 0, { famByte: 0x00, tlvs: [{ type: 0x01, value: Buffer.from("smtp") }] })],
+  ["v1 UNKNOWN", Buffer.from("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n")],
+] as const) {
+  test(`${name}: no client address in the header, so the connection's own`, async () => {
+    const ib = await proxied();
+    const c = await RawClient.connect(ib.port);
+    c.write(Buffer.concat([header, Buffer.from("EHLO lb.test\r\n")]));
+    assert.equal((await c.reply()).code, 220);
+    assert.equal((await c.reply()).code, 250);
+    await c.cmd("MAIL FROM:<a@client.test>", 250);
+    await c.cmd("RCPT TO:<b@remote.example>", 554); // judged as 127.0.0.1, which may not relay here
+  });
+}
+
 test("connections per client count the header's address, not the load balancer's", async () => {
   const ib = await proxied({}, { connectionsPerClient: 1 });
   const open = async (src: string) => {
@@ -118,6 +137,57 @@ test("connections per client count the header's address, not the load balancer's
   const a2 = await open("192.0.2.1");
   assert.deepEqual([a.r.code, b.r.code], [220, 220], "two clients behind one load balancer");
   assert.match(a2.r.text, /^421 4\.7\.0 mx\.test Error: too many connections/);
+});
+
+test("rate limits count the header's address: one client behind the balancer is limited, the next one is not", async () => {
+  const ib = await startInbound({
+    listen: [{ host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: ["127.0.0.1/32"] } }],
+    rateLimits: { exemptNetworks: [], perClient: { connections: { limit: 1, per: "1h" } } },
+  });
+  const greet = async (src: string) => {
+    const c = await RawClient.connect(ib.port);
+    c.write(v2(src, "198.51.100.1", 1000, 25));
+    return (await c.reply()).text;
+  };
+  assert.match(await greet("192.0.2.1"), /^220 /);
+  assert.equal(await greet("192.0.2.1"), "421 4.7.0 mx.test Error: too many connections from 192.0.2.1 (limit 1 per 1h), try again later");
+  assert.match(await greet("192.0.2.2"), /^220 /, "another client behind the same balancer");
+});
+
+test("implicit TLS behind a header: the ClientHello in the same segment as the header is not lost", async () => {
+  const dir = await tempDir("mxd-proxy-tls-");
+  const ib = await startInbound(
+    { listen: [{ host: "127.0.0.1", port: 0, tls: true, proxyProtocol: { trustedNetworks: ["127.0.0.1/32"] } }], relay: { allowedNetworks: ["192.0.2.0/24"] }, tls: { cert: "unused", key: "unused" } },
+    { tlsCredentials: makeCert(dir) },
+  );
+  const raw = net.connect({ host: "127.0.0.1", port: ib.port });
+  await once(raw, "connect");
+  // The TLS client writes through this stream; its first write carries the header too, so
+  // header and ClientHello leave in one write (as HAProxy sends them).
+  let header: Buffer | undefined = v2("192.0.2.44", "198.51.100.1", 4444, 465);
+  const wire = new Duplex({
+    read() {},
+    write(chunk: Buffer, _e, cb) {
+      raw.write(header ? Buffer.concat([header, chunk]) : chunk, cb);
+      header = undefined;
+    },
+    final(cb) {
+      raw.end();
+      cb();
+    },
+  });
+  raw.on("data", (c) => wire.push(c));
+  raw.on("end", () => wire.push(null));
+  const secure = tls.connect({ socket: wire, rejectUnauthorized: false, servername: "mx.test" });
+  try {
+    await Promise.race([once(secure, "secureConnect"), new Promise((_, rej) => setTimeout(() => rej(new Error("no TLS handshake")), 5000))]);
+    const greeting = await Promise.race([once(secure, "data").then(([d]) => String(d)), new Promise<string>((_, rej) => setTimeout(() => rej(new Error("no greeting")), 5000))]);
+    assert.match(greeting, /^220 mx\.test /);
+    assert.equal(ib.server.connectionCount, 1);
+  } finally {
+    secure.destroy();
+    raw.destroy();
+  }
 });
 
 test("shutdown with headers still pending closes those sockets too", async () => {

@@ -22,7 +22,7 @@ const LB = ADDR.haproxy;
 const UNTRUSTED_LB_SOURCE = "127.0.0.79";
 const CLIENT = "127.0.0.77";
 const OTHER_CLIENT = "127.0.0.78";
-const PORT = { v1: 10251, v2: 10252, untrusted: 10253, noHeader: 10254 } as const;
+const PORT = { v1: 10251, v2: 10252, untrusted: 10253, noHeader: 10254, smtps: 10255 } as const;
 const skip = skipUnless("haproxy", "swaks", "openssl");
 
 let base: string;
@@ -37,7 +37,11 @@ before(async () => {
   mxd = await startMxd({
     hostname: "mxd.test",
     tls: makeCert(base),
-    listen: [{ host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: [`${LB}/32`], timeout: "2s" } }],
+    listen: [
+      { host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: [`${LB}/32`], timeout: "2s" } },
+      // Implicit TLS (SMTPS) behind HAProxy in TCP mode: the header, then the handshake.
+      { host: "127.0.0.1", port: 0, tls: true, proxyProtocol: { trustedNetworks: [`${LB}/32`], timeout: "2s" } },
+    ],
     spoolDir: spool(),
     // Only the real client may relay; HAProxy's own address may not (were the header ignored,
     // relaying from 127.0.0.77 would fail).
@@ -67,6 +71,7 @@ before(async () => {
       // Checks off where mxd refuses everything: they would only add refusals to the log.
       `backend b_untrusted\n  server mxd 127.0.0.1:${mxd.port} send-proxy-v2 source ${UNTRUSTED_LB_SOURCE}`,
       `backend b_noHeader\n  server mxd 127.0.0.1:${mxd.port} source ${LB}`,
+      `backend b_smtps\n  server mxd 127.0.0.1:${mxd.listen[1]!.port} send-proxy-v2 source ${LB}`,
       "",
     ].join("\n"),
   );
@@ -124,6 +129,16 @@ test("STARTTLS through HAProxy (send-proxy-v2): the client's address survives th
   const meta = e.meta as unknown as { client: { ip: string; tls: boolean } };
   assert.deepEqual([meta.client.ip, meta.client.tls], [CLIENT, true]);
   assert.match(e.eml.toString("latin1"), new RegExp(`^Received: from swaks\\.client\\.test \\(\\[${CLIENT.replace(/\./g, "\\.")}\\]\\)\r\n\tby mxd\\.test \\(mxd\\) with ESMTPS `));
+});
+
+test("implicit TLS (SMTPS) behind send-proxy-v2: swaks --tls-on-connect; the client's address", { skip }, async () => {
+  const r = await swaks(PORT.smtps, CLIENT, ["--tls-on-connect"]);
+  const id = queuedId(r.stdout);
+  assert.ok(id, `swaks --tls-on-connect through HAProxy was not queued:\n${r.stdout}\n${r.stderr}`);
+  const e = spoolSnapshot(spool()).get(id)!;
+  const meta = e.meta as unknown as { client: { ip: string; tls: boolean } };
+  assert.deepEqual([meta.client.ip, meta.client.tls], [CLIENT, true]);
+  assert.match(e.eml.toString("latin1"), /\tby mxd\.test \(mxd\) with ESMTPS /);
 });
 
 test("HAProxy's health checks: v2 LOCAL uses the real endpoints; both servers are up", { skip }, async () => {

@@ -245,7 +245,7 @@ test("config: listen mode and auth (submission needs a users file and TLS)", () 
   assert.ok(problems({ auth: { userFile: "x" } }).some((p) => /userFile/.test(p)));
 });
 
-test("config: listen[].proxyProtocol — trusted networks required, defaults, bounds, not on implicit TLS", async () => {
+test("config: listen[].proxyProtocol — trusted networks required, defaults, bounds, also on implicit TLS", async () => {
   const c = parseConfig({ listen: [{ port: 25, proxyProtocol: { trustedNetworks: ["10.0.0.5/32"] } }] });
   assert.deepEqual(c.listen[0]!.proxyProtocol, { trustedNetworks: ["10.0.0.5/32"], timeout: 10_000, maxHeaderSize: 1024 });
   assert.equal(parseConfig({}).listen[0]!.proxyProtocol, undefined, "off unless asked for");
@@ -254,10 +254,9 @@ test("config: listen[].proxyProtocol — trusted networks required, defaults, bo
   assert.match(problems({ listen: [{ proxyProtocol: { trustedNetworks: ["lb.example"] } }] })[0]!, /^listen\.0\.proxyProtocol\.trustedNetworks\.0: .*CIDR.*got "lb\.example"$/);
   assert.match(problems({ listen: [{ proxyProtocol: { trustedNetworks: ["10.0.0.5"], maxHeaderSize: 100 } }] })[0]!, /^listen\.0\.proxyProtocol\.maxHeaderSize: expected 232 to 65551 bytes, got 100$/);
   assert.match(problems({ listen: [{ proxyProtocol: { trustedNetworks: ["10.0.0.5"], timout: "5s" } }] })[0]!, /^unknown key "listen\.0\.proxyProtocol\.timout" \(did you mean "listen\.0\.proxyProtocol\.timeout"\?\)$/);
-  assert.match(
-    problems({ tls: { cert: "c.pem", key: "k.pem" }, listen: [{ port: 465, tls: true, proxyProtocol: { trustedNetworks: ["10.0.0.5"] } }] })[0]!,
-    /^listen\.0\.proxyProtocol: proxyProtocol is not supported on an implicit TLS listener/,
-  );
+  // Implicit TLS too: the header comes first, then the handshake.
+  const t = parseConfig({ tls: { cert: "c.pem", key: "k.pem" }, listen: [{ port: 465, tls: true, proxyProtocol: { trustedNetworks: ["10.0.0.5"] } }] });
+  assert.equal(t.listen[0]!.tls, true);
 });
 
 test("config: rateLimits — defaults, 0 switches a rule off, windows of at least 1s, exempt networks default to relay + loopback", async () => {
