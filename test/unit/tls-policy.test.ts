@@ -3,6 +3,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { X509Certificate } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { parseConfig } from "../../src/config.js";
 import { hostTls, isSkip, levelFor, policyLabel, verifyPeer, type AppliedSts, type TlsLevel } from "../../src/delivery/tls-policy.js";
 import type { DaneLookup } from "../../src/delivery/dane-types.js";
@@ -33,6 +36,11 @@ test("config: delivery.tls keys, defaults and errors naming the key", () => {
   assert.throws(() => parseConfig({ delivery: { tls: { policy: { domains: { "a.test": "must" } } } } }), /delivery\.tls\.policy\.domains\.a\.test: .*"must"/);
   assert.throws(() => parseConfig({ delivery: { tls: { mtaSts: { fetchTimeout: "soon" } } } }), /delivery\.tls\.mtaSts\.fetchTimeout/);
   assert.throws(() => parseConfig({ delivery: { tls: { cert: "x" } } }), /delivery\.tls.*cert/);
+  assert.throws(() => parseConfig({ delivery: { tls: { caFile: "/nonexistent/ca.pem" } } }), /delivery\.tls\.caFile: cannot read "\/nonexistent\/ca\.pem": ENOENT/);
+  const notPem = join(mkdtempSync(join(tmpdir(), "mxd-ca-")), "ca.pem");
+  writeFileSync(notPem, "not a certificate\n");
+  assert.throws(() => parseConfig({ delivery: { tls: { caFile: notPem } } }), /delivery\.tls\.caFile: expected a PEM file of CA certificates/);
+  rmSync(dirname(notPem), { recursive: true, force: true });
 });
 
 const enforce: AppliedSts = { id: "1", policy: { mode: "enforce", maxAge: 600, mx: ["*.a.test"] } };
