@@ -5,18 +5,18 @@
 // Addresses: 127.0.8.2 (DNS), 127.0.8.30-127.0.8.49 (remote MX hosts), 127.0.0.206:443 (HTTPS).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Readable, Writable } from "node:stream";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config.js";
 import { createNodeResolver, type Resolver } from "../../src/io/resolver.js";
-import { createLogger, type Logger } from "../../src/io/log.js";
+import type { Logger } from "../../src/io/log.js";
 import { createCourier } from "../../src/delivery/factory.js";
-import type { Courier, DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
+import type { Courier } from "../../src/delivery/courier.js";
 import { startDnsServer, type DnsServerHandle, type Zone } from "../helpers/dns-server.js";
-import { startMxSink, selfSignedCert, type MxSink, type SinkOptions } from "../helpers/mx-sink.js";
+import { selfSignedCert } from "../helpers/mx-sink.js";
+import { deliverOne, memoryLogger, sink } from "../helpers/courier-run.js";
 import { makeTestCa, type TestCa } from "../helpers/test-ca.js";
 import { ADDR, requirePeers, skipUnless, startAiosmtpd } from "../helpers/peers.js";
 
@@ -101,17 +101,6 @@ after(async () => {
   ca.remove();
 });
 
-function memoryLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const out = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString("utf8").split("\n")) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: createLogger("debug", out), lines };
-}
-
 function tempSpool(t: { after: (fn: () => unknown) => void }): string {
   const d = mkdtempSync(join(tmpdir(), "mxd-mta-sts-"));
   t.after(() => rmSync(d, { recursive: true, force: true }));
@@ -132,22 +121,9 @@ function courier(t: { after: (fn: () => unknown) => void }, spoolDir: string, lo
   return c;
 }
 
-async function sink(t: { after: (fn: () => unknown) => void }, o: SinkOptions): Promise<MxSink> {
-  const s = await startMxSink(o);
-  t.after(() => s.close());
-  return s;
-}
 
 let qn = 0;
-const MSG = "From: a@origin.test\r\nTo: b@example\r\nSubject: sts\r\n\r\nhello\r\n";
-function request(domain: string): DeliveryRequest {
-  return { id: `S${++qn}`, sender: "a@origin.test", domain, recipients: [{ address: `u@${domain}` }], openBody: () => Readable.from([Buffer.from(MSG)]), size: MSG.length, eightBit: false, smtputf8: false };
-}
-async function one(c: Courier, domain: string): Promise<RecipientResult> {
-  const r = await c.deliver(request(domain));
-  assert.equal(r.length, 1);
-  return r[0]!;
-}
+const one = (c: Courier, domain: string) => deliverOne(c, domain, `S${++qn}`);
 
 test("enforce: the MX not matching the policy gets no connection; the matching one gets the mail over verified TLS", async (t) => {
   const rogue = await sink(t, { host: "127.0.8.30", tls: "ok", cert: ca.issue(["mx.rogue.test"]) });

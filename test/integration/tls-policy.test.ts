@@ -6,17 +6,17 @@
 // Addresses: this file owns 127.0.8.1 (DNS) and 127.0.8.10-127.0.8.29 (remote MX hosts).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Readable, Writable } from "node:stream";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig, type ConfigInput } from "../../src/config.js";
 import { createNodeResolver, type Resolver } from "../../src/io/resolver.js";
-import { createLogger, type Logger } from "../../src/io/log.js";
+import type { Logger } from "../../src/io/log.js";
 import { createCourier } from "../../src/delivery/factory.js";
-import type { Courier, DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
+import type { Courier } from "../../src/delivery/courier.js";
 import { startDnsServer, type DnsServerHandle, type Zone } from "../helpers/dns-server.js";
-import { startMxSink, selfSignedCert, type MxSink, type SinkOptions } from "../helpers/mx-sink.js";
+import { selfSignedCert } from "../helpers/mx-sink.js";
+import { deliverOne, memoryLogger, sink } from "../helpers/courier-run.js";
 import { makeTestCa, type TestCa } from "../helpers/test-ca.js";
 import { requirePeers, skipUnless, startAiosmtpd, startSmtpSink } from "../helpers/peers.js";
 
@@ -52,18 +52,6 @@ after(async () => {
   rmSync(spool, { recursive: true, force: true });
 });
 
-/** A logger whose JSON lines the test can read. */
-function memoryLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString("utf8").split("\n")) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: createLogger("debug", sink), lines };
-}
-
 function courier(t: { after: (fn: () => unknown) => void }, tls: NonNullable<NonNullable<ConfigInput["delivery"]>["tls"]>, logger?: Logger): Courier {
   const config = parseConfig({
     hostname: "mxd.test",
@@ -78,22 +66,9 @@ function courier(t: { after: (fn: () => unknown) => void }, tls: NonNullable<Non
   return c;
 }
 
-async function sink(t: { after: (fn: () => unknown) => void }, o: SinkOptions): Promise<MxSink> {
-  const s = await startMxSink(o);
-  t.after(() => s.close());
-  return s;
-}
 
 let qn = 0;
-const MSG = "From: a@origin.test\r\nTo: b@example\r\nSubject: tls\r\n\r\nhello\r\n";
-function request(domain: string): DeliveryRequest {
-  return { id: `T${++qn}`, sender: "a@origin.test", domain, recipients: [{ address: `u@${domain}` }], openBody: () => Readable.from([Buffer.from(MSG)]), size: MSG.length, eightBit: false, smtputf8: false };
-}
-async function one(c: Courier, domain: string): Promise<RecipientResult> {
-  const r = await c.deliver(request(domain));
-  assert.equal(r.length, 1);
-  return r[0]!;
-}
+const one = (c: Courier, domain: string) => deliverOne(c, domain, `T${++qn}`);
 const level = (domain: string, l: string) => ({ policy: { default: "may" as const, domains: { [domain]: l as "may" } } });
 
 test("verify: a self-signed certificate defers (nothing sent); the same host under may gets the mail, unverified", async (t) => {
