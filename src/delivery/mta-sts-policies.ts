@@ -41,11 +41,19 @@ export interface StsLookup {
 }
 
 const DEFAULT_MEMORY_ENTRIES = 10_000;
+/**
+ * A TXT answer is reused this long (node:dns gives no TTL): a busy destination costs one TXT
+ * query per 5 minutes, not one per delivery, and an id change is still seen within minutes
+ * (RFC 8461 §5.1 allows caching the TXT record up to its TTL).
+ */
+const TXT_REUSE_MS = 5 * 60_000;
 /** Policies refreshed per sweep at most (each is a TXT lookup and an HTTPS fetch). */
 const REFRESH_PER_SWEEP = 50;
 
 export class MtaStsPolicies {
   private readonly memory = new Map<string, CachedStsPolicy>();
+  /** Recent TXT answers (also "none"), bounded like `memory`. */
+  private readonly txtSeen = new Map<string, { at: number; txt: StsTxt }>();
   private readonly inFlight = new Map<string, Promise<StsLookup>>();
   private readonly max: number;
   private timer: TimerHandle | undefined;
@@ -105,7 +113,7 @@ export class MtaStsPolicies {
   }
 
   private async lookup(domain: string, log: Logger): Promise<StsLookup> {
-    const [txt, cached] = await Promise.all([this.txt(domain), this.cached(domain)]);
+    const [txt, cached] = await Promise.all([this.recentTxt(domain), this.cached(domain)]);
     const now = this.deps.now();
     const decision = stsCacheDecision({ txt, cached, nowMs: now, refreshAfterMs: this.deps.refreshAfterMs });
     if (decision.action === "none") return { how: decision.why };
@@ -128,6 +136,20 @@ export class MtaStsPolicies {
     }
     log.info({ domain, id, mode: entry.policy.mode, mx: entry.policy.mx, maxAge: entry.policy.maxAge, why: decision.why }, "MTA-STS policy fetched");
     return { entry, how: "fetched" };
+  }
+
+  /** The TXT answer, reused for TXT_REUSE_MS (a failed lookup is never reused). */
+  private async recentTxt(domain: string): Promise<StsTxt> {
+    const now = this.deps.now();
+    const seen = this.txtSeen.get(domain);
+    if (seen && now - seen.at < TXT_REUSE_MS && now >= seen.at) return seen.txt;
+    const txt = await this.txt(domain);
+    this.txtSeen.delete(domain);
+    if (txt.kind !== "failed") {
+      this.txtSeen.set(domain, { at: now, txt });
+      while (this.txtSeen.size > this.max) this.txtSeen.delete(this.txtSeen.keys().next().value!);
+    }
+    return txt;
   }
 
   private async txt(domain: string): Promise<StsTxt> {
