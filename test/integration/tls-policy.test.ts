@@ -112,6 +112,7 @@ test("verify: a certificate from the configured CA for the MX name delivers, ver
   const w = await one(courier(t, level("wrongname.test", "verify")), "wrongname.test");
   assert.equal(w.outcome, "transient");
   assert.equal(w.status, "4.7.5");
+  assert.match(w.reply, /certificate not valid for mx\.wrongname\.test \(it names DNS:other\.casigned\.test\)/);
   assert.equal(wrong.messages.length, 0);
   // encrypt accepts any certificate: the same host gets the mail.
   const e = await one(courier(t, level("wrongname.test", "encrypt")), "wrongname.test");

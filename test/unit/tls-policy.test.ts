@@ -98,7 +98,7 @@ test("hostTls: level × MTA-STS × DANE (precedence DANE > MTA-STS > level)", ()
 
 /** A stand-in for X509Certificate: only checkHost is used by verifyPeer. */
 function cert(names: string[]): X509Certificate {
-  return { checkHost: (n: string) => (names.some((c) => c === n || (c.startsWith("*.") && n.slice(n.indexOf(".") + 1) === c.slice(2) && n.indexOf(".") > 0)) ? n : undefined) } as unknown as X509Certificate;
+  return { subjectAltName: names.map((n) => `DNS:${n}`).join(", "), checkHost: (n: string) => (names.some((c) => c === n || (c.startsWith("*.") && n.slice(n.indexOf(".") + 1) === c.slice(2) && n.indexOf(".") > 0)) ? n : undefined) } as unknown as X509Certificate;
 }
 
 test("verifyPeer: PKIX needs a trusted chain and the MX name; DANE asks the DANE verifier", () => {
@@ -106,9 +106,13 @@ test("verifyPeer: PKIX needs a trusted chain and the MX name; DANE asks the DANE
   const table: [Parameters<typeof verifyPeer>[1], string][] = [
     [{ chain: [cert(["mx1.a.test"])], authorized: true }, "ok certificate valid for mx1.a.test"],
     [{ chain: [cert(["*.a.test"])], authorized: true }, "ok certificate valid for mx1.a.test"],
-    [{ chain: [cert(["mx2.a.test"])], authorized: true }, "no certificate not valid for mx1.a.test"],
+    [{ chain: [cert(["mx2.a.test"])], authorized: true }, "no certificate not valid for mx1.a.test (it names DNS:mx2.a.test)"],
     [{ chain: [cert(["mx1.a.test"])], authorized: false, authorizationError: "SELF_SIGNED_CERT_IN_CHAIN" }, "no certificate not trusted: SELF_SIGNED_CERT_IN_CHAIN"],
     [{ chain: [], authorized: false }, "no the server sent no certificate"],
+    // Node's own host name check failed but the chain verified: the names are judged here.
+    [{ chain: [cert(["mx1.a.test"])], authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" }, "ok certificate valid for mx1.a.test"],
+    [{ chain: [cert(["mx9.b.test"])], authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" }, "no certificate not valid for mx1.a.test (it names DNS:mx9.b.test)"],
+    [{ chain: [cert(["mx.test"])], authorized: false, authorizationError: "DEPTH_ZERO_SELF_SIGNED_CERT" }, "no certificate not trusted: DEPTH_ZERO_SELF_SIGNED_CERT; not valid for mx1.a.test (it names DNS:mx.test)"],
   ];
   for (const [peer, want] of table) {
     const v = verifyPeer(req, peer);
