@@ -243,6 +243,13 @@ test("dane (the DANE seam with a table double): matching TLSA records verify a s
   assert.equal(s.messages.length, 1, "nothing more delivered");
   assert.equal(s.rcptSeen.length, 1);
 
+  // A verifier that throws counts as "not verified": deferred, nothing sent, no crash.
+  const throwing = { ...tableDane({ "mx.danefake.test": { kind: "usable", records: [match] } }), verify: () => { throw new Error("bad TLSA data"); } };
+  const thrown = await one(courier(t, level("danefake.test", "dane"), undefined, throwing), "danefake.test");
+  assert.equal(thrown.outcome, "transient");
+  assert.match(thrown.reply, /certificate not accepted: certificate check failed: bad TLSA data/);
+  assert.equal(s.rcptSeen.length, 1);
+
   const conns = s.connections.length;
   const deferred = await one(courier(t, level("danefake.test", "dane"), undefined, tableDane({ "mx.danefake.test": { kind: "defer", reason: "TLSA lookup: SERVFAIL" } })), "danefake.test");
   assert.equal(deferred.outcome, "transient");
