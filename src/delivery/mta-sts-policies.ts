@@ -47,6 +47,11 @@ const DEFAULT_MEMORY_ENTRIES = 10_000;
  * (RFC 8461 §5.1 allows caching the TXT record up to its TTL).
  */
 const TXT_REUSE_MS = 5 * 60_000;
+/**
+ * After a failed fetch the domain's policy server is not asked again for this long: without
+ * it, every delivery to a domain whose policy server hangs would wait out fetchTimeout.
+ */
+const FETCH_RETRY_MS = 5 * 60_000;
 /** Policies refreshed per sweep at most (each is a TXT lookup and an HTTPS fetch). */
 const REFRESH_PER_SWEEP = 50;
 
@@ -54,6 +59,8 @@ export class MtaStsPolicies {
   private readonly memory = new Map<string, CachedStsPolicy>();
   /** Recent TXT answers (also "none"), bounded like `memory`. */
   private readonly txtSeen = new Map<string, { at: number; txt: StsTxt }>();
+  /** Recent failed fetches, bounded like `memory`. */
+  private readonly fetchFailed = new Map<string, { at: number; reason: string }>();
   private readonly inFlight = new Map<string, Promise<StsLookup>>();
   private readonly max: number;
   private timer: TimerHandle | undefined;
@@ -120,13 +127,23 @@ export class MtaStsPolicies {
     if (decision.action === "use-cached") return { entry: cached!, how: `cached (${decision.why})` };
     const id = (txt as Extract<StsTxt, { kind: "record" }>).id;
     const url = `https://mta-sts.${domain}/.well-known/mta-sts.txt`;
+    const failed = this.fetchFailed.get(domain);
+    if (failed && now - failed.at < FETCH_RETRY_MS && now >= failed.at) {
+      const reason = `${failed.reason}, at ${new Date(failed.at).toISOString()}; not asked again before ${new Date(failed.at + FETCH_RETRY_MS).toISOString()}`;
+      if (decision.fallback) return { entry: decision.fallback, how: `cached (fetch failed: ${reason})` };
+      return { how: `no policy (fetch failed: ${reason})` };
+    }
     const parsed = policyFromResponse(await this.deps.fetch(url, { timeoutMs: this.deps.fetchTimeoutMs, maxBytes: STS_MAX_BODY }));
     if (!parsed.ok) {
+      this.fetchFailed.delete(domain);
+      this.fetchFailed.set(domain, { at: this.deps.now(), reason: parsed.reason });
+      while (this.fetchFailed.size > this.max) this.fetchFailed.delete(this.fetchFailed.keys().next().value!);
       // RFC 8461 §5.1: a policy that cannot be fetched leaves a valid cached one in force.
       log.warn({ domain, url, error: parsed.reason, why: decision.why, fallback: decision.fallback ? decision.fallback.id : null }, "MTA-STS policy fetch failed");
       if (decision.fallback) return { entry: decision.fallback, how: `cached (fetch failed: ${parsed.reason})` };
       return { how: `no policy (fetch failed: ${parsed.reason})` };
     }
+    this.fetchFailed.delete(domain);
     const entry = cacheEntry(domain, id, parsed.policy, this.deps.now(), this.deps.maxAgeMs);
     this.remember(entry);
     try {

@@ -208,3 +208,19 @@ test("refreshDue: old enough, not expired, oldest first, bounded", async () => {
   assert.deepEqual(refreshDue(entries, t0 + 24 * H, D, 10), ["old.test", "short.test"]);
   assert.deepEqual(refreshDue(entries, t0 + 24 * H, D, 1), ["old.test"]);
 });
+
+test("MtaStsPolicies: after a failed fetch the policy server is left alone for 5 minutes", async () => {
+  const w = world();
+  const p = policies(w);
+  const saved = w.http[URL_A]!;
+  delete w.http[URL_A];
+  assert.match((await p.policyFor("a.test")).how, /no policy \(fetch failed: connect ECONNREFUSED\)/);
+  w.now += 60_000;
+  const again = await p.policyFor("a.test");
+  assert.match(again.how, /not asked again before/);
+  assert.equal(w.fetches.length, 1, "no second fetch within 5 minutes");
+  w.http[URL_A] = saved;
+  w.now += 5 * 60_000;
+  assert.equal((await p.policyFor("a.test")).how, "fetched");
+  assert.equal(w.fetches.length, 2);
+});
