@@ -135,9 +135,7 @@ export class MtaStsPolicies {
     }
     const parsed = policyFromResponse(await this.deps.fetch(url, { timeoutMs: this.deps.fetchTimeoutMs, maxBytes: STS_MAX_BODY }));
     if (!parsed.ok) {
-      this.fetchFailed.delete(domain);
-      this.fetchFailed.set(domain, { at: this.deps.now(), reason: parsed.reason });
-      while (this.fetchFailed.size > this.max) this.fetchFailed.delete(this.fetchFailed.keys().next().value!);
+      putBounded(this.fetchFailed, domain, { at: this.deps.now(), reason: parsed.reason }, this.max);
       // RFC 8461 §5.1: a policy that cannot be fetched leaves a valid cached one in force.
       log.warn({ domain, url, error: parsed.reason, why: decision.why, fallback: decision.fallback ? decision.fallback.id : null }, "MTA-STS policy fetch failed");
       if (decision.fallback) return { entry: decision.fallback, how: `cached (fetch failed: ${parsed.reason})` };
@@ -161,11 +159,8 @@ export class MtaStsPolicies {
     const seen = this.txtSeen.get(domain);
     if (seen && now - seen.at < TXT_REUSE_MS && now >= seen.at) return seen.txt;
     const txt = await this.txt(domain);
-    this.txtSeen.delete(domain);
-    if (txt.kind !== "failed") {
-      this.txtSeen.set(domain, { at: now, txt });
-      while (this.txtSeen.size > this.max) this.txtSeen.delete(this.txtSeen.keys().next().value!);
-    }
+    if (txt.kind !== "failed") putBounded(this.txtSeen, domain, { at: now, txt }, this.max);
+    else this.txtSeen.delete(domain);
     return txt;
   }
 
@@ -188,9 +183,14 @@ export class MtaStsPolicies {
   }
 
   private remember(e: CachedStsPolicy): void {
-    this.memory.delete(e.domain);
-    this.memory.set(e.domain, e);
     // Bounded: the oldest entries leave memory (they stay on disk).
-    while (this.memory.size > this.max) this.memory.delete(this.memory.keys().next().value!);
+    putBounded(this.memory, e.domain, e, this.max);
   }
+}
+
+/** Set key (as the newest entry) and drop the oldest entries past `max`: every map here is bounded. */
+function putBounded<V>(m: Map<string, V>, key: string, value: V, max: number): void {
+  m.delete(key);
+  m.set(key, value);
+  while (m.size > max) m.delete(m.keys().next().value!);
 }
