@@ -128,7 +128,7 @@ export function verifyPeer(req: Pick<HostTls, "verify" | "names" | "records">, p
     if (!daneVerify || !req.records) return { ok: false, reason: "DANE verification is not available" };
     return daneVerify(peer.chain, req.records, req.names);
   }
-  const leaf = peer.chain[0];
+  const leaf = peer.leaf;
   if (!leaf) return { ok: false, reason: "the server sent no certificate" };
   // Node's `authorized` includes its own host name check (against the SNI name, the MX host):
   // ERR_TLS_CERT_ALTNAME_INVALID means the chain itself verified. The names are checked here.

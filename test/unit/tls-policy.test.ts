@@ -104,22 +104,22 @@ function cert(names: string[]): X509Certificate {
 test("verifyPeer: PKIX needs a trusted chain and the MX name; DANE asks the DANE verifier", () => {
   const req = { verify: "pkix" as const, names: ["mx1.a.test"] };
   const table: [Parameters<typeof verifyPeer>[1], string][] = [
-    [{ chain: [cert(["mx1.a.test"])], authorized: true }, "ok certificate valid for mx1.a.test"],
-    [{ chain: [cert(["*.a.test"])], authorized: true }, "ok certificate valid for mx1.a.test"],
-    [{ chain: [cert(["mx2.a.test"])], authorized: true }, "no certificate not valid for mx1.a.test (it names DNS:mx2.a.test)"],
-    [{ chain: [cert(["mx1.a.test"])], authorized: false, authorizationError: "SELF_SIGNED_CERT_IN_CHAIN" }, "no certificate not trusted: SELF_SIGNED_CERT_IN_CHAIN"],
-    [{ chain: [], authorized: false }, "no the server sent no certificate"],
+    [{ leaf: cert(["mx1.a.test"]), chain: [], authorized: true }, "ok certificate valid for mx1.a.test"],
+    [{ leaf: cert(["*.a.test"]), chain: [], authorized: true }, "ok certificate valid for mx1.a.test"],
+    [{ leaf: cert(["mx2.a.test"]), chain: [], authorized: true }, "no certificate not valid for mx1.a.test (it names DNS:mx2.a.test)"],
+    [{ leaf: cert(["mx1.a.test"]), chain: [], authorized: false, authorizationError: "SELF_SIGNED_CERT_IN_CHAIN" }, "no certificate not trusted: SELF_SIGNED_CERT_IN_CHAIN"],
+    [{ leaf: undefined, chain: [], authorized: false }, "no the server sent no certificate"],
     // Node's own host name check failed but the chain verified: the names are judged here.
-    [{ chain: [cert(["mx1.a.test"])], authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" }, "ok certificate valid for mx1.a.test"],
-    [{ chain: [cert(["mx9.b.test"])], authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" }, "no certificate not valid for mx1.a.test (it names DNS:mx9.b.test)"],
-    [{ chain: [cert(["mx.test"])], authorized: false, authorizationError: "DEPTH_ZERO_SELF_SIGNED_CERT" }, "no certificate not trusted: DEPTH_ZERO_SELF_SIGNED_CERT; not valid for mx1.a.test (it names DNS:mx.test)"],
+    [{ leaf: cert(["mx1.a.test"]), chain: [], authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" }, "ok certificate valid for mx1.a.test"],
+    [{ leaf: cert(["mx9.b.test"]), chain: [], authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" }, "no certificate not valid for mx1.a.test (it names DNS:mx9.b.test)"],
+    [{ leaf: cert(["mx.test"]), chain: [], authorized: false, authorizationError: "DEPTH_ZERO_SELF_SIGNED_CERT" }, "no certificate not trusted: DEPTH_ZERO_SELF_SIGNED_CERT; not valid for mx1.a.test (it names DNS:mx.test)"],
   ];
   for (const [peer, want] of table) {
     const v = verifyPeer(req, peer);
     assert.equal(`${v.ok ? "ok" : "no"} ${v.reason}`, want);
   }
   const records = [{ usage: 3, selector: 1, matchingType: 1, data: Buffer.alloc(32) }];
-  const peer = { chain: [cert(["other"])], authorized: false };
+  const peer = { leaf: cert(["other"]), chain: [], authorized: false };
   let asked: unknown;
   const v = verifyPeer({ verify: "dane", names: ["mx1.a.test"], records }, peer, (chain, recs, names) => ((asked = { chain, recs, names }), { ok: true, reason: "DANE-EE match" }));
   assert.deepEqual(v, { ok: true, reason: "DANE-EE match" });
