@@ -57,6 +57,20 @@ const size = z
 
 const port = z.number().int().min(0).max(65535);
 
+/** A PEM file of CA certificates, checked when the config is loaded (a typo must not surface as deferred mail). */
+const pemCaFile = z
+  .string()
+  .min(1)
+  .superRefine((path, ctx) => {
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (e) {
+      return void ctx.addIssue({ code: z.ZodIssueCode.custom, message: `cannot read ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+    }
+    if (!text.includes("-----BEGIN CERTIFICATE-----")) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a PEM file of CA certificates, got ${JSON.stringify(path)} without any "BEGIN CERTIFICATE"` });
+  });
+
 /** Outbound TLS security levels (Postfix names; docs/deliverability.md). */
 export const TLS_LEVELS = ["may", "encrypt", "verify", "dane", "dane-only"] as const;
 const tlsLevel = z.enum(TLS_LEVELS);
@@ -280,7 +294,7 @@ const configBase = z
               })
               .strict()
               .default({}),
-            caFile: z.string().min(1).optional().describe("PEM file of CA certificates trusted in addition to the system CAs (verify level, MTA-STS hosts and policy servers)"),
+            caFile: pemCaFile.optional().describe("PEM file of CA certificates trusted in addition to the system CAs (verify level, MTA-STS hosts and policy servers)"),
             mtaSts: z
               .object({
                 enabled: z.boolean().default(true).describe("look up and apply MTA-STS policies (RFC 8461) of destination domains"),

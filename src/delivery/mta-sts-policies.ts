@@ -41,11 +41,26 @@ export interface StsLookup {
 }
 
 const DEFAULT_MEMORY_ENTRIES = 10_000;
+/**
+ * A TXT answer is reused this long (node:dns gives no TTL): a busy destination costs one TXT
+ * query per 5 minutes, not one per delivery, and an id change is still seen within minutes
+ * (RFC 8461 §5.1 allows caching the TXT record up to its TTL).
+ */
+const TXT_REUSE_MS = 5 * 60_000;
+/**
+ * After a failed fetch the domain's policy server is not asked again for this long: without
+ * it, every delivery to a domain whose policy server hangs would wait out fetchTimeout.
+ */
+const FETCH_RETRY_MS = 5 * 60_000;
 /** Policies refreshed per sweep at most (each is a TXT lookup and an HTTPS fetch). */
 const REFRESH_PER_SWEEP = 50;
 
 export class MtaStsPolicies {
   private readonly memory = new Map<string, CachedStsPolicy>();
+  /** Recent TXT answers (also "none"), bounded like `memory`. */
+  private readonly txtSeen = new Map<string, { at: number; txt: StsTxt }>();
+  /** Recent failed fetches, bounded like `memory`. */
+  private readonly fetchFailed = new Map<string, { at: number; reason: string }>();
   private readonly inFlight = new Map<string, Promise<StsLookup>>();
   private readonly max: number;
   private timer: TimerHandle | undefined;
@@ -105,20 +120,28 @@ export class MtaStsPolicies {
   }
 
   private async lookup(domain: string, log: Logger): Promise<StsLookup> {
-    const [txt, cached] = await Promise.all([this.txt(domain), this.cached(domain)]);
+    const [txt, cached] = await Promise.all([this.recentTxt(domain), this.cached(domain)]);
     const now = this.deps.now();
     const decision = stsCacheDecision({ txt, cached, nowMs: now, refreshAfterMs: this.deps.refreshAfterMs });
     if (decision.action === "none") return { how: decision.why };
     if (decision.action === "use-cached") return { entry: cached!, how: `cached (${decision.why})` };
     const id = (txt as Extract<StsTxt, { kind: "record" }>).id;
     const url = `https://mta-sts.${domain}/.well-known/mta-sts.txt`;
+    const failed = this.fetchFailed.get(domain);
+    if (failed && now - failed.at < FETCH_RETRY_MS && now >= failed.at) {
+      const reason = `${failed.reason}, at ${new Date(failed.at).toISOString()}; not asked again before ${new Date(failed.at + FETCH_RETRY_MS).toISOString()}`;
+      if (decision.fallback) return { entry: decision.fallback, how: `cached (fetch failed: ${reason})` };
+      return { how: `no policy (fetch failed: ${reason})` };
+    }
     const parsed = policyFromResponse(await this.deps.fetch(url, { timeoutMs: this.deps.fetchTimeoutMs, maxBytes: STS_MAX_BODY }));
     if (!parsed.ok) {
+      putBounded(this.fetchFailed, domain, { at: this.deps.now(), reason: parsed.reason }, this.max);
       // RFC 8461 §5.1: a policy that cannot be fetched leaves a valid cached one in force.
       log.warn({ domain, url, error: parsed.reason, why: decision.why, fallback: decision.fallback ? decision.fallback.id : null }, "MTA-STS policy fetch failed");
       if (decision.fallback) return { entry: decision.fallback, how: `cached (fetch failed: ${parsed.reason})` };
       return { how: `no policy (fetch failed: ${parsed.reason})` };
     }
+    this.fetchFailed.delete(domain);
     const entry = cacheEntry(domain, id, parsed.policy, this.deps.now(), this.deps.maxAgeMs);
     this.remember(entry);
     try {
@@ -128,6 +151,17 @@ export class MtaStsPolicies {
     }
     log.info({ domain, id, mode: entry.policy.mode, mx: entry.policy.mx, maxAge: entry.policy.maxAge, why: decision.why }, "MTA-STS policy fetched");
     return { entry, how: "fetched" };
+  }
+
+  /** The TXT answer, reused for TXT_REUSE_MS (a failed lookup is never reused). */
+  private async recentTxt(domain: string): Promise<StsTxt> {
+    const now = this.deps.now();
+    const seen = this.txtSeen.get(domain);
+    if (seen && now - seen.at < TXT_REUSE_MS && now >= seen.at) return seen.txt;
+    const txt = await this.txt(domain);
+    if (txt.kind !== "failed") putBounded(this.txtSeen, domain, { at: now, txt }, this.max);
+    else this.txtSeen.delete(domain);
+    return txt;
   }
 
   private async txt(domain: string): Promise<StsTxt> {
@@ -149,9 +183,14 @@ export class MtaStsPolicies {
   }
 
   private remember(e: CachedStsPolicy): void {
-    this.memory.delete(e.domain);
-    this.memory.set(e.domain, e);
     // Bounded: the oldest entries leave memory (they stay on disk).
-    while (this.memory.size > this.max) this.memory.delete(this.memory.keys().next().value!);
+    putBounded(this.memory, e.domain, e, this.max);
   }
+}
+
+/** Set key (as the newest entry) and drop the oldest entries past `max`: every map here is bounded. */
+function putBounded<V>(m: Map<string, V>, key: string, value: V, max: number): void {
+  m.delete(key);
+  m.set(key, value);
+  while (m.size > max) m.delete(m.keys().next().value!);
 }

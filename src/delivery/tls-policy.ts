@@ -128,12 +128,21 @@ export function verifyPeer(req: Pick<HostTls, "verify" | "names" | "records">, p
     if (!daneVerify || !req.records) return { ok: false, reason: "DANE verification is not available" };
     return daneVerify(peer.chain, req.records, req.names);
   }
-  const leaf = peer.chain[0];
+  const leaf = peer.leaf;
   if (!leaf) return { ok: false, reason: "the server sent no certificate" };
-  if (!peer.authorized) return { ok: false, reason: `certificate not trusted: ${peer.authorizationError ?? "unknown error"}` };
+  // Node's `authorized` includes its own host name check (against the SNI name, the MX host):
+  // ERR_TLS_CERT_ALTNAME_INVALID means the chain itself verified. The names are checked here.
+  const trusted = peer.authorized || peer.authorizationError === "ERR_TLS_CERT_ALTNAME_INVALID";
   // RFC 8461 §4.2 / RFC 6125: a DNS-ID of the MX host (one leftmost wildcard label allowed).
   const match = req.names.find((n) => leaf.checkHost(n) !== undefined);
-  if (!match) return { ok: false, reason: `certificate not valid for ${req.names.join(", ")}` };
+  const problems: string[] = [];
+  if (!trusted) problems.push(`not trusted: ${peer.authorizationError ?? "unknown error"}`);
+  if (!match) {
+    // Say what the certificate does name: the first thing an operator asks.
+    const alt = typeof leaf.subjectAltName === "string" ? leaf.subjectAltName.slice(0, 200) : undefined;
+    problems.push(`not valid for ${req.names.join(", ")}${alt ? ` (it names ${alt})` : ""}`);
+  }
+  if (problems.length) return { ok: false, reason: `certificate ${problems.join("; ")}` };
   return { ok: true, reason: `certificate valid for ${match}` };
 }
 

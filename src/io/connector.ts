@@ -118,15 +118,46 @@ export async function upgradeTls(socket: net.Socket, opts: TlsUpgradeOptions): P
 
 /** What the TLS layer knows about the peer once the handshake is done. */
 export interface TlsPeer {
-  /** Leaf first. */
-  chain: X509Certificate[];
+  /** The certificate the peer presented (undefined: none). */
+  readonly leaf: X509Certificate | undefined;
+  /** Leaf first, built on first use (only DANE needs more than the leaf). */
+  readonly chain: X509Certificate[];
   /** The chain leads to a trusted CA (system CAs + delivery.tls.caFile): Node's own check. */
-  authorized: boolean;
-  authorizationError?: string;
+  readonly authorized: boolean;
+  readonly authorizationError?: string;
 }
 
-/** The peer's chain (leaf first) and Node's PKIX verdict, for the TLS policy's verify. */
+/**
+ * The peer's certificate and Node's PKIX verdict, for the TLS policy's verify. Cheap for the
+ * common case (the leaf only); the chain is parsed when someone asks for it.
+ */
 export function tlsPeer(secure: tls.TLSSocket): TlsPeer {
+  let chain: X509Certificate[] | undefined;
+  const err = secure.authorizationError as unknown;
+  return {
+    leaf: peerLeaf(secure),
+    get chain() {
+      chain ??= peerChain(secure);
+      return chain;
+    },
+    authorized: secure.authorized,
+    ...(err ? { authorizationError: err instanceof Error ? err.message : String(err) } : {}),
+  };
+}
+
+// Not getPeerX509Certificate(): on Node 20 one call of it leaves getPeerCertificate() empty
+// and itself undefined afterwards (seen on 20.20), which would hide the chain from DANE.
+function peerLeaf(secure: tls.TLSSocket): X509Certificate | undefined {
+  const raw = secure.getPeerCertificate(false)?.raw;
+  if (!raw) return undefined;
+  try {
+    return new X509Certificate(raw);
+  } catch {
+    return undefined;
+  }
+}
+
+function peerChain(secure: tls.TLSSocket): X509Certificate[] {
   const chain: X509Certificate[] = [];
   const seen = new Set<string>();
   let c: tls.DetailedPeerCertificate | undefined = secure.getPeerCertificate(true);
@@ -140,8 +171,7 @@ export function tlsPeer(secure: tls.TLSSocket): TlsPeer {
     }
     c = c.issuerCertificate;
   }
-  const err = secure.authorizationError as unknown;
-  return { chain, authorized: secure.authorized, ...(err ? { authorizationError: err instanceof Error ? err.message : String(err) } : {}) };
+  return chain;
 }
 
 export const nodeConnector: Connector = { connect, upgradeTls };

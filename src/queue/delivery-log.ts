@@ -6,7 +6,7 @@
 //    "relay":"mx.y","ip":"192.0.2.1","port":25,"via":"mx","attempt":3,"dsn":"4.7.1",
 //    "reply":"451 4.7.1 Greylisted","delay":3601.2,"delayQueued":3600.9,"delayAttempt":0.3,
 //    "tls":{"version":"TLSv1.3","cipher":"TLS_AES_256_GCM_SHA384","verified":false,
-//           "verifyError":"certificate not trusted: SELF_SIGNED_CERT_IN_CHAIN"},"tlsPolicy":"may (default)",
+//           "verifyError":"certificate not trusted: DEPTH_ZERO_SELF_SIGNED_CERT"},"tlsPolicy":"may (default)",
 //    "messageId":"<…>","size":1234,"msg":"deferred"}
 import type { Config } from "../config.js";
 import type { MessageMeta, RecipientState } from "../core/envelope.js";

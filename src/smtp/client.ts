@@ -324,6 +324,15 @@ function assertCommand(line: string, phase: SessionPhase): void {
   if (/[\r\n\0]/.test(line)) throw new SessionError("local", phase, `refusing to send a command containing CR, LF or NUL: ${JSON.stringify(line.slice(0, 80))}`);
 }
 
+/** The policy's verify, never throwing: a verifier that fails counts as "not verified". */
+function safeVerdict(verify: NonNullable<SessionTlsPolicy["verify"]>, secure: TLSSocket): { ok: boolean; reason: string } {
+  try {
+    return verify(secure);
+  } catch (e) {
+    return { ok: false, reason: `certificate check failed: ${(e as Error).message}` };
+  }
+}
+
 const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Reply class as a digit: 2 positive, 3 intermediate, 4 transient, 5 permanent. */
@@ -401,7 +410,7 @@ export class SmtpClientSession {
         secure.on("error", () => {});
         this.reader.attach(secure);
         const cipher = secure.getCipher();
-        const verdict = policy?.verify?.(secure);
+        const verdict = policy?.verify ? safeVerdict(policy.verify, secure) : undefined;
         this.tlsInfo = {
           version: secure.getProtocol() ?? "unknown",
           cipher: cipher?.standardName ?? cipher?.name ?? "unknown",

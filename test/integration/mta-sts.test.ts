@@ -5,22 +5,23 @@
 // Addresses: 127.0.8.2 (DNS), 127.0.8.30-127.0.8.49 (remote MX hosts), 127.0.0.206:443 (HTTPS).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Readable, Writable } from "node:stream";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config.js";
 import { createNodeResolver, type Resolver } from "../../src/io/resolver.js";
-import { createLogger, type Logger } from "../../src/io/log.js";
+import type { Logger } from "../../src/io/log.js";
 import { createCourier } from "../../src/delivery/factory.js";
-import type { Courier, DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
+import { httpsGet, resolverLookup } from "../../src/io/https-fetch.js";
+import type { Courier } from "../../src/delivery/courier.js";
 import { startDnsServer, type DnsServerHandle, type Zone } from "../helpers/dns-server.js";
-import { startMxSink, selfSignedCert, type MxSink, type SinkOptions } from "../helpers/mx-sink.js";
+import { selfSignedCert } from "../helpers/mx-sink.js";
+import { deliverOne, memoryLogger, sink } from "../helpers/courier-run.js";
 import { makeTestCa, type TestCa } from "../helpers/test-ca.js";
 import { ADDR, requirePeers, skipUnless, startAiosmtpd } from "../helpers/peers.js";
 
-const DOMAINS = ["enforce.test", "testing.test", "cached.test", "strip.test", "selfsigned.test", "down.test"];
+const DOMAINS = ["enforce.test", "testing.test", "cached.test", "strip.test", "selfsigned.test", "down.test", "big.test", "redirect.test", "slow.test"];
 
 const zone: Zone = {
   // enforce.test: the preferred MX is not in the policy, the second one is.
@@ -48,6 +49,7 @@ for (const d of DOMAINS) {
   zone[`mta-sts.${d}`] = { a: [ADDR.httpsServer] };
 }
 
+const GOOD_POLICY = "version: STSv1\r\nmode: enforce\r\nmx: *.enforce.test\r\nmax_age: 86400\r\n";
 const policies: Record<string, string> = {
   "enforce.test": "version: STSv1\r\nmode: enforce\r\nmx: *.enforce.test\r\nmax_age: 86400\r\n",
   "testing.test": "version: STSv1\r\nmode: testing\r\nmx: *.testing.test\r\nmax_age: 86400\r\n",
@@ -68,6 +70,9 @@ async function startHttps(): Promise<void> {
   https = createServer(httpsCert, (req, res) => {
     const host = (req.headers.host ?? "").replace(/:\d+$/, "").replace(/^mta-sts\./, "");
     httpLog.push(`${host} ${req.url}`);
+    if (host === "big.test") return void res.writeHead(200, { "content-type": "text/plain" }).end(GOOD_POLICY + "x".repeat(70 * 1024));
+    if (host === "redirect.test") return void res.writeHead(301, { location: "https://mta-sts.enforce.test/.well-known/mta-sts.txt" }).end();
+    if (host === "slow.test") return void res.writeHead(200, { "content-type": "text/plain" }).write("version: STSv1\r\n"); // and never more
     const body = policies[host];
     if (req.url !== "/.well-known/mta-sts.txt" || !body || host === "down.test") {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
@@ -101,17 +106,6 @@ after(async () => {
   ca.remove();
 });
 
-function memoryLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const out = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString("utf8").split("\n")) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: createLogger("debug", out), lines };
-}
-
 function tempSpool(t: { after: (fn: () => unknown) => void }): string {
   const d = mkdtempSync(join(tmpdir(), "mxd-mta-sts-"));
   t.after(() => rmSync(d, { recursive: true, force: true }));
@@ -132,22 +126,9 @@ function courier(t: { after: (fn: () => unknown) => void }, spoolDir: string, lo
   return c;
 }
 
-async function sink(t: { after: (fn: () => unknown) => void }, o: SinkOptions): Promise<MxSink> {
-  const s = await startMxSink(o);
-  t.after(() => s.close());
-  return s;
-}
 
 let qn = 0;
-const MSG = "From: a@origin.test\r\nTo: b@example\r\nSubject: sts\r\n\r\nhello\r\n";
-function request(domain: string): DeliveryRequest {
-  return { id: `S${++qn}`, sender: "a@origin.test", domain, recipients: [{ address: `u@${domain}` }], openBody: () => Readable.from([Buffer.from(MSG)]), size: MSG.length, eightBit: false, smtputf8: false };
-}
-async function one(c: Courier, domain: string): Promise<RecipientResult> {
-  const r = await c.deliver(request(domain));
-  assert.equal(r.length, 1);
-  return r[0]!;
-}
+const one = (c: Courier, domain: string) => deliverOne(c, domain, `S${++qn}`);
 
 test("enforce: the MX not matching the policy gets no connection; the matching one gets the mail over verified TLS", async (t) => {
   const rogue = await sink(t, { host: "127.0.8.30", tls: "ok", cert: ca.issue(["mx.rogue.test"]) });
@@ -241,4 +222,26 @@ test("enforce: a matching MX with a self-signed certificate defers", async (t) =
   assert.match(r.reply, /certificate not accepted: certificate not trusted/);
   assert.equal(s.messages.length, 0);
   assert.equal(s.rcptSeen.length, 0);
+});
+
+test("the policy fetch: certificate checked, no redirects, 64 KB at most, one deadline", async () => {
+  const get = (d: string, o: { caFile?: string; timeoutMs?: number } = {}) =>
+    httpsGet(`https://mta-sts.${d}/.well-known/mta-sts.txt`, { timeoutMs: o.timeoutMs ?? 3000, maxBytes: 64 * 1024, lookup: resolverLookup(resolver), ...("caFile" in o ? (o.caFile ? { caFile: o.caFile } : {}) : { caFile: ca.caFile }) });
+  const ok = await get("enforce.test");
+  assert.ok(ok.ok && ok.status === 200 && ok.body === policies["enforce.test"], JSON.stringify(ok));
+  // The other side of the certificate check: without the test CA the same server is refused.
+  const untrusted = await get("enforce.test", { caFile: undefined });
+  assert.ok(!untrusted.ok, "a certificate from an unknown CA is refused");
+  assert.match(untrusted.reason, /certificate/i);
+  const before = httpLog.length;
+  const redirect = await get("redirect.test");
+  assert.ok(redirect.ok && redirect.status === 301, "the redirect is returned as it is, not followed");
+  const big = await get("big.test");
+  assert.deepEqual(big, { ok: false, reason: "the policy is larger than 65536 octets" });
+  const slow = await get("slow.test", { timeoutMs: 500 });
+  assert.deepEqual(slow, { ok: false, reason: "no complete answer within 500 ms" });
+  assert.deepEqual(httpLog.slice(before), ["redirect.test /.well-known/mta-sts.txt", "big.test /.well-known/mta-sts.txt", "slow.test /.well-known/mta-sts.txt"], "no request followed the redirect");
+  const nowhere = await get("nowhere.test");
+  assert.ok(!nowhere.ok);
+  assert.match(nowhere.reason, /no address for mta-sts\.nowhere\.test/);
 });

@@ -6,19 +6,21 @@
 // Addresses: this file owns 127.0.8.1 (DNS) and 127.0.8.10-127.0.8.29 (remote MX hosts).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Readable, Writable } from "node:stream";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig, type ConfigInput } from "../../src/config.js";
 import { createNodeResolver, type Resolver } from "../../src/io/resolver.js";
-import { createLogger, type Logger } from "../../src/io/log.js";
+import type { Logger } from "../../src/io/log.js";
 import { createCourier } from "../../src/delivery/factory.js";
-import type { Courier, DeliveryRequest, RecipientResult } from "../../src/delivery/courier.js";
+import type { Courier } from "../../src/delivery/courier.js";
 import { startDnsServer, type DnsServerHandle, type Zone } from "../helpers/dns-server.js";
-import { startMxSink, selfSignedCert, type MxSink, type SinkOptions } from "../helpers/mx-sink.js";
+import { selfSignedCert } from "../helpers/mx-sink.js";
+import { deliverOne, memoryLogger, sink } from "../helpers/courier-run.js";
 import { makeTestCa, type TestCa } from "../helpers/test-ca.js";
 import { requirePeers, skipUnless, startAiosmtpd, startSmtpSink } from "../helpers/peers.js";
+import { createHash, X509Certificate } from "node:crypto";
+import type { Dane, DaneLookup, TlsaRecord } from "../../src/delivery/dane-types.js";
 
 const mx = (host: string, ip: string): Zone => ({ [host.replace(/^mx\./, "")]: { mx: [{ exchange: host, priority: 10 }] }, [host]: { a: [ip] } });
 const zone: Zone = {
@@ -30,6 +32,7 @@ const zone: Zone = {
   ...mx("mx.broken.test", "127.0.8.15"),
   ...mx("mx.dane.test", "127.0.8.16"),
   ...mx("mx.mixed.test", "127.0.8.17"),
+  ...mx("mx.danefake.test", "127.0.8.19"),
 };
 // Two MX hosts: the first (preferred) one without STARTTLS, the second with a valid certificate.
 zone["mixed.test"] = { mx: [{ exchange: "mx.mixed.test", priority: 10 }, { exchange: "mx2.mixed.test", priority: 20 }] };
@@ -52,19 +55,7 @@ after(async () => {
   rmSync(spool, { recursive: true, force: true });
 });
 
-/** A logger whose JSON lines the test can read. */
-function memoryLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString("utf8").split("\n")) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: createLogger("debug", sink), lines };
-}
-
-function courier(t: { after: (fn: () => unknown) => void }, tls: NonNullable<NonNullable<ConfigInput["delivery"]>["tls"]>, logger?: Logger): Courier {
+function courier(t: { after: (fn: () => unknown) => void }, tls: NonNullable<NonNullable<ConfigInput["delivery"]>["tls"]>, logger?: Logger, dane?: Dane): Courier {
   const config = parseConfig({
     hostname: "mxd.test",
     spoolDir: spool,
@@ -73,27 +64,14 @@ function courier(t: { after: (fn: () => unknown) => void }, tls: NonNullable<Non
       tls: { caFile: ca.caFile, ...tls },
     },
   });
-  const c = createCourier({ config, resolver, logger: logger ?? memoryLogger().logger });
+  const c = createCourier({ config, resolver, logger: logger ?? memoryLogger().logger, ...(dane ? { dane } : {}) });
   t.after(() => c.close());
   return c;
 }
 
-async function sink(t: { after: (fn: () => unknown) => void }, o: SinkOptions): Promise<MxSink> {
-  const s = await startMxSink(o);
-  t.after(() => s.close());
-  return s;
-}
 
 let qn = 0;
-const MSG = "From: a@origin.test\r\nTo: b@example\r\nSubject: tls\r\n\r\nhello\r\n";
-function request(domain: string): DeliveryRequest {
-  return { id: `T${++qn}`, sender: "a@origin.test", domain, recipients: [{ address: `u@${domain}` }], openBody: () => Readable.from([Buffer.from(MSG)]), size: MSG.length, eightBit: false, smtputf8: false };
-}
-async function one(c: Courier, domain: string): Promise<RecipientResult> {
-  const r = await c.deliver(request(domain));
-  assert.equal(r.length, 1);
-  return r[0]!;
-}
+const one = (c: Courier, domain: string) => deliverOne(c, domain, `T${++qn}`);
 const level = (domain: string, l: string) => ({ policy: { default: "may" as const, domains: { [domain]: l as "may" } } });
 
 test("verify: a self-signed certificate defers (nothing sent); the same host under may gets the mail, unverified", async (t) => {
@@ -134,6 +112,7 @@ test("verify: a certificate from the configured CA for the MX name delivers, ver
   const w = await one(courier(t, level("wrongname.test", "verify")), "wrongname.test");
   assert.equal(w.outcome, "transient");
   assert.equal(w.status, "4.7.5");
+  assert.match(w.reply, /certificate not valid for mx\.wrongname\.test \(it names DNS:other\.casigned\.test\)/);
   assert.equal(wrong.messages.length, 0);
   // encrypt accepts any certificate: the same host gets the mail.
   const e = await one(courier(t, level("wrongname.test", "encrypt")), "wrongname.test");
@@ -216,4 +195,64 @@ test("verify: an MX without STARTTLS is passed over for the next one that verifi
   assert.equal(r.tlsPolicy, "verify (default)");
   assert.equal(good.messages.length, 1);
   assert.equal(plain.dumps().length, 0);
+});
+
+/** SHA-256 of a certificate's SubjectPublicKeyInfo: the data of a "3 1 1" (DANE-EE SPKI SHA-256) record. */
+function spkiSha256(pem: string | X509Certificate): Buffer {
+  const cert = typeof pem === "string" ? new X509Certificate(pem) : pem;
+  return createHash("sha256").update(cert.publicKey.export({ type: "spki", format: "der" })).digest();
+}
+
+/**
+ * A stand-in for the DANE component (the courier's `dane` seam, delivery/dane-types.ts): TLSA
+ * answers from a table, and a DANE-EE(3) SPKI(1) SHA-256(1) matcher — enough to show that the
+ * policy's per-connection verify decides, over a real TLS handshake.
+ */
+function tableDane(answers: Record<string, DaneLookup>): Dane & { asked: string[] } {
+  const asked: string[] = [];
+  return {
+    asked,
+    lookup: async (host, port, secureMx) => (asked.push(`${host}:${port} secureMx=${secureMx}`), answers[host] ?? { kind: "none", reason: "no TLSA records" }),
+    verify: (chain, records) => {
+      const leaf = chain[0];
+      if (!leaf) return { ok: false, reason: "no certificate" };
+      const got = spkiSha256(leaf);
+      return records.some((r) => r.usage === 3 && r.selector === 1 && r.matchingType === 1 && r.data.equals(got)) ? { ok: true, reason: "DANE-EE SPKI match" } : { ok: false, reason: "DANE: no TLSA record matches the certificate" };
+    },
+    mxSecure: async () => true,
+  };
+}
+
+test("dane (the DANE seam with a table double): matching TLSA records verify a self-signed certificate; others defer, nothing sent", async (t) => {
+  const cert = selfSignedCert();
+  const s = await sink(t, { host: "127.0.8.19", tls: "ok", cert });
+  const match: TlsaRecord = { usage: 3, selector: 1, matchingType: 1, data: spkiSha256(cert.cert) };
+  const dane = tableDane({ "mx.danefake.test": { kind: "usable", records: [match] } });
+  const r = await one(courier(t, level("danefake.test", "dane"), undefined, dane), "danefake.test");
+  assert.equal(r.outcome, "delivered", r.reply);
+  assert.equal(r.tls?.verified, true);
+  assert.equal(r.tlsPolicy, "dane (level dane)");
+  assert.deepEqual(dane.asked, ["mx.danefake.test:25 secureMx=true"]);
+  assert.equal(s.messages.length, 1);
+
+  const other: TlsaRecord = { ...match, data: Buffer.alloc(32, 7) };
+  const wrong = await one(courier(t, level("danefake.test", "dane-only"), undefined, tableDane({ "mx.danefake.test": { kind: "usable", records: [other] } })), "danefake.test");
+  assert.equal(wrong.outcome, "transient");
+  assert.equal(wrong.status, "4.7.5");
+  assert.match(wrong.reply, /certificate not accepted: DANE: no TLSA record matches/);
+  assert.equal(s.messages.length, 1, "nothing more delivered");
+  assert.equal(s.rcptSeen.length, 1);
+
+  // A verifier that throws counts as "not verified": deferred, nothing sent, no crash.
+  const throwing = { ...tableDane({ "mx.danefake.test": { kind: "usable", records: [match] } }), verify: () => { throw new Error("bad TLSA data"); } };
+  const thrown = await one(courier(t, level("danefake.test", "dane"), undefined, throwing), "danefake.test");
+  assert.equal(thrown.outcome, "transient");
+  assert.match(thrown.reply, /certificate not accepted: certificate check failed: bad TLSA data/);
+  assert.equal(s.rcptSeen.length, 1);
+
+  const conns = s.connections.length;
+  const deferred = await one(courier(t, level("danefake.test", "dane"), undefined, tableDane({ "mx.danefake.test": { kind: "defer", reason: "TLSA lookup: SERVFAIL" } })), "danefake.test");
+  assert.equal(deferred.outcome, "transient");
+  assert.match(deferred.reply, /DANE: TLSA lookup: SERVFAIL/);
+  assert.equal(s.connections.length, conns, "a failed TLSA lookup: no connection");
 });

@@ -87,3 +87,25 @@ test("textLine: one key=value line with the same fields", () => {
   const json = JSON.stringify({ level: "info", time: "2026-01-01T00:00:00.000Z", msg: "deferred", qid: "Q1", reply: "451 4.7.1 later", n: 2, tls: { version: "TLSv1.3" }, to: "a@b" });
   assert.equal(textLine(json), 'level=info time=2026-01-01T00:00:00.000Z msg=deferred qid=Q1 reply="451 4.7.1 later" n=2 tls={"version":"TLSv1.3"} to=a@b');
 });
+
+test("deliveryLogFields: TLS verdict, its reason when not verified, and the policy", () => {
+  const base = {
+    config,
+    meta: { sender: "a@origin.test", receivedAt: new Date(0).toISOString(), size: 10 },
+    rcpt: { address: "b@example.org", domain: "example.org", attempts: 1 },
+    status: "sent" as const,
+    attemptStartMs: 0,
+    nowMs: 0,
+  };
+  const table: [Parameters<typeof deliveryLogFields>[0]["result"], unknown, unknown][] = [
+    [{ reply: "250 ok", status: "2.0.0", tls: { version: "TLSv1.3", cipher: "C", verified: true, verifyReason: "certificate valid for mx" }, tlsPolicy: "verify (domain)" }, { version: "TLSv1.3", cipher: "C", verified: true }, "verify (domain)"],
+    [{ reply: "250 ok", status: "2.0.0", tls: { version: "TLSv1.2", cipher: "C", verified: false, verifyReason: "certificate not trusted: SELF_SIGNED_CERT_IN_CHAIN" }, tlsPolicy: "may (default)" }, { version: "TLSv1.2", cipher: "C", verified: false, verifyError: "certificate not trusted: SELF_SIGNED_CERT_IN_CHAIN" }, "may (default)"],
+    [{ reply: "451 4.7.4 no STARTTLS", status: "4.7.4", tlsPolicy: "mta-sts (level may)" }, undefined, "mta-sts (level may)"],
+    [{ reply: "250 ok", status: "2.0.0" }, undefined, undefined],
+  ];
+  for (const [result, tls, policy] of table) {
+    const f = deliveryLogFields({ ...base, result });
+    assert.deepEqual(f.tls, tls, JSON.stringify(result));
+    assert.equal(f.tlsPolicy, policy);
+  }
+});

@@ -16,6 +16,7 @@ interface World {
   txt: Record<string, string[][] | "nxdomain" | "servfail">;
   http: Record<string, StsFetchResult>;
   fetches: string[];
+  txtQueries: string[];
   disk: Map<string, unknown>;
   now: number;
 }
@@ -25,6 +26,7 @@ function world(): World {
     txt: { "_mta-sts.a.test": [["v=STSv1; id=one"]] },
     http: { "https://mta-sts.a.test/.well-known/mta-sts.txt": { ok: true, status: 200, contentType: "text/plain", body: POLICY } },
     fetches: [],
+    txtQueries: [],
     disk: new Map(),
     now: Date.UTC(2026, 0, 1),
   };
@@ -38,6 +40,7 @@ function policies(w: World): MtaStsPolicies {
   };
   return new MtaStsPolicies({
     txt: async (name) => {
+      w.txtQueries.push(name);
       const r = w.txt[name];
       if (r === undefined || r === "nxdomain") throw new DnsError("nxdomain", name, "ENOTFOUND");
       if (r === "servfail") throw new DnsError("temporary", name, "ESERVFAIL");
@@ -70,6 +73,12 @@ test("MtaStsPolicies: fetch once, then the cache; a new TXT id refetches", async
   assert.equal(w.fetches.length, 1, "same id, fresh: no fetch");
   w.txt["_mta-sts.a.test"] = [["v=STSv1; id=two"]];
   w.http[URL_A] = { ok: true, status: 200, contentType: "text/plain", body: POLICY.replace("enforce", "testing") };
+  // The TXT answer is reused for 5 minutes: the new id is not seen yet, and not asked for.
+  w.now += 4 * 60_000;
+  const queries = w.txtQueries.length;
+  assert.equal((await p.policyFor("a.test")).entry?.id, "one");
+  assert.equal(w.txtQueries.length, queries, "TXT answer reused within 5 minutes");
+  w.now += 2 * 60_000;
   const changed = await p.policyFor("a.test");
   assert.equal(changed.how, "fetched");
   assert.equal(changed.entry?.id, "two");
@@ -119,10 +128,14 @@ test("MtaStsPolicies: no TXT record or a failed lookup keeps a valid cached poli
   const w = world();
   const p = policies(w);
   await p.policyFor("a.test");
+  const q = w.txtQueries.length;
   w.txt["_mta-sts.a.test"] = "servfail";
+  w.now += 6 * 60_000; // past the TXT reuse time
+  assert.match((await p.policyFor("a.test")).how, /TXT lookup of _mta-sts\.a\.test failed/);
   assert.equal((await p.policyFor("a.test")).entry?.id, "one");
+  assert.equal(w.txtQueries.length, q + 2, "a failed TXT lookup is not reused");
   w.txt["_mta-sts.a.test"] = "nxdomain";
-  assert.equal((await p.policyFor("a.test")).entry?.id, "one");
+  assert.match((await p.policyFor("a.test")).how, /no _mta-sts\.a\.test TXT record; the cached policy/);
   assert.equal(w.fetches.length, 1);
   const none = await p.policyFor("b.test");
   assert.equal(none.entry, undefined);
@@ -194,4 +207,20 @@ test("refreshDue: old enough, not expired, oldest first, bounded", async () => {
   ];
   assert.deepEqual(refreshDue(entries, t0 + 24 * H, D, 10), ["old.test", "short.test"]);
   assert.deepEqual(refreshDue(entries, t0 + 24 * H, D, 1), ["old.test"]);
+});
+
+test("MtaStsPolicies: after a failed fetch the policy server is left alone for 5 minutes", async () => {
+  const w = world();
+  const p = policies(w);
+  const saved = w.http[URL_A]!;
+  delete w.http[URL_A];
+  assert.match((await p.policyFor("a.test")).how, /no policy \(fetch failed: connect ECONNREFUSED\)/);
+  w.now += 60_000;
+  const again = await p.policyFor("a.test");
+  assert.match(again.how, /not asked again before/);
+  assert.equal(w.fetches.length, 1, "no second fetch within 5 minutes");
+  w.http[URL_A] = saved;
+  w.now += 5 * 60_000;
+  assert.equal((await p.policyFor("a.test")).how, "fetched");
+  assert.equal(w.fetches.length, 2);
 });

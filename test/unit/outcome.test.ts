@@ -64,3 +64,13 @@ test("afterRun: none, soon (only busy hosts), retry with backoff, expire", () =>
   // Out of time, even when only busy: never "soon" past the queue lifetime.
   assert.deepEqual(afterRun({ ...base, pending: [a], busy: new Set([a]), receivedAtMs: now - 86_400_001 }), { kind: "expire" });
 });
+
+test("recordResult: the connection's TLS and the policy are kept in the history entry", () => {
+  const r = newRecipient("b@y.test");
+  const { record } = recordResult(r, res("delivered", { mx: "mx.y.test", tls: { version: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", verified: true, verifyReason: "ok" }, tlsPolicy: "verify (domain)" }), NOW);
+  assert.deepEqual(record?.tls, { version: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", verified: true });
+  assert.equal(record?.tlsPolicy, "verify (domain)");
+  const plain = recordResult(newRecipient("b@y.test"), res("transient", { tlsPolicy: "encrypt (default)" }), NOW).record;
+  assert.equal(plain?.tls, undefined);
+  assert.equal(plain?.tlsPolicy, "encrypt (default)");
+});

@@ -3,6 +3,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { X509Certificate } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { parseConfig } from "../../src/config.js";
 import { hostTls, isSkip, levelFor, policyLabel, verifyPeer, type AppliedSts, type TlsLevel } from "../../src/delivery/tls-policy.js";
 import type { DaneLookup } from "../../src/delivery/dane-types.js";
@@ -33,6 +36,11 @@ test("config: delivery.tls keys, defaults and errors naming the key", () => {
   assert.throws(() => parseConfig({ delivery: { tls: { policy: { domains: { "a.test": "must" } } } } }), /delivery\.tls\.policy\.domains\.a\.test: .*"must"/);
   assert.throws(() => parseConfig({ delivery: { tls: { mtaSts: { fetchTimeout: "soon" } } } }), /delivery\.tls\.mtaSts\.fetchTimeout/);
   assert.throws(() => parseConfig({ delivery: { tls: { cert: "x" } } }), /delivery\.tls.*cert/);
+  assert.throws(() => parseConfig({ delivery: { tls: { caFile: "/nonexistent/ca.pem" } } }), /delivery\.tls\.caFile: cannot read "\/nonexistent\/ca\.pem": ENOENT/);
+  const notPem = join(mkdtempSync(join(tmpdir(), "mxd-ca-")), "ca.pem");
+  writeFileSync(notPem, "not a certificate\n");
+  assert.throws(() => parseConfig({ delivery: { tls: { caFile: notPem } } }), /delivery\.tls\.caFile: expected a PEM file of CA certificates/);
+  rmSync(dirname(notPem), { recursive: true, force: true });
 });
 
 const enforce: AppliedSts = { id: "1", policy: { mode: "enforce", maxAge: 600, mx: ["*.a.test"] } };
@@ -90,24 +98,28 @@ test("hostTls: level × MTA-STS × DANE (precedence DANE > MTA-STS > level)", ()
 
 /** A stand-in for X509Certificate: only checkHost is used by verifyPeer. */
 function cert(names: string[]): X509Certificate {
-  return { checkHost: (n: string) => (names.some((c) => c === n || (c.startsWith("*.") && n.slice(n.indexOf(".") + 1) === c.slice(2) && n.indexOf(".") > 0)) ? n : undefined) } as unknown as X509Certificate;
+  return { subjectAltName: names.map((n) => `DNS:${n}`).join(", "), checkHost: (n: string) => (names.some((c) => c === n || (c.startsWith("*.") && n.slice(n.indexOf(".") + 1) === c.slice(2) && n.indexOf(".") > 0)) ? n : undefined) } as unknown as X509Certificate;
 }
 
 test("verifyPeer: PKIX needs a trusted chain and the MX name; DANE asks the DANE verifier", () => {
   const req = { verify: "pkix" as const, names: ["mx1.a.test"] };
   const table: [Parameters<typeof verifyPeer>[1], string][] = [
-    [{ chain: [cert(["mx1.a.test"])], authorized: true }, "ok certificate valid for mx1.a.test"],
-    [{ chain: [cert(["*.a.test"])], authorized: true }, "ok certificate valid for mx1.a.test"],
-    [{ chain: [cert(["mx2.a.test"])], authorized: true }, "no certificate not valid for mx1.a.test"],
-    [{ chain: [cert(["mx1.a.test"])], authorized: false, authorizationError: "SELF_SIGNED_CERT_IN_CHAIN" }, "no certificate not trusted: SELF_SIGNED_CERT_IN_CHAIN"],
-    [{ chain: [], authorized: false }, "no the server sent no certificate"],
+    [{ leaf: cert(["mx1.a.test"]), chain: [], authorized: true }, "ok certificate valid for mx1.a.test"],
+    [{ leaf: cert(["*.a.test"]), chain: [], authorized: true }, "ok certificate valid for mx1.a.test"],
+    [{ leaf: cert(["mx2.a.test"]), chain: [], authorized: true }, "no certificate not valid for mx1.a.test (it names DNS:mx2.a.test)"],
+    [{ leaf: cert(["mx1.a.test"]), chain: [], authorized: false, authorizationError: "SELF_SIGNED_CERT_IN_CHAIN" }, "no certificate not trusted: SELF_SIGNED_CERT_IN_CHAIN"],
+    [{ leaf: undefined, chain: [], authorized: false }, "no the server sent no certificate"],
+    // Node's own host name check failed but the chain verified: the names are judged here.
+    [{ leaf: cert(["mx1.a.test"]), chain: [], authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" }, "ok certificate valid for mx1.a.test"],
+    [{ leaf: cert(["mx9.b.test"]), chain: [], authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" }, "no certificate not valid for mx1.a.test (it names DNS:mx9.b.test)"],
+    [{ leaf: cert(["mx.test"]), chain: [], authorized: false, authorizationError: "DEPTH_ZERO_SELF_SIGNED_CERT" }, "no certificate not trusted: DEPTH_ZERO_SELF_SIGNED_CERT; not valid for mx1.a.test (it names DNS:mx.test)"],
   ];
   for (const [peer, want] of table) {
     const v = verifyPeer(req, peer);
     assert.equal(`${v.ok ? "ok" : "no"} ${v.reason}`, want);
   }
   const records = [{ usage: 3, selector: 1, matchingType: 1, data: Buffer.alloc(32) }];
-  const peer = { chain: [cert(["other"])], authorized: false };
+  const peer = { leaf: cert(["other"]), chain: [], authorized: false };
   let asked: unknown;
   const v = verifyPeer({ verify: "dane", names: ["mx1.a.test"], records }, peer, (chain, recs, names) => ((asked = { chain, recs, names }), { ok: true, reason: "DANE-EE match" }));
   assert.deepEqual(v, { ok: true, reason: "DANE-EE match" });
