@@ -8,6 +8,7 @@ import { startDaemon } from "./main.js";
 import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
 import { spoolCommand } from "./cli/spool.js";
+import { reloadCommand } from "./cli/reload.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -17,6 +18,7 @@ commands:
   queue list|show|flush|delete|bounce|hold|release|pause|resume [...]
                                                inspect and manage the queue (mxd queue --help)
   status [--json]                              is mxd running, listeners, queue counts, pauses, last errors
+  reload                                       make the running daemon re-read its config file (as SIGHUP)
   --version                                    print the version
   spool check [--json]                         verify the spool journal: checksums, damage, unreadable states
 
@@ -45,7 +47,13 @@ async function serve(argv: string[]): Promise<number> {
   });
   // logrotate: the file was renamed; write to a new one at the configured path.
   process.on("SIGUSR1", () => reopen?.());
-  const daemon = await startDaemon(config).catch((e: unknown) => {
+  // SIGHUP re-reads the config file (Node's default action would kill the daemon and leave
+  // admin.sock and mxd.pid behind). One that arrives while mxd starts is applied after "ready".
+  let reload: (() => void) | undefined;
+  let hupWhileStarting = false;
+  process.on("SIGHUP", () => (reload ? reload() : (hupWhileStarting = true)));
+  const loadConfig = () => loadResolvedConfig(values.config, { logLevel: values["log-level"] }).config;
+  const daemon = await startDaemon(config, { loadConfig }).catch((e: unknown) => {
     // Nothing may keep a half-started daemon alive (a listener bound before the failure):
     // report, and exit with the status the error deserves.
     process.exitCode = exitCodeFor(e);
@@ -56,6 +64,11 @@ async function serve(argv: string[]): Promise<number> {
     daemon.reopenLog();
     daemon.logger.info({ file: config.log.file }, "log reopened");
   };
+  reload = () => {
+    daemon.logger.info({ signal: "SIGHUP" }, "signal received: reloading the configuration");
+    void daemon.reload();
+  };
+  if (hupWhileStarting) reload();
   daemon.logger.info({ signal: await stopSignal }, "signal received");
   await daemon.stop();
   // Deliveries still in flight after shutdownTimeout are cut here: their recipients stay
@@ -89,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
         return await queueCommand(rest);
       case "status":
         return await statusCommand(rest);
+      case "reload":
+        return await reloadCommand(rest);
       case "--version":
       case "-V":
       case "version":

@@ -10,7 +10,11 @@ export type MxdErrorCode =
   /** No queued message with that id. */
   | "MXD_SPOOL_NOT_FOUND"
   /** A record read back from the spool does not validate. */
-  | "MXD_SPOOL_INVALID";
+  | "MXD_SPOOL_INVALID"
+  /** A TLS certificate or key file cannot be read, or the pair does not match (tls.*). */
+  | "MXD_TLS_CREDENTIALS"
+  /** A new configuration cannot be applied to the running daemon (reload refused). */
+  | "MXD_RELOAD_REFUSED";
 
 export class MxdError extends Error {
   constructor(readonly code: MxdErrorCode, message: string, options?: { cause?: unknown }) {

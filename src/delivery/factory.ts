@@ -23,9 +23,10 @@ export function ownAddresses(config: Config): string[] {
   return [...out];
 }
 
+/** The SMTP courier; its reconfigure() recomputes this host's addresses from the new listeners. */
 export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock }): Courier {
   const clock = d.clock;
-  return new SmtpCourier({
+  const courier = new SmtpCourier({
     config: d.config,
     resolver: d.resolver,
     connector: nodeConnector,
@@ -33,4 +34,9 @@ export function createCourier(d: { config: Config; resolver: Resolver; logger: L
     localAddresses: ownAddresses(d.config),
     ...(clock ? { now: () => clock.now() } : {}),
   });
+  return {
+    deliver: (req) => courier.deliver(req),
+    close: () => courier.close(),
+    reconfigure: (config) => courier.reconfigure(config, ownAddresses(config)),
+  };
 }

@@ -104,7 +104,7 @@ export class QueueManager {
   private readonly rerun = new Set<string>();
   /** Due ids waiting for a free slot (bounded number of messages loaded at once). */
   private readonly waiting = new Set<string>();
-  private readonly maxActive: number;
+  private maxActive: number;
   /**
    * Messages loaded per destination domain, and due ids waiting because every destination
    * they have is at its backlog bound. A slow or dead domain can hold at most
@@ -112,7 +112,7 @@ export class QueueManager {
    */
   private readonly loadedPerDomain = new Map<string, number>();
   private readonly waitingByDomain = new Map<string, Set<string>>();
-  private readonly perDomainBacklog: number;
+  private perDomainBacklog: number;
   private stopped = false;
   private readonly random: () => number;
   readonly stats = { delivered: 0, deferred: 0, bounced: 0, attempts: 0 };
@@ -127,13 +127,28 @@ export class QueueManager {
   /** States that could not be recorded (full disk): the truth for these messages until they are. */
   private readonly unsaved = new Map<string, MessageMeta>();
 
-  constructor(private readonly deps: QueueManagerDeps) {
+  constructor(private deps: QueueManagerDeps) {
     this.scheduler = new Scheduler(deps.clock, (id) => this.kick(id));
     this.global = new PQueue({ concurrency: deps.config.delivery.concurrency });
     this.random = deps.random ?? Math.random;
+    this.explicitMaxActive = deps.maxActive;
     this.maxActive = deps.maxActive ?? Math.max(1000, deps.config.delivery.concurrency * 10);
     this.perDomainBacklog = deps.config.delivery.perDomainConcurrency * 2;
   }
+
+  /**
+   * A reload: retry policy, queue lifetime, bounce settings, hostname and concurrency limits for
+   * what happens from now on. Deliveries in progress finish; the courier is reconfigured by its
+   * owner (main.ts).
+   */
+  reconfigure(config: Config): void {
+    this.deps = { ...this.deps, config };
+    this.global.concurrency = config.delivery.concurrency;
+    for (const q of this.perDomain.values()) q.concurrency = config.delivery.perDomainConcurrency;
+    this.perDomainBacklog = config.delivery.perDomainConcurrency * 2;
+    if (this.explicitMaxActive === undefined) this.maxActive = Math.max(1000, config.delivery.concurrency * 10);
+  }
+  private readonly explicitMaxActive: number | undefined;
 
   /** Working on the spool for the CLI while the daemon is down (never delivering). */
   get isOffline(): boolean {

@@ -14,6 +14,7 @@ import { silentLogger } from "../../src/io/log.js";
 import { systemClock } from "../../src/io/clock.js";
 import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { SmtpServer } from "../../src/smtp/server.js";
+import { tlsCredentialsFromPem } from "../../src/io/tls-credentials.js";
 
 /** Repository root (tests run from dist/test/helpers). */
 export const REPO_ROOT = new URL("../../../", import.meta.url).pathname;
@@ -68,7 +69,7 @@ export async function startInbound(overrides: Overrides = {}, opts: { tlsCredent
     spool,
     logger: silentLogger(),
     clock: systemClock,
-    tlsCredentials: opts.tlsCredentials,
+    ...(opts.tlsCredentials ? { tls: tlsCredentialsFromPem(config.tls, opts.tlsCredentials) } : {}),
     onQueued: (m) => queued.push(m),
   });
   await server.listen();
