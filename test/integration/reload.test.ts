@@ -1,0 +1,183 @@
+// Live reload (issue 11): SIGHUP and `mxd reload` re-read the config file. A changed route
+// takes effect on the next delivery (Postfix's smtp-sink, then aiosmtpd, as the route's MX;
+// swaks submits); a broken file is refused with the words of `mxd check-config` and mxd keeps
+// its old configuration; a setting that cannot change at run time is refused by name; listeners
+// are opened and closed without touching the sessions on them; SIGHUP never kills the daemon
+// nor leaves admin.sock / mxd.pid behind. mxd on 127.0.0.111, MXs on .112 and .113.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  MXD_CLI,
+  peerPath,
+  pidAlive,
+  requirePeers,
+  runTool,
+  skipUnless,
+  startAiosmtpd,
+  startMxd,
+  startSmtpSink,
+  stopAllPeers,
+  tempDir,
+  waitFor,
+  type AioPeer,
+  type MxdPeer,
+  type SinkPeer,
+} from "../helpers/peers.js";
+import { RawClient, ehlo } from "../helpers/inbound.js";
+
+const HOST = "127.0.0.111";
+const SINK = "127.0.0.112";
+const AIO = "127.0.0.113";
+const EXTRA_PORT = 2611;
+const skip = skipUnless("swaks", "smtp-sink", "aiosmtpd");
+
+let dir: string;
+let mxd: MxdPeer;
+let sink: SinkPeer;
+let aio: AioPeer;
+let config: Record<string, unknown> & { spoolDir: string };
+
+before(async () => {
+  if (skip) return;
+  requirePeers("swaks", "smtp-sink", "aiosmtpd");
+  dir = tempDir("mxd-reload-");
+  [sink, aio] = await Promise.all([startSmtpSink({ host: SINK, port: 25 }), startAiosmtpd({ host: AIO, port: 25 })]);
+  config = {
+    hostname: "mxd-reload.test",
+    listen: [{ host: HOST, port: 0 }],
+    spoolDir: join(dir, "spool"),
+    dropDir: join(dir, "drop"),
+    admin: { listen: null },
+    dns: { servers: ["127.0.0.1:9"], timeout: "500ms", tries: 1 },
+    relay: { allowedNetworks: ["127.0.0.0/8"] },
+    delivery: { port: 25, retry: { minDelay: "1s", maxDelay: "2s" } },
+    routes: { "dest.test": [`${SINK}:25`] },
+  };
+  mxd = await startMxd(config);
+});
+
+after(async () => {
+  await mxd?.stop(5000);
+  await Promise.all([sink?.stop(), aio?.stop()]);
+  await stopAllPeers();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function swaks(to: string, port = mxd.port): ReturnType<typeof runTool> {
+  return runTool(peerPath("swaks")!, ["--server", HOST, "--port", String(port), "--ehlo", "swaks.client.test", "--from", "alice@client.test", "--to", to, "--header", `Subject: reload test to ${to}`], { timeoutMs: 30_000 });
+}
+
+function writeConfig(c: unknown): void {
+  writeFileSync(mxd.configFile, typeof c === "string" ? c : JSON.stringify(c, null, 2));
+}
+
+const reloadLines = () => mxd.logs().filter((l) => typeof l.msg === "string" && /^config reloaded|^reload refused/.test(l.msg));
+async function hup(): Promise<Record<string, unknown>> {
+  const n = reloadLines().length;
+  mxd.kill("SIGHUP");
+  await waitFor(() => reloadLines().length > n, 10_000, "the reload's log line");
+  return reloadLines()[n]!;
+}
+
+test("SIGHUP with a changed route: the next delivery goes to the new MX; a broken config keeps the old one and logs check-config's words", { skip, timeout: 120_000 }, async () => {
+  assert.equal((await swaks("a@dest.test")).code, 0);
+  await sink.waitForMessages(1, 20_000);
+
+  config = { ...config, routes: { "dest.test": [`${AIO}:25`] } };
+  writeConfig(config);
+  const ok = await hup();
+  assert.equal(ok.msg, "config reloaded: routes.dest.test changed");
+  assert.deepEqual(ok.changed, ["routes.dest.test"]);
+  assert.equal((await swaks("b@dest.test")).code, 0);
+  const got = await aio.waitForMessages(1, 20_000);
+  assert.deepEqual(got[0]!.to, ["b@dest.test"]);
+  assert.equal(sink.dumps().length, 1, "nothing more at the old MX");
+
+  // An invalid file: refused with exactly what `mxd check-config` says about it.
+  const broken = { ...config, limits: { connections: "many" }, routes: { "dest.test": [`${SINK}:25`] } };
+  writeConfig(broken);
+  const refused = await hup();
+  assert.match(String(refused.msg), /^reload refused; still running on the previous configuration$/);
+  const check = await runTool(process.execPath, [MXD_CLI, "check-config", mxd.configFile], { timeoutMs: 20_000 });
+  assert.equal(check.code, 2);
+  assert.deepEqual(refused.errors, [check.stderr.trim().replace(/^mxd: /, "")]);
+  assert.match(String((refused.errors as string[])[0]), /limits\.connections/);
+  // Not JSON at all.
+  writeConfig("{ this is not json");
+  const notJson = await hup();
+  assert.match(JSON.stringify(notJson.errors), /is not valid JSON/);
+  // A setting only a restart can change.
+  writeConfig({ ...config, spoolDir: join(dir, "elsewhere") });
+  const fixed = await hup();
+  assert.match(JSON.stringify(fixed.errors), /spoolDir cannot change while mxd runs .*restart mxd to apply it/);
+  // Still the old configuration: the route to aiosmtpd.
+  assert.equal((await swaks("c@dest.test")).code, 0);
+  await aio.waitForMessages(2, 20_000);
+  assert.equal(sink.dumps().length, 1);
+  assert.ok(pidAlive(mxd.pid));
+});
+
+test("mxd reload: opens and closes listeners, answers what changed or why not; sessions on a closed listener go on", { skip, timeout: 120_000 }, async () => {
+  const reload = () => runTool(process.execPath, [MXD_CLI, "reload", "--config", mxd.configFile], { timeoutMs: 20_000 });
+  config = { ...config, listen: [{ host: HOST, port: 0 }, { host: HOST, port: EXTRA_PORT }], routes: { "dest.test": [`${SINK}:25`] } };
+  writeConfig(config);
+  let r = await reload();
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), "applied; changed: listen, routes.dest.test");
+  assert.equal((await swaks("d@dest.test", EXTRA_PORT)).code, 0, "the new listener takes mail");
+  await sink.waitForMessages(2, 20_000);
+  const status = await runTool(process.execPath, [MXD_CLI, "status", "--json", "--config", mxd.configFile], { timeoutMs: 20_000 });
+  assert.ok((JSON.parse(status.stdout) as { listen: { port: number }[] }).listen.some((l) => l.port === EXTRA_PORT), "mxd status lists it");
+
+  // A session on the extra listener, then the listener goes away.
+  const open = await RawClient.connect(EXTRA_PORT, { host: HOST });
+  await open.reply();
+  await ehlo(open);
+  config = { ...config, listen: [{ host: HOST, port: 0 }] };
+  writeConfig(config);
+  r = await reload();
+  assert.equal(r.stdout.trim(), "applied; changed: listen");
+  const refusedConnect = await new Promise<string>((ok) => net.connect(EXTRA_PORT, HOST).on("connect", () => ok("connected")).on("error", (e: NodeJS.ErrnoException) => ok(e.code ?? "error")));
+  assert.equal(refusedConnect, "ECONNREFUSED", "closed for new connections");
+  await open.cmd("MAIL FROM:<alice@client.test>", 250);
+  await open.cmd("RCPT TO:<e@dest.test>", 250);
+  await open.cmd("DATA", 354);
+  await open.cmd("Subject: on a closed listener\r\n\r\nstill served\r\n.", 250);
+  await open.cmd("QUIT", 221);
+  await sink.waitForMessages(3, 20_000);
+
+  // Refused: exit 2, the errors on stderr; nothing changed.
+  writeConfig({ ...config, listen: [{ host: HOST, port: 0 }], dns: { servers: ["127.0.0.1:5353"] } });
+  r = await reload();
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /refused, mxd keeps running on its previous configuration:\ndns\.servers cannot change/);
+  // The same file twice: nothing to do.
+  writeConfig(config);
+  r = await reload();
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout.trim(), "applied; nothing changed");
+});
+
+test("SIGHUP never kills mxd nor leaves admin.sock or mxd.pid behind; SIGTERM afterwards stops it cleanly", { skip, timeout: 60_000 }, async () => {
+  const sock = join(mxd.spoolDir, "admin.sock");
+  const pid = join(mxd.spoolDir, "mxd.pid");
+  for (let i = 0; i < 3; i++) assert.equal((await hup()).msg, "config reloaded: nothing changed");
+  // A burst (the kernel may merge pending signals into one): still at least one more reload.
+  const n = reloadLines().length;
+  for (let i = 0; i < 5; i++) mxd.kill("SIGHUP");
+  await waitFor(() => reloadLines().length > n, 10_000, "a reload after the burst");
+  assert.ok(pidAlive(mxd.pid));
+  assert.ok(existsSync(sock) && existsSync(pid));
+  const status = await runTool(process.execPath, [MXD_CLI, "status", "--config", mxd.configFile], { timeoutMs: 20_000 });
+  assert.equal(status.code, 0, "the admin socket still answers");
+  const stopped = await mxd.stop(10_000);
+  assert.equal(stopped.code, 0);
+  assert.equal(existsSync(sock), false, "admin.sock removed");
+  assert.equal(existsSync(pid), false, "mxd.pid removed");
+  const down = await runTool(process.execPath, [MXD_CLI, "reload", "--config", mxd.configFile], { timeoutMs: 20_000 });
+  assert.equal(down.code, 1);
+  assert.match(down.stderr, /mxd is not running/);
+});
