@@ -242,7 +242,10 @@ async function wire(
         // One deadline for both: inbound transactions and deliveries run meanwhile.
         const deadline = Date.now() + current.shutdownTimeout;
         await server.close(current.shutdownTimeout);
-        await Promise.race([recovering, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+        // The timer is cleared: a pending one would keep an embedding process alive for shutdownTimeout.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([recovering, new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+        clearTimeout(timer);
         await q.stop(Math.max(0, deadline - Date.now()));
         await courier.close();
         await spool.close();
