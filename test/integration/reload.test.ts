@@ -7,6 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
+import http from "node:http";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -31,6 +32,7 @@ import { RawClient, ehlo } from "../helpers/inbound.js";
 const HOST = "127.0.0.111";
 const SINK = "127.0.0.112";
 const AIO = "127.0.0.113";
+const SLOW = "127.0.0.115";
 const EXTRA_PORT = 2611;
 const skip = skipUnless("swaks", "smtp-sink", "aiosmtpd");
 
@@ -72,6 +74,19 @@ function swaks(to: string, port = mxd.port): ReturnType<typeof runTool> {
 
 function writeConfig(c: unknown): void {
   writeFileSync(mxd.configFile, typeof c === "string" ? c : JSON.stringify(c, null, 2));
+}
+
+/** GET /status on the spool socket. */
+function status(): Promise<{ delivery: { outbound: number } }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ socketPath: join(mxd.spoolDir, "admin.sock"), path: "/status", timeout: 5000 }, (res) => {
+        let t = "";
+        res.on("data", (c: Buffer) => (t += c.toString()));
+        res.on("end", () => resolve(JSON.parse(t) as { delivery: { outbound: number } }));
+      })
+      .on("error", reject);
+  });
 }
 
 const reloadLines = () => mxd.logs().filter((l) => typeof l.msg === "string" && /^config reloaded|^reload refused/.test(l.msg));
@@ -120,9 +135,36 @@ test("SIGHUP with a changed route: the next delivery goes to the new MX; a broke
   assert.ok(pidAlive(mxd.pid));
 });
 
+test("a delivery in progress during a reload finishes on its old route; the next one takes the new route", { skip, timeout: 120_000 }, async () => {
+  // smtp-sink that waits 3 s before answering DATA: the delivery is in flight while we reload.
+  const slow = await startSmtpSink({ host: SLOW, port: 25, extraArgs: ["-w", "3"] });
+  try {
+    config = { ...config, routes: { ...(config.routes as object), "slow.test": [`${SLOW}:25`] } };
+    writeConfig(config);
+    assert.deepEqual((await hup()).changed, ["routes.slow.test"]);
+    assert.equal((await swaks("h@slow.test")).code, 0);
+    await waitFor(async () => (await status()).delivery.outbound > 0, 10_000, "the delivery to be in flight");
+    config = { ...config, routes: { ...(config.routes as object), "slow.test": [`${AIO}:25`] } };
+    writeConfig(config);
+    assert.deepEqual((await hup()).changed, ["routes.slow.test"]);
+    await slow.waitForMessages(1, 20_000);
+    await waitFor(() => mxd.logs().some((l) => l.msg === "delivered" && l.to === "h@slow.test"), 10_000, "the delivered line");
+    const line = mxd.logs().find((l) => l.msg === "delivered" && l.to === "h@slow.test")!;
+    assert.equal(line.ip, SLOW, "delivered where it started");
+    const before = aio.messages().length;
+    assert.ok(!aio.messages().some((m) => m.to.includes("h@slow.test")), "not sent twice");
+    assert.equal((await swaks("i@slow.test")).code, 0);
+    const got = await aio.waitForMessages(before + 1, 20_000);
+    assert.deepEqual(got.at(-1)!.to, ["i@slow.test"]);
+    assert.equal(slow.dumps().length, 1);
+  } finally {
+    await slow.stop();
+  }
+});
+
 test("mxd reload: opens and closes listeners, answers what changed or why not; sessions on a closed listener go on", { skip, timeout: 120_000 }, async () => {
   const reload = () => runTool(process.execPath, [MXD_CLI, "reload", "--config", mxd.configFile], { timeoutMs: 20_000 });
-  config = { ...config, listen: [{ host: HOST, port: 0 }, { host: HOST, port: EXTRA_PORT }], routes: { "dest.test": [`${SINK}:25`] } };
+  config = { ...config, listen: [{ host: HOST, port: 0 }, { host: HOST, port: EXTRA_PORT }], routes: { ...(config.routes as object), "dest.test": [`${SINK}:25`] } };
   writeConfig(config);
   let r = await reload();
   assert.equal(r.code, 0, r.stderr);
