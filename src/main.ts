@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { ConfigError, type Config } from "./config.js";
 import { loadTlsCredentials } from "./io/tls-credentials.js";
 import { planReload, type ReloadResult } from "./reload-plan.js";
+import { parseHostPort } from "./core/host-port.js";
 import { systemClock, type Clock } from "./io/clock.js";
 import { createLogOutput, type Logger } from "./io/log.js";
 import { createNodeResolver } from "./io/resolver.js";
@@ -57,7 +58,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
   const spool = openSpool(config, { now: () => clock.now() });
   const startedAtMs = Date.now();
   const metrics = new MxdMetrics();
-  const admin = new AdminServer({ logger, token: config.admin.token, hostnames: [config.hostname] });
+  const admin = new AdminServer({ logger, token: config.admin.token, hostnames: adminHostnames(config) });
   // First, before touching the spool: a second daemon on the same spool would deliver twice.
   // The pid lock answers even when someone deleted the admin socket.
   const lock = await acquirePidLock(config.spoolDir);
@@ -136,7 +137,7 @@ async function wire(
    * undone when they cannot be bound).
    */
   const applySteps = (next: Config): void => {
-    admin.reconfigure({ token: next.admin.token, hostnames: [next.hostname] });
+    admin.reconfigure({ token: next.admin.token, hostnames: adminHostnames(next) });
     courier.reconfigure(next); // routes, fallback relays, localDomains, timeouts, hostname
     q.reconfigure(next); // retry policy, limits, bounces
     if (logger.level !== next.log.level) logger.level = next.log.level;
@@ -261,4 +262,10 @@ async function wire(
 
 function listenName(l: Config["listen"][number]): string {
   return `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}${l.tls ? " (tls)" : ""}`;
+}
+
+/** Names the admin TCP listener answers to in Host (besides IP literals and localhost): the hostname, and admin.listen's own host name. */
+function adminHostnames(c: Config): string[] {
+  const l = c.admin.listen ? parseHostPort(c.admin.listen, { defaultPort: 8025, minPort: 0 }) : undefined;
+  return [c.hostname, ...(l?.ok && l.value.kind === "name" ? [l.value.host] : [])];
 }
