@@ -169,7 +169,8 @@ async function wire(
       applySteps(next);
       current = next;
       tls = nextTls;
-      const changed = certificates && !plan.changed.includes("tls") ? [...plan.changed, "certificates"] : plan.changed;
+      // Certificate files replaced under the same names: the config diff cannot see it.
+      const changed = certificates && !plan.changed.some((p) => p === "tls" || p.startsWith("tls.")) ? [...plan.changed, "certificates"] : plan.changed;
       logger.info(
         {
           changed,
@@ -180,8 +181,14 @@ async function wire(
       );
       return { applied: true, changed };
     };
+    // A bug in a step must not become an unhandled rejection (that would end the daemon).
+    const guarded = (): Promise<ReloadResult> =>
+      run().catch((e: unknown) => {
+        logger.error({ err: (e as Error).stack ?? String(e) }, "reload failed");
+        return { applied: false, errors: [`reload failed: ${(e as Error).message}`] };
+      });
     // One reload at a time: a second SIGHUP waits for the first.
-    const r = reloading.then(run, run);
+    const r = reloading.then(guarded, guarded);
     reloading = r.catch(() => undefined);
     return r;
   };

@@ -142,7 +142,7 @@ export class SmtpServer {
     try {
       for (const l of add) opened.push(await this.open(l));
     } catch (e) {
-      for (const o of opened) o.server.close();
+      for (const o of opened) await closeListening(o.server);
       // Put back what was closed for the change (its port is free again: nothing else took it).
       const back: Listener[] = [];
       for (const g of first) back.push(await this.open(g.config).catch(() => g));
