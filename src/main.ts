@@ -187,8 +187,13 @@ async function wire(
         logger.error({ err: (e as Error).stack ?? String(e) }, "reload failed");
         return { applied: false, errors: [`reload failed: ${(e as Error).message}`] };
       });
+    const counted = (): Promise<ReloadResult> =>
+      guarded().then((res) => {
+        metrics.reloads.inc({ result: res.applied ? "applied" : "refused" });
+        return res;
+      });
     // One reload at a time: a second SIGHUP waits for the first.
-    const r = reloading.then(guarded, guarded);
+    const r = reloading.then(counted, counted);
     reloading = r.catch(() => undefined);
     return r;
   };
@@ -200,6 +205,7 @@ async function wire(
       // The same words as `mxd check-config` (ConfigError's message).
       const errors = [e instanceof ConfigError ? e.message : `cannot read the configuration: ${(e as Error).message}`];
       logger.error({ errors }, "reload refused; still running on the previous configuration");
+      metrics.reloads.inc({ result: "refused" });
       return { applied: false, errors };
     }
     return applyConfig(next);

@@ -22,6 +22,7 @@ export class MxdMetrics {
   readonly results = this.registry.add(new Counter("mxd_recipient_deliveries_total", "Delivery attempt results per recipient, by outcome (delivered, deferred, bounced)."));
   readonly dead = this.registry.add(new Counter("mxd_dead_letters_total", "Entries moved to the dead-letter folder (spoolDir/dead)."));
   readonly badEntries = this.registry.add(new Counter("mxd_spool_bad_entries_total", "Spool state files that could not be loaded (not JSON, of the wrong shape, too large); each goes to dead/ and its sender gets a bounce when the envelope is readable."));
+  readonly reloads = this.registry.add(new Counter("mxd_config_reloads_total", "Configuration reloads (SIGHUP, mxd reload), by result: applied, or refused (the daemon kept its previous configuration)."));
   readonly latency = this.registry.add(new Histogram("mxd_delivery_latency_seconds", "Time from acceptance to successful delivery, per recipient.", LATENCY_BUCKETS));
 
   readonly queueEvents: QueueEvents = {
@@ -40,6 +41,7 @@ export class MxdMetrics {
     this.accepted.inc({}, 0);
     this.dead.inc({}, 0);
     this.badEntries.inc({}, 0);
+    for (const result of ["applied", "refused"]) this.reloads.inc({ result }, 0);
     this.latency.init();
   }
 

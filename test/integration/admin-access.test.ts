@@ -83,6 +83,12 @@ test("no admin.token: TCP serves the status page, /healthz, /metrics, /status an
   const rl = await req({ socketPath, method: "POST", path: "/reload", headers: json, body: "{}" });
   assert.deepEqual(JSON.parse(rl.text), { applied: true, changed: [] });
   assert.equal((await req({ socketPath, method: "POST", path: "/resume", headers: json, body: "{}" })).status, 200);
+  // A refused one (a setting only a restart can change), then both show in /metrics.
+  const notApplied = await d.applyConfig(parseConfig({ ...d.config, spoolDir: "/elsewhere" } as ConfigInput));
+  assert.equal(notApplied.applied, false);
+  const m = (await req({ port, method: "GET", path: "/metrics" })).text;
+  assert.match(m, /^mxd_config_reloads_total\{result="applied"\} 1$/m);
+  assert.match(m, /^mxd_config_reloads_total\{result="refused"\} 1$/m);
 });
 
 test("with admin.token: actions need it on loopback too; wrong Host, cross-site Origin and form or text bodies are refused even with it", async () => {
