@@ -252,6 +252,7 @@ const configBase = z
       .object({
         listen: hostPortOf({ defaultPort: 8025, minPort: 0 }).nullable().default("127.0.0.1:8025").describe('TCP address of the admin HTTP API (loopback by default); null = only the spoolDir/admin.sock socket'),
         token: z.string().min(16, "expected a token of at least 16 characters").optional(),
+        hosts: z.array(hostName).default([]).describe("more host names the TCP admin API answers to in the Host header (besides IP addresses, localhost, hostname and admin.listen's host), e.g. the name Prometheus scrapes"),
       })
       .strict()
       .default({}),

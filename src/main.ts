@@ -277,8 +277,8 @@ function listenName(l: Config["listen"][number]): string {
   return `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}${l.tls ? " (tls)" : ""}`;
 }
 
-/** Names the admin TCP listener answers to in Host (besides IP literals and localhost): the hostname, and admin.listen's own host name. */
+/** Names the admin TCP listener answers to in Host (besides IP literals and localhost): hostname, admin.hosts, admin.listen's own host name. */
 function adminHostnames(c: Config): string[] {
   const l = c.admin.listen ? parseHostPort(c.admin.listen, { defaultPort: 8025, minPort: 0 }) : undefined;
-  return [c.hostname, ...(l?.ok && l.value.kind === "name" ? [l.value.host] : [])];
+  return [c.hostname, ...c.admin.hosts, ...(l?.ok && l.value.kind === "name" ? [l.value.host] : [])];
 }

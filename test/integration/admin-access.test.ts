@@ -92,7 +92,7 @@ test("no admin.token: TCP serves the status page, /healthz, /metrics, /status an
 });
 
 test("with admin.token: actions need it on loopback too; wrong Host, cross-site Origin and form or text bodies are refused even with it", async () => {
-  const { d, port } = await daemon({ listen: `${HOST}:0`, token: TOKEN });
+  const { d, port } = await daemon({ listen: `${HOST}:0`, token: TOKEN, hosts: ["scrape.internal"] });
   const auth = { Authorization: `Bearer ${TOKEN}` };
   assert.equal((await req({ port, method: "POST", path: "/pause", headers: json, body: "{}" })).status, 401, "no token");
   assert.equal((await req({ port, method: "POST", path: "/pause", headers: { ...json, Authorization: "Bearer wrong-wrong-wrong-wrong" }, body: "{}" })).status, 401);
@@ -115,7 +115,7 @@ test("with admin.token: actions need it on loopback too; wrong Host, cross-site 
   assert.equal(d.queue.pauseState.paused, false, "none of them paused anything");
 
   // The right way: token, JSON, our Host (IP literal, localhost or the configured hostname).
-  for (const host of [`${HOST}:${port}`, `localhost:${port}`, `mxd-admin.test:${port}`]) {
+  for (const host of [`${HOST}:${port}`, `localhost:${port}`, `mxd-admin.test:${port}`, `scrape.internal:${port}`]) {
     assert.equal((await req({ port, method: "GET", path: "/status", headers: { ...auth, Host: host } })).status, 200, host);
   }
   const ok = await req({ port, method: "POST", path: "/pause", headers: { ...json, ...auth, Origin: `http://${HOST}:${port}` }, body: "{}" });
