@@ -9,6 +9,7 @@ import { queueCommand } from "./cli/queue.js";
 import { statusCommand } from "./cli/status.js";
 import { spoolCommand } from "./cli/spool.js";
 import { reloadCommand } from "./cli/reload.js";
+import { loadTlsCredentials } from "./io/tls-credentials.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -80,13 +81,21 @@ async function serve(argv: string[]): Promise<number> {
 function checkConfig(argv: string[]): number {
   const { values, positionals } = parseOptions("mxd check-config", argv, { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } });
   if (values.help) {
-    console.log("usage: mxd check-config [FILE]   (exit 0 valid, 2 invalid)\n  Prints the effective config (durations and sizes as written) on stdout, the file it read and OK on stderr.");
+    console.log("usage: mxd check-config [FILE]   (exit 0 valid, 2 invalid, 1 certificates not loadable)\n  Prints the effective config (durations and sizes as written) on stdout, the file it read and OK on stderr;\n  also loads tls.cert/tls.key/tls.sni as mxd serve would (unreadable file, key not matching its certificate).");
     return 0;
   }
   if (positionals.length > 1) throw new UsageError(`mxd check-config: one file expected, got ${positionals.length}`);
   const { config, input, source } = loadResolvedConfig(positionals[0] ?? values.config);
   console.log(JSON.stringify(displayConfig(input, config), null, 2));
-  console.error(`mxd check-config: ${source ?? "no config file found (./mxd.json, $MXD_CONFIG, /etc/mxd/mxd.json): embedded defaults"}: OK`);
+  const where = source ?? "no config file found (./mxd.json, $MXD_CONFIG, /etc/mxd/mxd.json): embedded defaults";
+  // The certificates as `mxd serve` and a reload would load them: a renewal can be checked first.
+  try {
+    loadTlsCredentials(config.tls);
+  } catch (e) {
+    console.error(`mxd check-config: ${where}: ${(e as Error).message}`);
+    return 1;
+  }
+  console.error(`mxd check-config: ${where}: OK`);
   return 0;
 }
 

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import tls from "node:tls";
 import { chmodSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { makeCert, pidAlive, requirePeers, runTool, skipUnless, startMxd, stopAllPeers, tempDir, waitFor, type MxdPeer } from "../helpers/peers.js";
+import { MXD_CLI, makeCert, pidAlive, requirePeers, runTool, skipUnless, startMxd, stopAllPeers, tempDir, waitFor, type MxdPeer } from "../helpers/peers.js";
 import { RawClient, ehlo } from "../helpers/inbound.js";
 
 const HOST = "127.0.0.110";
@@ -167,6 +167,10 @@ test("certificate swap + SIGHUP: the next connection gets the new one, an open s
   assert.match(String(r2.msg), /^reload refused/);
   assert.match(JSON.stringify(r2.errors), /tls\.cert\/tls\.key: .*live-cert\.pem and .*live-key\.pem are not a usable certificate and key \(.*key values mismatch\)/);
   assert.equal((await sClient({ port: implicitPort })).subject, "renewed.mxd.test", "the old pair is still served");
+  // check-config loads the certificates the same way, so a renewal can be checked first.
+  const check = await runTool(process.execPath, [MXD_CLI, "check-config", mxd.configFile], { timeoutMs: 20_000 });
+  assert.equal(check.code, 1);
+  assert.ok(check.stderr.includes((r2.errors as string[])[0]!), check.stderr);
   // Broken: unreadable (gone).
   rmSync(join(dir, "live-key.pem"));
   mxd.kill("SIGHUP");
