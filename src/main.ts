@@ -130,6 +130,7 @@ async function wire(
     return snapshot.value;
   };
   // ---------------------------------------------------------------- reload (SIGHUP, mxd reload)
+  let stopping: Promise<void> | undefined;
   /**
    * The steps of a reload, in order, after the plan (reload-plan.ts) accepted the new config and
    * its certificates loaded. A subsystem with run-time settings adds its step here (users file,
@@ -149,6 +150,7 @@ async function wire(
         logger.error({ errors }, "reload refused; still running on the previous configuration");
         return { applied: false, errors };
       };
+      if (stopping) return refuse(["mxd is stopping"]);
       const plan = planReload(current, next);
       if (!plan.ok) return refuse(plan.errors);
       let nextTls: typeof tls;
@@ -236,7 +238,6 @@ async function wire(
   logger.info({ listen: server.addresses, admin: admin.addresses, hostname: config.hostname, spoolDir: config.spoolDir, paused: q.pauseState }, "ready");
   const recovering = q.start().catch((e) => logger.fatal({ err: e }, "queue recovery failed"));
 
-  let stopping: Promise<void> | undefined;
   return {
     get config() {
       return current;
