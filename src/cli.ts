@@ -12,6 +12,8 @@ import { cliMessage, exitStatusFor } from "./core/errors.js";
 import { userCommand } from "./cli/user.js";
 import { dkimCommand } from "./cli/dkim.js";
 import { loadDkimPolicy } from "./dkim/policy.js";
+import { reloadCommand } from "./cli/reload.js";
+import { loadTlsCredentials } from "./io/tls-credentials.js";
 
 const USAGE = `usage: mxd <command> [options]
 
@@ -21,6 +23,7 @@ commands:
   queue list|show|flush|delete|bounce|hold|release|pause|resume [...]
                                                inspect and manage the queue (mxd queue --help)
   status [--json]                              is mxd running, listeners, queue counts, pauses, last errors
+  reload                                       make the running daemon re-read its config file (as SIGHUP)
   --version                                    print the version
   spool check [--json]                         verify the spool journal: checksums, damage, unreadable states
   user add|passwd|delete|list [NAME]           submission users (auth.usersFile; mxd user --help)
@@ -53,7 +56,13 @@ async function serve(argv: string[]): Promise<number> {
   });
   // logrotate: the file was renamed; write to a new one at the configured path.
   process.on("SIGUSR1", () => reopen?.());
-  const daemon = await startDaemon(config).catch((e: unknown) => {
+  // SIGHUP re-reads the config file (Node's default action would kill the daemon and leave
+  // admin.sock and mxd.pid behind). One that arrives while mxd starts is applied after "ready".
+  let reload: (() => void) | undefined;
+  let hupWhileStarting = false;
+  process.on("SIGHUP", () => (reload ? reload() : (hupWhileStarting = true)));
+  const loadConfig = () => loadResolvedConfig(values.config, { logLevel: values["log-level"] }).config;
+  const daemon = await startDaemon(config, { loadConfig }).catch((e: unknown) => {
     // Nothing may keep a half-started daemon alive (a listener bound before the failure):
     // report, and exit with the status the error deserves.
     process.exitCode = exitStatusFor(e);
@@ -64,6 +73,11 @@ async function serve(argv: string[]): Promise<number> {
     daemon.reopenLog();
     daemon.logger.info({ file: config.log.file }, "log reopened");
   };
+  reload = () => {
+    daemon.logger.info({ signal: "SIGHUP" }, "signal received: reloading the configuration");
+    void daemon.reload();
+  };
+  if (hupWhileStarting) reload();
   daemon.logger.info({ signal: await stopSignal }, "signal received");
   await daemon.stop();
   // Deliveries still in flight after shutdownTimeout are cut here: their recipients stay
@@ -75,7 +89,7 @@ async function serve(argv: string[]): Promise<number> {
 function checkConfig(argv: string[]): number {
   const { values, positionals } = parseOptions("mxd check-config", argv, { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } });
   if (values.help) {
-    console.log("usage: mxd check-config [FILE]   (exit 0 valid, 2 invalid)\n  Prints the effective config (durations and sizes as written) on stdout, the file it read and OK on stderr.");
+    console.log("usage: mxd check-config [FILE]   (exit 0 valid, 2 invalid, 1 certificates not loadable)\n  Prints the effective config (durations and sizes as written) on stdout, the file it read and OK on stderr;\n  also loads tls.cert/tls.key/tls.sni as mxd serve would (unreadable file, key not matching its certificate).");
     return 0;
   }
   if (positionals.length > 1) throw new UsageError(`mxd check-config: one file expected, got ${positionals.length}`);
@@ -83,7 +97,15 @@ function checkConfig(argv: string[]): number {
   // DKIM keys are files the schema cannot see into: load them, as `mxd serve` will.
   loadDkimPolicy(config.dkim, (p) => readFileSync(p));
   console.log(JSON.stringify(displayConfig(input, config), null, 2));
-  console.error(`mxd check-config: ${source ?? "no config file found (./mxd.json, $MXD_CONFIG, /etc/mxd/mxd.json): embedded defaults"}: OK`);
+  const where = source ?? "no config file found (./mxd.json, $MXD_CONFIG, /etc/mxd/mxd.json): embedded defaults";
+  // The certificates as `mxd serve` and a reload would load them: a renewal can be checked first.
+  try {
+    loadTlsCredentials(config.tls);
+  } catch (e) {
+    console.error(`mxd check-config: ${where}: ${(e as Error).message}`);
+    return 1;
+  }
+  console.error(`mxd check-config: ${where}: OK`);
   return 0;
 }
 
@@ -99,6 +121,8 @@ async function main(argv: string[]): Promise<number> {
         return await queueCommand(rest);
       case "status":
         return await statusCommand(rest);
+      case "reload":
+        return await reloadCommand(rest);
       case "--version":
       case "-V":
       case "version":

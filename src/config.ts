@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { hostname as osHostname } from "node:os";
 import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import { parseCidr } from "./core/cidr.js";
 import { hostAndPort, hostKind, isHostName, parseHostPort } from "./core/host-port.js";
 import { describeIssue, displayConfig as displayAsWritten } from "./config-describe.js";
@@ -128,6 +129,44 @@ const proxyProtocolSchema = z
   })
   .strict();
 
+/**
+ * Modern suites only (Mozilla's "intermediate" list): forward secrecy, AEAD. The TLS_* names are
+ * TLS 1.3's; Node takes both from one string, and a list without any TLS_* name would switch TLS
+ * 1.3 off.
+ */
+export const DEFAULT_CIPHERS = [
+  "TLS_AES_128_GCM_SHA256",
+  "TLS_AES_256_GCM_SHA384",
+  "TLS_CHACHA20_POLY1305_SHA256",
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+  "DHE-RSA-AES128-GCM-SHA256",
+  "DHE-RSA-AES256-GCM-SHA384",
+].join(":");
+
+/** A cipher list OpenSSL accepts (asked by building a context with it, no certificate needed). */
+const tlsCiphers = z.string().min(1).superRefine((s, ctx) => {
+  try {
+    createSecureContext({ ciphers: s });
+  } catch (e) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected an OpenSSL cipher list, got ${JSON.stringify(s)} (${(e as Error).message})` });
+  }
+});
+
+/** "mail.example.org" or "*.example.org" (one label). */
+const sniName = z
+  .string()
+  .regex(/^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/, 'expected a host name like "mail.example.org" or "*.example.org"')
+  .transform((s) => s.toLowerCase());
+
+const sniEntry = z
+  .object({ servername: sniName, cert: z.string().min(1), key: z.string().min(1) })
+  .strict();
+
 const listenSchema = z
   .object({
     host: listenHost.default("127.0.0.1"),
@@ -207,7 +246,13 @@ const configBase = z
       .strict()
       .default({}),
     tls: z
-      .object({ cert: z.string().optional(), key: z.string().optional() })
+      .object({
+        cert: z.string().min(1).optional().describe("PEM certificate (chain) file for STARTTLS and implicit TLS listeners; re-read on SIGHUP"),
+        key: z.string().min(1).optional().describe("PEM private key file matching tls.cert"),
+        minVersion: z.enum(["TLSv1.2", "TLSv1.3"]).default("TLSv1.2").describe("oldest TLS version accepted inbound; SSL 3, TLS 1.0 and 1.1 are never offered"),
+        ciphers: tlsCiphers.default(DEFAULT_CIPHERS).describe("OpenSSL cipher list for TLS 1.2 plus TLS_* suite names for TLS 1.3"),
+        sni: z.array(sniEntry).default([]).describe("further certificates, chosen by the name the client asks for (SNI)"),
+      })
       .strict()
       .default({}),
     auth: z
@@ -348,6 +393,7 @@ const configBase = z
       .object({
         listen: hostPortOf({ defaultPort: 8025, minPort: 0 }).nullable().default("127.0.0.1:8025").describe('TCP address of the admin HTTP API (loopback by default); null = only the spoolDir/admin.sock socket'),
         token: z.string().min(16, "expected a token of at least 16 characters").optional(),
+        hosts: z.array(hostName).default([]).describe("more host names the TCP admin API answers to in the Host header (besides IP addresses, localhost, hostname and admin.listen's host), e.g. the name Prometheus scrapes"),
       })
       .strict()
       .default({}),
@@ -386,6 +432,8 @@ export const configSchema = configBase
     const needTls = c.listen.some((l) => l.tls);
     if (needTls && !(c.tls.cert && c.tls.key)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls"], message: "a listener has tls: true, so tls.cert and tls.key are required" });
+    } else if (!c.tls.cert !== !c.tls.key) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls", c.tls.cert ? "key" : "cert"], message: "tls.cert and tls.key go together: set both or neither" });
     }
     c.listen.forEach((l, i) => {
       if (l.mode !== "submission") return;
@@ -401,6 +449,15 @@ export const configSchema = configBase
     if (c.auth.failures.backoff > c.auth.failures.maxBackoff) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["auth", "failures", "backoff"], message: "expected backoff <= maxBackoff" });
     }
+    if (c.tls.sni.length > 0 && !c.tls.cert) {
+      // A client that sends no server name (or an unknown one) needs a certificate too.
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls", "sni"], message: "tls.sni needs a default certificate: set tls.cert and tls.key" });
+    }
+    const seen = new Set<string>();
+    c.tls.sni.forEach((e, i) => {
+      if (seen.has(e.servername)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls", "sni", i, "servername"], message: `${JSON.stringify(e.servername)} is listed twice` });
+      seen.add(e.servername);
+    });
     // The admin API can delete and bounce mail: never reachable from the network without a token.
     if (c.admin.listen && !isLoopbackHost(c.admin.listen) && !c.admin.token) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["admin", "token"], message: `admin.listen ${c.admin.listen} is not a loopback address, so admin.token is required` });

@@ -3,7 +3,10 @@
 import { holdYoungGeneration } from "./io/young-generation.js";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
-import type { Config } from "./config.js";
+import { ConfigError, type Config } from "./config.js";
+import { loadTlsCredentials } from "./io/tls-credentials.js";
+import { planReload, type ReloadResult } from "./reload-plan.js";
+import { parseHostPort } from "./core/host-port.js";
 import { systemClock, type Clock } from "./io/clock.js";
 import { createLogOutput, type Logger } from "./io/log.js";
 import { createNodeResolver } from "./io/resolver.js";
@@ -32,17 +35,33 @@ export interface Daemon {
   logger: Logger;
   /** Reopen log.file (SIGUSR1, after logrotate). */
   reopenLog(): void;
+  /** The configuration in force (the last one a reload applied). */
+  readonly config: Config;
+  /**
+   * Re-read the configuration (SIGHUP, `mxd reload`) and apply it; an invalid or unappliable
+   * one is refused and the daemon keeps running on the old one. Never throws; logs one line.
+   */
+  reload(): Promise<ReloadResult>;
+  /** Apply an already validated configuration (what reload() does after reading it). */
+  applyConfig(next: Config): Promise<ReloadResult>;
   stop(): Promise<void>;
 }
 
-export async function startDaemon(config: Config, opts: { logger?: Logger; clock?: Clock } = {}): Promise<Daemon> {
+export interface DaemonOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /** Where reload() gets the new configuration (the CLI re-reads the config file); throws ConfigError. Default: the start configuration again (certificates are still re-read). */
+  loadConfig?: () => Config;
+}
+
+export async function startDaemon(config: Config, opts: DaemonOptions = {}): Promise<Daemon> {
   const output = opts.logger ? { logger: opts.logger, reopen: () => undefined, flush: () => undefined } : createLogOutput(config.log);
   const logger = output.logger;
   const clock = opts.clock ?? systemClock;
   const spool = openSpool(config, { now: () => clock.now() });
   const startedAtMs = Date.now();
   const metrics = new MxdMetrics();
-  const admin = new AdminServer({ logger, token: config.admin.token });
+  const admin = new AdminServer({ logger, token: config.admin.token, hostnames: adminHostnames(config) });
   // First, before touching the spool: a second daemon on the same spool would deliver twice.
   // The pid lock answers even when someone deleted the admin socket.
   // A broken DKIM key is a config error (exit 2, naming the file) before anything starts.
@@ -58,7 +77,7 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
     throw e;
   }
   try {
-    return { ...(await wire(config, { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog: output.flush, dkim })), reopenLog: output.reopen };
+    return { ...(await wire(config, { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog: output.flush, dkim, loadConfig: opts.loadConfig })), reopenLog: output.reopen };
   } catch (e) {
     await admin.close();
     await lock.release();
@@ -68,15 +87,15 @@ export async function startDaemon(config: Config, opts: { logger?: Logger; clock
 
 async function wire(
   config: Config,
-  { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog, dkim }: { logger: Logger; clock: Clock; spool: JournalSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock; flushLog: () => void; dkim: DkimPolicy | undefined },
+  { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog, dkim, loadConfig }: { logger: Logger; clock: Clock; spool: JournalSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock; flushLog: () => void; dkim: DkimPolicy | undefined; loadConfig: (() => Config) | undefined },
 ): Promise<Omit<Daemon, "reopenLog">> {
+  /** The configuration in force; a reload replaces it. */
+  let current = config;
   const { cleaned } = await spool.init();
   if (cleaned) logger.info({ cleaned }, "removed leftovers of interrupted spool writes");
 
-  let tlsCredentials: { cert: Buffer; key: Buffer } | undefined;
-  if (config.tls.cert && config.tls.key) {
-    tlsCredentials = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) };
-  }
+  // Unreadable or mismatched certificates stop the start here (exit 1, the message names the file).
+  let tls = loadTlsCredentials(config.tls);
   const resolver = createNodeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, tries: config.dns.tries });
   const courier = createCourier({ config, resolver, logger, clock });
   const live = new LiveStats(() => clock.now());
@@ -90,7 +109,7 @@ async function wire(
     spool,
     logger,
     clock,
-    tlsCredentials,
+    ...(tls ? { tls } : {}),
     dkim,
     onQueued: (m) => {
       metrics.accepted.inc();
@@ -123,24 +142,109 @@ async function wire(
   const currentSnapshot = (): LiveSnapshot => {
     const now = clock.now();
     if (!snapshot || now - snapshot.at >= 1000) {
-      snapshot = { at: now, value: buildSnapshot({ nowMs: now, hostname: config.hostname, startedAtMs, live, counts: q.counts(), dead, oldestId: q.oldestId(), paused: q.pauseState.paused, destinations: q.destinations() }) };
+      snapshot = { at: now, value: buildSnapshot({ nowMs: now, hostname: current.hostname, startedAtMs, live, counts: q.counts(), dead, oldestId: q.oldestId(), paused: q.pauseState.paused, destinations: q.destinations() }) };
     }
     return snapshot.value;
   };
+  // ---------------------------------------------------------------- reload (SIGHUP, mxd reload)
+  let stopping: Promise<void> | undefined;
+  /**
+   * The steps of a reload, in order, after the plan (reload-plan.ts) accepted the new config and
+   * its certificates loaded. A subsystem with run-time settings adds its step here (users file,
+   * rate limiters…); a step must not fail on a validated config, except the listeners (first,
+   * undone when they cannot be bound).
+   */
+  const applySteps = (next: Config): void => {
+    admin.reconfigure({ token: next.admin.token, hostnames: adminHostnames(next) });
+    courier.reconfigure(next); // routes, fallback relays, localDomains, timeouts, hostname
+    q.reconfigure(next); // retry policy, limits, bounces
+    if (logger.level !== next.log.level) logger.level = next.log.level;
+  };
+  let reloading: Promise<unknown> = Promise.resolve();
+  const applyConfig = (next: Config): Promise<ReloadResult> => {
+    const run = async (): Promise<ReloadResult> => {
+      const refuse = (errors: string[]): ReloadResult => {
+        logger.error({ errors }, "reload refused; still running on the previous configuration");
+        return { applied: false, errors };
+      };
+      if (stopping) return refuse(["mxd is stopping"]);
+      const plan = planReload(current, next);
+      if (!plan.ok) return refuse(plan.errors);
+      let nextTls: typeof tls;
+      try {
+        nextTls = loadTlsCredentials(next.tls);
+      } catch (e) {
+        return refuse([(e as Error).message]);
+      }
+      const certificates = nextTls?.fingerprint !== tls?.fingerprint;
+      const before = { config: current, tls };
+      server.reconfigure(next, nextTls); // relay networks, limits, localDomains, certificates: new connections
+      try {
+        await server.changeListeners(plan.listen.open, plan.listen.close);
+      } catch (e) {
+        server.reconfigure(before.config, before.tls);
+        return refuse([`listener not opened: ${(e as Error).message}`]);
+      }
+      applySteps(next);
+      current = next;
+      tls = nextTls;
+      // Certificate files replaced under the same names: the config diff cannot see it.
+      const changed = certificates && !plan.changed.some((p) => p === "tls" || p.startsWith("tls.")) ? [...plan.changed, "certificates"] : plan.changed;
+      logger.info(
+        {
+          changed,
+          ...(plan.listen.open.length ? { listenersOpened: plan.listen.open.map(listenName) } : {}),
+          ...(plan.listen.close.length ? { listenersClosed: plan.listen.close.map(listenName) } : {}),
+        },
+        changed.length ? `config reloaded: ${changed.join(", ")} changed` : "config reloaded: nothing changed",
+      );
+      return { applied: true, changed };
+    };
+    // A bug in a step must not become an unhandled rejection (that would end the daemon).
+    const guarded = (): Promise<ReloadResult> =>
+      run().catch((e: unknown) => {
+        logger.error({ err: (e as Error).stack ?? String(e) }, "reload failed");
+        return { applied: false, errors: [`reload failed: ${(e as Error).message}`] };
+      });
+    const counted = (): Promise<ReloadResult> =>
+      guarded().then((res) => {
+        metrics.reloads.inc({ result: res.applied ? "applied" : "refused" });
+        return res;
+      });
+    // One reload at a time: a second SIGHUP waits for the first.
+    const r = reloading.then(counted, counted);
+    reloading = r.catch(() => undefined);
+    return r;
+  };
+  const reload = async (): Promise<ReloadResult> => {
+    let next: Config;
+    try {
+      next = loadConfig ? loadConfig() : current;
+    } catch (e) {
+      // The same words as `mxd check-config` (ConfigError's message).
+      const errors = [e instanceof ConfigError ? e.message : `cannot read the configuration: ${(e as Error).message}`];
+      logger.error({ errors }, "reload refused; still running on the previous configuration");
+      metrics.reloads.inc({ result: "refused" });
+      return { applied: false, errors };
+    }
+    return applyConfig(next);
+  };
+
   admin.attach({
+    reload: () => reload(),
     live: currentSnapshot,
     queue: q,
     spool,
     metrics: () => metrics.registry.render(),
     status: async () => ({
       pid: process.pid,
-      hostname: config.hostname,
+      hostname: current.hostname,
       startedAt: new Date(startedAtMs).toISOString(),
       uptimeSeconds: Math.round((Date.now() - startedAtMs) / 1000),
       listen: server.addresses,
       admin: admin.addresses,
       spoolDir: resolve(config.spoolDir),
-      delivery: { enabled: config.delivery.enabled, outbound: courier.remoteActive },
+      delivery: { enabled: current.delivery.enabled, outbound: courier.remoteActive },
       queue: { ...q.counts(), dead: await countDead(spool) },
       paused: q.pauseState.paused,
       pausedDomains: q.pauseState.pausedDomains,
@@ -158,8 +262,12 @@ async function wire(
     .catch((e) => logger.fatal({ err: e }, "queue recovery failed"))
     .finally(releaseYoung);
 
-  let stopping: Promise<void> | undefined;
   return {
+    get config() {
+      return current;
+    },
+    reload,
+    applyConfig,
     smtp: server,
     queue: q,
     spool,
@@ -171,9 +279,12 @@ async function wire(
         logger.info("shutting down");
         clearInterval(ticker);
         // One deadline for both: inbound transactions and deliveries run meanwhile.
-        const deadline = Date.now() + config.shutdownTimeout;
-        await server.close(config.shutdownTimeout);
-        await Promise.race([recovering, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+        const deadline = Date.now() + current.shutdownTimeout;
+        await server.close(current.shutdownTimeout);
+        // The timer is cleared: a pending one would keep an embedding process alive for shutdownTimeout.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([recovering, new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+        clearTimeout(timer);
         await q.stop(Math.max(0, deadline - Date.now()));
         await courier.close();
         await spool.close();
@@ -185,4 +296,14 @@ async function wire(
       return stopping;
     },
   };
+}
+
+function listenName(l: Config["listen"][number]): string {
+  return `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}${l.tls ? " (tls)" : ""}`;
+}
+
+/** Names the admin TCP listener answers to in Host (besides IP literals and localhost): hostname, admin.hosts, admin.listen's own host name. */
+function adminHostnames(c: Config): string[] {
+  const l = c.admin.listen ? parseHostPort(c.admin.listen, { defaultPort: 8025, minPort: 0 }) : undefined;
+  return [c.hostname, ...c.admin.hosts, ...(l?.ok && l.value.kind === "name" ? [l.value.host] : [])];
 }

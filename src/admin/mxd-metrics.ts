@@ -32,6 +32,7 @@ export class MxdMetrics {
   readonly dead = this.registry.add(new Counter("mxd_dead_letters_total", "Entries moved to the dead-letter folder (spoolDir/dead)."));
   readonly badEntries = this.registry.add(new Counter("mxd_spool_bad_entries_total", "Spool state files that could not be loaded (not JSON, of the wrong shape, too large); each goes to dead/ and its sender gets a bounce when the envelope is readable."));
   readonly auth = this.registry.add(new Counter("mxd_auth_attempts_total", "SMTP AUTH verdicts on submission listeners, by result (success, failure, blocked: refused during a client's failed-AUTH back-off, unavailable: users file unreadable)."));
+  readonly reloads = this.registry.add(new Counter("mxd_config_reloads_total", "Configuration reloads (SIGHUP, mxd reload), by result: applied, or refused (the daemon kept its previous configuration)."));
   readonly latency = this.registry.add(new Histogram("mxd_delivery_latency_seconds", "Time from acceptance to successful delivery, per recipient.", LATENCY_BUCKETS));
 
   readonly queueEvents: QueueEvents = {
@@ -51,6 +52,7 @@ export class MxdMetrics {
     this.dead.inc({}, 0);
     this.badEntries.inc({}, 0);
     for (const result of ["success", "failure", "blocked", "unavailable"]) this.auth.inc({ result }, 0);
+    for (const result of ["applied", "refused"]) this.reloads.inc({ result }, 0);
     this.latency.init();
   }
 

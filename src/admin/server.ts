@@ -5,9 +5,9 @@
 import http from "node:http";
 import net from "node:net";
 import { createHash, timingSafeEqual } from "node:crypto";
-import { promises as fsp } from "node:fs";
+import { promises as fsp, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type { Logger } from "../io/log.js";
 import type { JournalSpool } from "../spool/journal-spool.js";
 import type { OpResult, QueueManager } from "../queue/worker.js";
@@ -21,26 +21,44 @@ import { STATUS_PAGE_HTML } from "./status-page-html.js";
 import type { StatusReply } from "./status-reply.js";
 import { ACTIONS, isDeadLetter, runAction, selectTargets, type Action } from "./queue-actions.js";
 import { MxdError } from "../core/errors.js";
+import { bodyTypeProblem, checkAccess } from "./access.js";
+import type { ReloadResult } from "../reload-plan.js";
 
 /** Longest Unix socket path that binds everywhere (sun_path: 108 bytes on Linux, 104 on macOS/BSD, with the NUL). */
 export const MAX_SOCKET_PATH = 103;
 
+/** In spoolDir: where the socket is when spoolDir/admin.sock would be too long (one line, the path). */
+export const SOCKET_POINTER = "admin.sock.path";
+
 /**
- * Where the daemon listens for the CLI: `spoolDir/admin.sock`. A named pipe on Windows, where
+ * Where the CLI finds the daemon: `spoolDir/admin.sock`. A named pipe on Windows, where
  * sockets are not files. When that path is too long for a Unix socket (libuv would silently
- * bind a truncated path elsewhere), `<tmpdir>/mxd-<hash of the spool path>.sock` instead: the
- * daemon and the CLI compute the same name from the same spoolDir.
+ * bind a truncated path elsewhere), the daemon binds in a fresh private directory
+ * (`<tmpdir>/mxd-XXXXXX/`, mode 0700, a random name nobody can create first) and writes the
+ * socket's path to `spoolDir/admin.sock.path`; undefined when there is no such file (then no
+ * daemon serves this spool).
  */
-export function adminSocketPath(spoolDir: string): string {
-  const hash = () => createHash("sha256").update(resolve(spoolDir)).digest("hex").slice(0, 16);
-  if (process.platform === "win32") return `\\\\.\\pipe\\mxd-${hash()}`;
+export function adminSocketPath(spoolDir: string): string | undefined {
+  if (process.platform === "win32") return pipeName(spoolDir);
   const p = join(spoolDir, "admin.sock");
-  return Buffer.byteLength(p) <= MAX_SOCKET_PATH ? p : join(tmpdir(), `mxd-${hash()}.sock`);
+  if (Buffer.byteLength(p) <= MAX_SOCKET_PATH) return p;
+  try {
+    const target = readFileSync(join(spoolDir, SOCKET_POINTER), "utf8").trim();
+    return isAbsolute(target) ? target : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function pipeName(spoolDir: string): string {
+  return `\\\\.\\pipe\\mxd-${createHash("sha256").update(resolve(spoolDir)).digest("hex").slice(0, 16)}`;
 }
 
 export interface AdminOptions {
   logger: Logger;
-  token?: string;
+  token?: string | undefined;
+  /** Host names the TCP listener answers to besides IP literals and localhost (the configured hostname). */
+  hostnames?: readonly string[];
   /** How long an action may wait for a delivery in progress before the answer says "pending". */
   actionWaitMs?: number;
   /** Slow-client limits (ms): request headers, whole request, a response the client stops reading. Tests shorten them. */
@@ -55,6 +73,8 @@ export interface AdminTarget {
   status: () => Promise<StatusReply>;
   /** The live status page's latest snapshot (admin/status-page.ts). */
   live?: () => object | undefined;
+  /** POST /reload: re-read and apply the configuration (main.ts). */
+  reload?: () => Promise<ReloadResult>;
   now?: () => number;
 }
 
@@ -65,8 +85,6 @@ class HttpError extends MxdError {
 }
 
 export const MAX_BODY = 1024 * 1024;
-/** The status page and its data: a browser may be asked for Basic credentials there. */
-const STATUS_PAGE_PATHS = ["/", "/live", "/events"];
 /** A response the client does not read for this long is abandoned (GET /queue over a big queue). */
 const WRITE_STALL_MS = 60_000;
 const OPS = ACTIONS;
@@ -80,7 +98,12 @@ export class AdminServer {
   /** Open status page event streams (ended at close). */
   private readonly streams = new Set<http.ServerResponse>();
 
-  constructor(private readonly opts: AdminOptions) {}
+  constructor(private opts: AdminOptions) {}
+
+  /** A reload: the token and host names in force from the next request on. */
+  reconfigure(o: { token?: string | undefined; hostnames?: readonly string[] }): void {
+    this.opts = { ...this.opts, token: o.token, ...(o.hostnames ? { hostnames: o.hostnames } : {}) };
+  }
 
   attach(target: AdminTarget): void {
     this.target = target;
@@ -93,19 +116,20 @@ export class AdminServer {
 
   /** Listen on the spool socket (refusing to start when another daemon answers there) and on `tcp`. */
   async listen(spoolDir: string, tcp: string | null): Promise<void> {
-    const path = adminSocketPath(spoolDir);
     await fsp.mkdir(spoolDir, { recursive: true });
+    let path = adminSocketPath(spoolDir);
     if (process.platform !== "win32") {
-      if (await answers(path)) {
+      if (path !== undefined && (await answers(path))) {
         // With a code, the CLI reports it as an operator problem (message, no stack).
         throw new MxdError("MXD_ALREADY_RUNNING", `another mxd is already running on spool ${spoolDir} (${path} answers)`);
       }
-      await fsp.rm(path, { force: true }); // left by a daemon that did not stop cleanly
+      if (path !== undefined) await removeStaleSocket(spoolDir, path); // left by a daemon that did not stop cleanly
+      if (path === undefined || path !== join(spoolDir, "admin.sock")) path = await this.privateSocket(spoolDir);
     }
-    await this.start({ path }, true);
-    if (process.platform !== "win32") await fsp.chmod(path, 0o600);
+    await this.start({ path: path! }, true);
+    if (process.platform !== "win32") await fsp.chmod(path!, 0o600);
     this.socketPath = path;
-    this.addresses.push(path);
+    this.addresses.push(path!);
     if (tcp) {
       const { host, port } = hostAndPort(tcp, 8025);
       try {
@@ -125,7 +149,7 @@ export class AdminServer {
     const t = this.opts.timeouts ?? {};
     const headersTimeout = t.headers ?? 10_000;
     // Node checks the header and request deadlines every connectionsCheckingInterval (30 s by default).
-    const srv = http.createServer({ connectionsCheckingInterval: Math.min(1000, headersTimeout) }, (req, res) => void this.handle(req, res, local));
+    const srv = http.createServer({ connectionsCheckingInterval: Math.min(1000, headersTimeout) }, (req, res) => void this.handle(req, res, local, (srv.address() as net.AddressInfo | null)?.port ?? 0));
     // Slow clients: headers within 10 s, the whole request (body included) within 30 s, an idle
     // keep-alive connection closed after 5 s; a bounded number of connections per listener.
     srv.headersTimeout = headersTimeout;
@@ -145,6 +169,22 @@ export class AdminServer {
     return srv;
   }
 
+  /** spoolDir/admin.sock is too long: a socket in a new 0700 directory, named in spoolDir/admin.sock.path. */
+  private async privateSocket(spoolDir: string): Promise<string> {
+    const dir = await fsp.mkdtemp(join(tmpdir(), "mxd-"));
+    const path = join(dir, "admin.sock");
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+      await fsp.rmdir(dir);
+      throw Object.assign(new Error(`admin socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes: use a shorter spoolDir or TMPDIR`), { code: "EMXDSOCKET" });
+    }
+    const pointer = join(spoolDir, SOCKET_POINTER);
+    await fsp.writeFile(pointer + ".tmp", path + "\n", { mode: 0o644 });
+    await fsp.rename(pointer + ".tmp", pointer);
+    this.privateDir = { dir, pointer };
+    return path;
+  }
+  private privateDir: { dir: string; pointer: string } | undefined;
+
   async close(): Promise<void> {
     for (const r of this.streams) r.destroy();
     await Promise.all(
@@ -157,11 +197,17 @@ export class AdminServer {
       ),
     );
     if (this.socketPath && process.platform !== "win32") await fsp.rm(this.socketPath, { force: true });
+    if (this.privateDir) {
+      await fsp.rm(this.privateDir.pointer, { force: true });
+      await fsp.rmdir(this.privateDir.dir).catch(() => undefined);
+      this.privateDir = undefined;
+    }
   }
 
-  private authorized(req: http.IncomingMessage, local: boolean): boolean {
+  /** Do the request's credentials match admin.token? undefined when no token is configured. */
+  private tokenMatches(req: http.IncomingMessage): boolean | undefined {
     const token = this.opts.token;
-    if (local || !token) return true;
+    if (!token) return undefined;
     // The scheme is case-insensitive (RFC 7235 §2.1); the token is compared in constant time
     // (digests of equal length, so neither content nor length leaks through timing).
     // Bearer for tools; Basic (any user name, the token as password) for the status page in a
@@ -175,7 +221,7 @@ export class AdminServer {
     return timingSafeEqual(a, b);
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse, local: boolean): Promise<void> {
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse, local: boolean, port: number): Promise<void> {
     let path = "?";
     try {
       // Parsed inside the try: a request target like "http://[" must be a 400, not a crash.
@@ -186,11 +232,24 @@ export class AdminServer {
         throw new HttpError(400, "bad request target");
       }
       path = url.pathname.replace(/\/+$/, "") || "/";
-      if (!this.authorized(req, local)) {
-        res.setHeader("WWW-Authenticate", STATUS_PAGE_PATHS.includes(path) ? 'Basic realm="mxd", Bearer realm="mxd"' : 'Bearer realm="mxd"');
-        throw new HttpError(401, "missing or wrong bearer token");
-      }
       const method = req.method ?? "GET";
+      const verdict = checkAccess({
+        local,
+        method,
+        path,
+        host: req.headers.host,
+        origin: req.headers.origin,
+        tokenOk: local ? undefined : this.tokenMatches(req),
+        port,
+        hostnames: this.opts.hostnames ?? [],
+      });
+      if (!verdict.ok) {
+        if (verdict.wwwAuthenticate) res.setHeader("WWW-Authenticate", verdict.wwwAuthenticate);
+        // Do not read (or wait for) the body of a refused request.
+        res.setHeader("Connection", "close");
+        res.once("finish", () => req.destroy());
+        throw new HttpError(verdict.status, verdict.message);
+      }
       if (path === "/healthz") return this.need(method, "GET", () => json(res, 200, { status: "ok" }));
       if (path === "/") {
         this.need(method, "GET");
@@ -238,12 +297,20 @@ export class AdminServer {
       const op = /^\/queue\/(flush|delete|bounce|hold|release|retry|requeue)$/.exec(path);
       if (op) {
         this.need(method, "POST");
-        const body = await readJson(req);
+        const body = await readJson(req, local);
         return json(res, 200, { results: await this.op(op[1] as Op, body) });
+      }
+      if (path === "/reload") {
+        this.need(method, "POST");
+        const body = await readJson(req, local);
+        for (const k of Object.keys(body)) throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
+        const reload = this.deps.reload;
+        if (!reload) throw new HttpError(404, "this daemon cannot reload");
+        return json(res, 200, await reload());
       }
       if (path === "/pause" || path === "/resume") {
         this.need(method, "POST");
-        const body = await readJson(req);
+        const body = await readJson(req, local);
         // A typo ({"domian": …}) must not pause everything.
         for (const k of Object.keys(body)) if (k !== "domain") throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
         const domain = optDomain(body);
@@ -256,8 +323,8 @@ export class AdminServer {
       if (e instanceof HttpError) {
         if (res.headersSent) return void res.destroy();
         if (e.status === 405) res.setHeader("Allow", e.allow!);
-        if (e.status === 413) {
-          // Do not read (or wait for) the rest of an oversized body.
+        if (e.status === 413 || e.status === 415) {
+          // Do not read (or wait for) the rest of an oversized or refused body.
           res.setHeader("Connection", "close");
           res.once("finish", () => req.destroy());
         }
@@ -430,7 +497,10 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+async function readJson(req: http.IncomingMessage, local: boolean): Promise<Record<string, unknown>> {
+  const hasBody = Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
+  const typeProblem = bodyTypeProblem({ local, contentType: req.headers["content-type"], hasBody });
+  if (typeProblem) throw new HttpError(415, typeProblem);
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > MAX_BODY) throw new HttpError(413, `request body too large (limit ${MAX_BODY} bytes)`);
   const chunks: Buffer[] = [];
@@ -464,4 +534,21 @@ function answers(path: string): Promise<boolean> {
     s.once("connect", () => (clearTimeout(t), s.destroy(), ok(true)));
     s.once("error", () => (clearTimeout(t), ok(false)));
   });
+}
+
+/**
+ * A socket left by a daemon that did not stop: spoolDir/admin.sock, or the one in a private
+ * directory named by spoolDir/admin.sock.path — removed with its directory only when that is
+ * ours (a directory, not a link, owned by this user, mode 0700, named mxd-*).
+ */
+async function removeStaleSocket(spoolDir: string, path: string): Promise<void> {
+  if (path === join(spoolDir, "admin.sock")) return fsp.rm(path, { force: true });
+  const dir = dirname(path);
+  const st = await fsp.lstat(dir).catch(() => undefined);
+  const mine = st?.isDirectory() && !st.isSymbolicLink() && st.uid === process.getuid?.() && (st.mode & 0o777) === 0o700 && basename(dir).startsWith("mxd-") && basename(path) === "admin.sock";
+  if (mine) {
+    await fsp.rm(path, { force: true });
+    await fsp.rmdir(dir).catch(() => undefined);
+  }
+  await fsp.rm(join(spoolDir, SOCKET_POINTER), { force: true });
 }

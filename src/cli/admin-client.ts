@@ -81,8 +81,8 @@ async function probe(t: Target): Promise<"up" | "down" | Error> {
  */
 export async function connectDaemon(config: Config): Promise<AdminClient | undefined> {
   const socketPath = adminSocketPath(config.spoolDir);
-  const s = await probe({ socketPath });
-  if (s === "up") return client({ socketPath }, socketPath);
+  const s = socketPath === undefined ? "down" : await probe({ socketPath });
+  if (s === "up") return client({ socketPath: socketPath! }, socketPath!);
   let problem = s === "down" ? undefined : s;
   if (config.admin.listen) {
     const t: Target = { ...hostAndPort(config.admin.listen, 8025), token: config.admin.token };

@@ -76,7 +76,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
     console.log(JSON.stringify({ running: false, spoolDir: config.spoolDir, queue: q, paused: control.paused, pausedDomains: control.pausedDomains }, null, 2));
     return 1;
   }
-  console.log(`mxd is not running (no answer on ${adminSocketPath(config.spoolDir)}${config.admin.listen ? ` or ${config.admin.listen}` : ""})`);
+  console.log(`mxd is not running (no answer on ${adminSocketPath(config.spoolDir) ?? `${config.spoolDir}/admin.sock`}${config.admin.listen ? ` or ${config.admin.listen}` : ""})`);
   console.log(`spool:     ${config.spoolDir}${spool.exists() ? "" : " (does not exist)"}`);
   console.log(`queue:     ${q.total} message(s): ${q.queued} queued, ${q.deferred} deferred, ${q.held} held; ${q.dead} dead letter(s)`);
   console.log(`delivery:  ${describePause(control)} (when mxd starts)`);

@@ -42,7 +42,11 @@ export type MxdErrorCode =
   /** An outbound SMTP conversation broke: timeout, connection lost, garbage (smtp/client.ts). */
   | "MXD_SMTP_SESSION"
   /** A server reply that is not SMTP (core/smtp-reply.ts). */
-  | "MXD_REPLY_SYNTAX";
+  | "MXD_REPLY_SYNTAX"
+  /** A TLS certificate or key file cannot be read, or the pair does not match (tls.*). */
+  | "MXD_TLS_CREDENTIALS"
+  /** A new configuration cannot be applied to the running daemon (reload refused). */
+  | "MXD_RELOAD_REFUSED";
 
 export class MxdError extends Error {
   constructor(readonly code: MxdErrorCode, message: string, options?: { cause?: unknown }) {

@@ -2,6 +2,7 @@
 // happened. Outcomes are data, not exceptions (design.md).
 import type { Readable } from "node:stream";
 import type { Outcome } from "../core/envelope.js";
+import type { Config } from "../config.js";
 import type { HostReply } from "./host-report.js";
 import type { TlsInfo } from "../smtp/client.js";
 
@@ -61,4 +62,6 @@ export interface Courier {
   deliver(req: DeliveryRequest): Promise<RecipientResult[]>;
   /** Close idle cached connections (shutdown). */
   close(): Promise<void>;
+  /** A reload: deliveries that start from now on use this configuration (those in progress finish with theirs). */
+  reconfigure?(config: Config): void;
 }

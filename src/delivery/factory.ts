@@ -78,7 +78,7 @@ function createSmtpCourier(d: { config: Config; resolver: Resolver; logger: Logg
   const mtaSts = createMtaSts({ config: d.config, resolver: d.resolver, logger: d.logger, now: clock ? () => clock.now() : Date.now });
   // Cached policies are refreshed in the background too (the daemon passes its clock).
   if (mtaSts && clock) mtaSts.startRefresh(clock, MTA_STS_SWEEP_MS);
-  return new SmtpCourier({
+  const courier = new SmtpCourier({
     config: d.config,
     resolver: d.resolver,
     connector: nodeConnector,
@@ -88,4 +88,9 @@ function createSmtpCourier(d: { config: Config; resolver: Resolver; logger: Logg
     ...(mtaSts ? { mtaSts } : {}),
     ...(dane ? { dane } : {}),
   });
+  return {
+    deliver: (req) => courier.deliver(req),
+    close: () => courier.close(),
+    reconfigure: (config) => courier.reconfigure(config, ownAddresses(config)),
+  };
 }

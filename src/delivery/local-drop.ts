@@ -18,24 +18,35 @@ export interface LocalDropOptions {
   now?: () => number;
 }
 
+/** Maildir names must not contain "/" or ":". */
+function maildirHost(hostname: string): string {
+  return hostname.replace(/[/:]/g, "_");
+}
+
 export class LocalDropCourier implements Courier {
   private seq = 0;
-  private readonly host: string;
+  private host: string;
+  private config: Config;
   constructor(private readonly opts: LocalDropOptions) {
-    // Maildir names must not contain "/" or ":".
-    this.host = opts.config.hostname.replace(/[/:]/g, "_");
+    this.config = opts.config;
+    this.host = maildirHost(opts.config.hostname);
+  }
+
+  reconfigure(config: Config): void {
+    this.config = config;
+    this.host = maildirHost(config.hostname);
   }
 
   async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
     const out: RecipientResult[] = [];
     for (const r of req.recipients) {
-      const mailbox = localMailbox(this.opts.config.localDomains, r.address);
+      const mailbox = localMailbox(this.config.localDomains, r.address);
       if (mailbox === undefined) {
         // Queued before the recipient was removed from the config.
         out.push({ recipient: r.address, outcome: "permanent", status: "5.1.1", reply: `550 5.1.1 <${r.address}>: no such local mailbox`, remote: false });
         continue;
       }
-      const dir = join(this.opts.config.dropDir, req.domain, mailbox);
+      const dir = join(this.config.dropDir, req.domain, mailbox);
       try {
         const file = await this.write(dir, req, r.address);
         out.push({ recipient: r.address, outcome: "delivered", status: "2.0.0", reply: `250 2.0.0 delivered to ${file}`, remote: false });

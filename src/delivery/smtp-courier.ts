@@ -98,40 +98,60 @@ interface Idle {
 
 const DEFAULT_IDLE_MS = 5_000;
 
+function clientTimeouts(config: Config): ClientTimeouts {
+  const t = config.delivery.timeouts;
+  return { greeting: t.greeting, ehlo: t.ehlo, mail: t.mail, rcpt: t.rcpt, data: t.data, dataBlock: t.dataBlock, dataEnd: t.dataEnd, tls: t.tls };
+}
+
 export class SmtpCourier implements Courier {
-  private readonly config: Config;
+  private config: Config;
   private readonly connector: Connector;
   private readonly logger: Logger;
-  private readonly router: Router;
+  private router: Router;
   private readonly idleMs: number;
-  private readonly timeouts: ClientTimeouts;
+  private timeouts: ClientTimeouts;
   private readonly idle = new Map<string, Idle[]>();
   private readonly health: HostHealth;
   private readonly dane: Dane | undefined;
   private readonly mtaSts: MtaStsPolicies | undefined;
   private closed = false;
 
-  constructor(deps: SmtpCourierDeps) {
+  constructor(private readonly deps: SmtpCourierDeps) {
     this.config = deps.config;
     this.connector = deps.connector;
     this.logger = deps.logger;
     this.idleMs = deps.idleTimeoutMs ?? DEFAULT_IDLE_MS;
     this.dane = deps.dane;
     this.mtaSts = deps.mtaSts;
-    this.router = new Router({
-      config: deps.config,
-      resolver: deps.resolver,
-      ...(deps.random ? { random: deps.random } : {}),
-      ...(deps.localAddresses ? { localAddresses: deps.localAddresses } : {}),
-    });
+    this.router = this.routerFor(deps.config, deps.localAddresses);
     this.health = new HostHealth({
       perHostConcurrency: deps.config.delivery.perHostConcurrency,
       // Never skipped longer than the shortest retry interval: the retry policy stays in charge.
       deadHostTime: Math.min(deps.config.delivery.deadHostTime, deps.config.delivery.retry.minDelay),
       now: deps.now ?? Date.now,
     });
-    const t = deps.config.delivery.timeouts;
-    this.timeouts = { greeting: t.greeting, ehlo: t.ehlo, mail: t.mail, rcpt: t.rcpt, data: t.data, dataBlock: t.dataBlock, dataEnd: t.dataEnd, tls: t.tls };
+    this.timeouts = clientTimeouts(deps.config);
+  }
+
+  private routerFor(config: Config, localAddresses: readonly string[] | undefined): Router {
+    return new Router({
+      config,
+      resolver: this.deps.resolver,
+      ...(this.deps.random ? { random: this.deps.random } : {}),
+      ...(localAddresses ? { localAddresses } : {}),
+    });
+  }
+
+  /**
+   * A reload: routes, fallback relays, timeouts, hostname and the MX loop check's own addresses
+   * (`localAddresses`, from the new listeners) for the deliveries that start from now on. Idle
+   * cached connections are closed: they greeted with the old hostname and settings.
+   */
+  reconfigure(config: Config, localAddresses?: readonly string[]): void {
+    this.config = config;
+    this.router = this.routerFor(config, localAddresses ?? this.deps.localAddresses);
+    this.timeouts = clientTimeouts(config);
+    void this.dropIdle();
   }
 
   async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
@@ -485,6 +505,11 @@ export class SmtpCourier implements Courier {
   async close(): Promise<void> {
     this.closed = true;
     this.mtaSts?.stop();
+    await this.dropIdle();
+  }
+
+  /** QUIT every idle cached connection. */
+  private async dropIdle(): Promise<void> {
     const all = [...this.idle.values()].flat();
     this.idle.clear();
     await Promise.all(

@@ -29,8 +29,15 @@ export class DeliverySlots {
   private readonly global: PQueue;
   private readonly perDomain = new Map<string, PQueue>();
 
-  constructor(private readonly limits: SlotLimits) {
+  constructor(private limits: SlotLimits) {
     this.global = new PQueue({ concurrency: limits.concurrency });
+  }
+
+  /** New limits (a reload): for what is admitted from now on; deliveries in progress finish. */
+  setLimits(limits: SlotLimits): void {
+    this.limits = limits;
+    this.global.concurrency = limits.concurrency;
+    for (const q of this.perDomain.values()) q.concurrency = limits.perDomainConcurrency;
   }
 
   /**

@@ -22,7 +22,7 @@ import { deliveryLogFields, messageIdOf, type DeliveryLogFields, type LogStatus 
 import { expiresAt, shouldWarnDelay } from "./retry-policy.js";
 import { buildDsn, dsnRecipientsFor, headerBlockFrom, mayReturnBody } from "../bounce/dsn.js";
 import { excerpt } from "../core/smtp-reply.js";
-import { DeliverySlots } from "./delivery-slots.js";
+import { DeliverySlots, type SlotLimits } from "./delivery-slots.js";
 import { Coalesced, MessageRuns } from "./message-runs.js";
 import { planAction, type OperatorAction, type OpResult } from "./operator-actions.js";
 import { deliveredMessage } from "./delivered-message.js";
@@ -116,18 +116,24 @@ export class QueueManager {
   /** States that could not be recorded (full disk): the truth for these messages until they are. */
   private readonly unsaved = new Map<string, MessageMeta>();
 
-  constructor(private readonly deps: QueueManagerDeps) {
+  constructor(private deps: QueueManagerDeps) {
     this.scheduler = new Scheduler(deps.clock, (id) => this.kick(id));
-    const d = deps.config.delivery;
-    this.slots = new DeliverySlots({
-      maxActive: deps.maxActive ?? Math.max(1000, d.concurrency * 10),
-      perDomainBacklog: d.perDomainConcurrency * 2,
-      concurrency: d.concurrency,
-      perDomainConcurrency: d.perDomainConcurrency,
-    });
+    this.explicitMaxActive = deps.maxActive;
+    this.slots = new DeliverySlots(slotLimits(deps.config, deps.maxActive));
     this.runs = new MessageRuns((id) => this.idle(id));
     this.random = deps.random ?? Math.random;
   }
+
+  /**
+   * A reload: retry policy, queue lifetime, bounce settings, hostname and concurrency limits for
+   * what happens from now on. Deliveries in progress finish; the courier is reconfigured by its
+   * owner (main.ts).
+   */
+  reconfigure(config: Config): void {
+    this.deps = { ...this.deps, config };
+    this.slots.setLimits(slotLimits(config, this.explicitMaxActive));
+  }
+  private readonly explicitMaxActive: number | undefined;
 
   /** Working on the spool for the CLI while the daemon is down (never delivering). */
   get isOffline(): boolean {
@@ -780,6 +786,17 @@ export class QueueManager {
     await Promise.race([Promise.allSettled(this.runs.all()), new Promise((r) => (t = setTimeout(r, timeoutMs)))]);
     clearTimeout(t);
   }
+}
+
+/** The delivery slots a configuration asks for (maxActive: the one given to the manager, if any). */
+function slotLimits(config: Config, maxActive: number | undefined): SlotLimits {
+  const d = config.delivery;
+  return {
+    maxActive: maxActive ?? Math.max(1000, d.concurrency * 10),
+    perDomainBacklog: d.perDomainConcurrency * 2,
+    concurrency: d.concurrency,
+    perDomainConcurrency: d.perDomainConcurrency,
+  };
 }
 
 /** Memory in MB, for the log lines that report on a large queue. */

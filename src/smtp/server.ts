@@ -4,6 +4,8 @@ import net from "node:net";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { rateLimitExempt, type Config } from "../config.js";
+import { contextFor, type TlsCredentials } from "../io/tls-credentials.js";
+import { sameAddress, sameListener } from "../reload-plan.js";
 import { newMessage, type MessageMeta } from "../core/envelope.js";
 import { formatIPv6, ipInNetworks, parseCidr, type Cidr } from "../core/cidr.js";
 import type { Clock } from "../io/clock.js";
@@ -36,8 +38,8 @@ export interface SmtpServerDeps {
   spool: Spool;
   logger: Logger;
   clock: Clock;
-  /** TLS credentials (PEM) when tls.cert/tls.key are configured. */
-  tlsCredentials?: { cert: Buffer; key: Buffer };
+  /** The inbound certificates (io/tls-credentials.ts) when tls.cert/tls.key are configured. */
+  tls?: TlsCredentials;
   /** DKIM signing (config dkim.domains): every accepted message is signed before it is queued. */
   dkim?: DkimPolicy;
   /** Called after a message is durably queued (the delivery side attempts it at once). */
@@ -107,11 +109,20 @@ interface ClientOrigin {
   proxy?: { peer: string; version: 1 | 2; command: ProxyHeader["command"] };
 }
 
+type ListenConfig = Config["listen"][number];
+
+interface Listener {
+  config: ListenConfig;
+  server: net.Server;
+  address: { host: string; port: number; tls: boolean; mode: "relay" | "submission" };
+}
+
 export class SmtpServer {
-  private servers: net.Server[] = [];
+  private listeners: Listener[] = [];
   private conns = new Set<Connection>();
   private perIp = new Map<string, number>();
-  private readonly nets: Cidr[];
+  private nets: Cidr[];
+  private tlsCreds: TlsCredentials | undefined;
   /** Sockets of PROXY protocol listeners still waiting for their header. */
   private readonly pendingProxy = new Set<net.Socket>();
   /** Refused PROXY protocol connections by reason, since start. */
@@ -119,24 +130,29 @@ export class SmtpServer {
   readonly rateLimiter: RateLimiter<RateRule>;
   private rateExempt: Cidr[];
   private readonly pruneTimer: NodeJS.Timeout;
-  readonly secureContext: tls.SecureContext | undefined;
-  private readonly tlsOptions: tls.SecureContextOptions | undefined;
   private closing = false;
-  addresses: { host: string; port: number; tls: boolean; mode: "relay" | "submission" }[] = [];
+  /** The configuration new connections get (reconfigure() replaces it; open sessions keep theirs). */
+  private cfg: Config;
   /** Present when auth.usersFile is set. */
   readonly auth: AuthDeps | undefined;
 
   constructor(readonly deps: SmtpServerDeps) {
+    this.cfg = deps.config;
     this.nets = deps.config.relay.allowedNetworks.map((c) => parseCidr(c)!);
     this.rateLimiter = new RateLimiter(rateLimiterSettings(deps.config), () => deps.clock.now());
     this.rateExempt = rateLimitExempt(deps.config).map((c) => parseCidr(c)!);
     this.pruneTimer = setInterval(() => this.rateLimiter.prune(), RATE_PRUNE_INTERVAL);
     this.pruneTimer.unref();
-    if (deps.tlsCredentials) {
-      this.tlsOptions = { cert: deps.tlsCredentials.cert, key: deps.tlsCredentials.key, minVersion: "TLSv1.2" };
-      this.secureContext = tls.createSecureContext(this.tlsOptions);
-    }
+    this.tlsCreds = deps.tls;
     this.auth = deps.auth ?? buildAuth(deps);
+  }
+
+  get config(): Config {
+    return this.cfg;
+  }
+
+  get addresses(): { host: string; port: number; tls: boolean; mode: "relay" | "submission" }[] {
+    return this.listeners.map((l) => l.address);
   }
 
   get connectionCount(): number {
@@ -181,34 +197,90 @@ export class SmtpServer {
     return `450 4.7.1 Error: too many ${what} from ${who} (limit ${d.limit} per ${formatWindow(d.per)}), try again later`;
   }
 
+  /** The default context (STARTTLS offered when there is one). */
+  get secureContext(): tls.SecureContext | undefined {
+    return this.tlsCreds?.context;
+  }
+
+  /** SNI: the certificate for the name the client asked for (read at each handshake, so a reload applies to the next one). */
+  readonly sniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
+    const creds = this.tlsCreds;
+    if (!creds) return cb(new Error("no TLS certificate"));
+    cb(null, contextFor(creds, servername));
+  };
+
   async listen(): Promise<void> {
     await this.auth?.users?.current();
-    for (const l of this.deps.config.listen) {
-      const proxy: ListenerProxy | undefined = l.proxyProtocol && {
-        trusted: l.proxyProtocol.trustedNetworks.map((c) => parseCidr(c)!),
-        timeout: l.proxyProtocol.timeout,
-        maxHeaderSize: l.proxyProtocol.maxHeaderSize,
-      };
-      // A PROXY protocol listener is plain TCP even with tls: the header precedes the handshake.
-      const srv = l.tls && !proxy
-        ? tls.createServer({ ...this.tlsOptions!, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT, allowHalfOpen: true }, (s) => this.accept(s, true, l.mode))
+    for (const l of this.cfg.listen) this.listeners.push(await this.open(l));
+  }
+
+  private async open(l: ListenConfig): Promise<Listener> {
+    const proxy: ListenerProxy | undefined = l.proxyProtocol && {
+      trusted: l.proxyProtocol.trustedNetworks.map((c) => parseCidr(c)!),
+      timeout: l.proxyProtocol.timeout,
+      maxHeaderSize: l.proxyProtocol.maxHeaderSize,
+    };
+    // A PROXY protocol listener is plain TCP even with tls: the header precedes the handshake.
+    const srv =
+      l.tls && !proxy
+        ? tls.createServer({ ...this.tlsCreds!.options, SNICallback: this.sniCallback, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT, allowHalfOpen: true }, (s) => this.accept(s, true, l.mode))
         : // allowHalfOpen: a client may pipeline a whole transaction and shut down its side;
           // it must still get every reply (and its message queued).
           net.createServer({ allowHalfOpen: true }, (s) => (proxy ? this.acceptProxied(s, proxy, l.tls, l.mode) : this.accept(s, false, l.mode)));
-      srv.maxConnections = this.deps.config.limits.connections * 2; // hard cap; the soft limit answers 421 below
-      srv.on("error", (e) => this.deps.logger.error({ err: e, listen: l }, "listener error"));
-      if (l.tls) srv.on("tlsClientError", (e: Error) => this.deps.logger.info({ err: e.message }, "TLS handshake failed"));
-      await new Promise<void>((resolve, reject) => {
-        srv.once("error", reject);
-        srv.listen({ host: l.host, port: l.port }, () => {
-          srv.off("error", reject);
-          resolve();
-        });
+    srv.maxConnections = this.cfg.limits.connections * 2; // hard cap; the soft limit answers 421 below
+    srv.on("error", (e) => this.deps.logger.error({ err: e, listen: l }, "listener error"));
+    if (l.tls) srv.on("tlsClientError", (e: Error) => this.deps.logger.info({ err: e.message }, "TLS handshake failed"));
+    await new Promise<void>((resolve, reject) => {
+      srv.once("error", reject);
+      srv.listen({ host: l.host, port: l.port }, () => {
+        srv.off("error", reject);
+        resolve();
       });
-      const a = srv.address() as net.AddressInfo;
-      this.addresses.push({ host: a.address, port: a.port, tls: l.tls, mode: l.mode });
-      this.servers.push(srv);
+    });
+    const a = srv.address() as net.AddressInfo;
+    return { config: l, server: srv, address: { host: a.address, port: a.port, tls: l.tls, mode: l.mode } };
+  }
+
+  /**
+   * A reloaded configuration: new connections get its limits, relay networks, local domains and
+   * certificates; open sessions keep the settings they started with and are not interrupted.
+   */
+  reconfigure(config: Config, creds: TlsCredentials | undefined): void {
+    this.cfg = config;
+    this.nets = config.relay.allowedNetworks.map((c) => parseCidr(c)!);
+    this.tlsCreds = creds;
+    this.updateRateLimits(config);
+    for (const l of this.listeners) {
+      l.server.maxConnections = config.limits.connections * 2;
+      // The default certificate of implicit TLS listeners; SNI reads this.tlsCreds itself.
+      if (l.config.tls && creds) (l.server as tls.Server).setSecureContext(creds.options);
     }
+    this.updateStress();
+  }
+
+  /**
+   * Listener changes of a reload: open `add` first (if one cannot be bound, the ones opened
+   * here are closed again and the error is thrown: nothing changed), then stop accepting on
+   * `remove`. Connections accepted there before go on to the end of their session.
+   */
+  async changeListeners(add: readonly ListenConfig[], remove: readonly ListenConfig[]): Promise<void> {
+    const gone = this.listeners.filter((l) => remove.some((r) => sameListener(r, l.config)));
+    // An entry changed in place (same address, another setting) must give up its port first.
+    const first = gone.filter((g) => add.some((a) => sameAddress(a, g.config)));
+    for (const g of first) await closeListening(g.server);
+    const opened: Listener[] = [];
+    try {
+      for (const l of add) opened.push(await this.open(l));
+    } catch (e) {
+      for (const o of opened) await closeListening(o.server);
+      // Put back what was closed for the change (its port is free again: nothing else took it).
+      const back: Listener[] = [];
+      for (const g of first) back.push(await this.open(g.config).catch(() => g));
+      this.listeners = this.listeners.map((l) => back.find((b) => b.config === l.config) ?? l);
+      throw e;
+    }
+    for (const g of gone) if (!first.includes(g)) g.server.close();
+    this.listeners = [...this.listeners.filter((l) => !gone.includes(l)), ...opened];
   }
 
   relayAllowed(ip: string): boolean {
@@ -219,11 +291,11 @@ export class SmtpServer {
   stressed = false;
 
   private updateStress(): void {
-    const now = underStress(this.conns.size, this.deps.config.limits.connections);
+    const now = underStress(this.conns.size, this.cfg.limits.connections);
     if (now === this.stressed) return;
     this.stressed = now;
     if (now) {
-      this.deps.logger.warn({ connections: this.conns.size, stressTimeout: this.deps.config.limits.stressTimeout }, "overload: short idle timeouts");
+      this.deps.logger.warn({ connections: this.conns.size, stressTimeout: this.cfg.limits.stressTimeout }, "overload: short idle timeouts");
       // Connections already open get the short timeouts too: they are the ones holding slots.
       for (const c of this.conns) c.timeoutsChanged();
     } else this.deps.logger.info({ connections: this.conns.size }, "overload over");
@@ -236,7 +308,8 @@ export class SmtpServer {
    */
   private acceptProxied(socket: net.Socket, p: ListenerProxy, implicitTls: boolean, mode: "relay" | "submission"): void {
     const peer = socket.remoteAddress ?? "unknown";
-    const { config, logger } = this.deps;
+    const { cfg: config } = this;
+    const { logger } = this.deps;
     socket.on("error", () => undefined);
     const refuse = (reason: ProxyRefusal, detail: string, text: string) => {
       this.proxyRefused.set(reason, (this.proxyRefused.get(reason) ?? 0) + 1);
@@ -318,7 +391,8 @@ export class SmtpServer {
 
   private accept(socket: net.Socket, implicitTls: boolean, mode: "relay" | "submission", origin?: ClientOrigin, initial?: Buffer): void {
     const ip = origin?.ip ?? socket.remoteAddress ?? "unknown";
-    const { config, logger } = this.deps;
+    const { cfg: config } = this;
+    const { logger } = this.deps;
     socket.on("error", () => undefined);
     if (this.closing) {
       socket.end(`421 4.3.2 ${config.hostname} Service shutting down\r\n`);
@@ -364,7 +438,7 @@ export class SmtpServer {
   async close(timeoutMs: number): Promise<void> {
     this.closing = true;
     clearInterval(this.pruneTimer);
-    for (const s of this.servers) s.close();
+    for (const l of this.listeners) l.server.close();
     for (const s of this.pendingProxy) s.destroy();
     const done = new Promise<void>((resolve) => {
       this.drained = resolve;
@@ -379,6 +453,12 @@ export class SmtpServer {
     clearTimeout(timer);
     for (const c of this.conns) c.destroy();
   }
+}
+
+/** Stop accepting and wait until the listening socket is released (open connections go on). */
+function closeListening(srv: net.Server): Promise<void> {
+  srv.close();
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 interface DataState {
@@ -418,7 +498,7 @@ class Connection {
   private readonly port: number | undefined;
 
   constructor(private readonly server: SmtpServer, private socket: net.Socket, origin: ClientOrigin, private readonly relayAllowed: boolean, implicitTls: boolean, mode: "relay" | "submission", private readonly initial?: Buffer) {
-    this.cfg = server.deps.config;
+    this.cfg = server.config;
     this.started = server.deps.clock.now();
     this.ip = origin.ip;
     this.port = origin.port;
@@ -830,12 +910,20 @@ class Connection {
     this.inboxBytes = 0;
     this.upgrading = true;
     const raw = this.socket;
+    const context = this.server.secureContext;
+    if (!context) {
+      // The certificate was removed by a reload after this session offered STARTTLS.
+      this.log.warn("STARTTLS: no certificate any more, closing");
+      this.upgrading = false;
+      this.destroy();
+      return;
+    }
     raw.removeAllListeners("data");
     raw.removeAllListeners("timeout");
     raw.removeAllListeners("end");
     raw.removeAllListeners("close");
     raw.on("close", () => this.finish());
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.server.secureContext! });
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, SNICallback: this.server.sniCallback });
     const t = setTimeout(() => secure.destroy(), this.commandTimeout());
     await new Promise<void>((resolve) => {
       secure.once("secure", () => resolve());

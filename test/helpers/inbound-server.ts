@@ -1,5 +1,6 @@
 // An in-process SmtpServer on 127.0.0.1 (port 0) with a temporary spool, for inbound tests.
 // Every server started is tracked; closeServers() (or inbound.ts's cleanup()) closes them.
+import { tlsCredentialsFromPem } from "../../src/io/tls-credentials.js";
 import type { DkimPolicy } from "../../src/dkim/message-signer.js";
 import os from "node:os";
 import { join } from "node:path";
@@ -58,7 +59,7 @@ export async function startInbound(overrides: Overrides = {}, opts: { tlsCredent
     spool,
     logger: silentLogger(),
     clock: systemClock,
-    tlsCredentials: opts.tlsCredentials,
+    ...(opts.tlsCredentials ? { tls: tlsCredentialsFromPem(config.tls, opts.tlsCredentials) } : {}),
     dkim: opts.dkim,
     onQueued: (m) => queued.push(m),
   });

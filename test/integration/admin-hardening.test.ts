@@ -6,11 +6,13 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import net from "node:net";
-import { mkdtempSync, rmSync, readdirSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, readdirSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import nodemailer from "nodemailer";
-import { AdminServer, MAX_BODY, adminSocketPath } from "../../src/admin/server.js";
+import { AdminServer, MAX_BODY, SOCKET_POINTER, adminSocketPath } from "../../src/admin/server.js";
 import { JournalSpool } from "../../src/spool/journal-spool.js";
 import { INITIAL_CONTROL } from "../../src/queue/state.js";
 import type { QueueManager } from "../../src/queue/worker.js";
@@ -64,7 +66,8 @@ function raw(port: number, text: string | Buffer, opts: { waitMs?: number; host?
 
 function req(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
   return new Promise((resolve, reject) => {
-    const r = http.request({ host: "127.0.0.182", port, method, path, headers, timeout: 10_000 }, (res) => {
+    const withType = body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === "content-type") ? { ...headers, "Content-Type": "application/json" } : headers;
+    const r = http.request({ host: "127.0.0.182", port, method, path, headers: withType, timeout: 10_000 }, (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (text += c));
@@ -80,7 +83,7 @@ const auth = { Authorization: `Bearer ${TOKEN}` };
 test("a request target that is not a URL gets 400 and the daemon lives on (it used to crash the process)", async () => {
   const { port } = await server();
   for (const target of ["http://[", "http://[::1", "//[x"]) {
-    const r = await raw(port, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const r = await raw(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.182:${port}\r\nConnection: close\r\n\r\n`);
     assert.match(r.text, /^HTTP\/1\.1 400 /, target);
   }
   assert.equal((await req(port, "GET", "/healthz", auth)).status, 200, "still serving");
@@ -100,7 +103,7 @@ test("bearer token: required on TCP, compared whole, scheme case-insensitive; th
   const r = await req(port, "GET", "/healthz");
   assert.equal(r.headers["www-authenticate"], 'Bearer realm="mxd"');
   const local = await new Promise<number>((resolve, reject) => {
-    http.get({ socketPath: adminSocketPath(spoolDir), path: "/healthz" }, (res) => (res.resume(), resolve(res.statusCode!))).on("error", reject);
+    http.get({ socketPath: adminSocketPath(spoolDir)!, path: "/healthz" }, (res) => (res.resume(), resolve(res.statusCode!))).on("error", reject);
   });
   assert.equal(local, 200);
 });
@@ -134,7 +137,7 @@ test("404 and 405 (with Allow); 503 while the daemon is not attached; unknown pa
 test("bodies over 1 MB get 413 without being read, by Content-Length or by counting; bad JSON is 400", async () => {
   const { port } = await server();
   // Declared too large: answered at once, the connection closed, the body never sent.
-  let r = await raw(port, `POST /queue/hold HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: ${10 * MAX_BODY}\r\n\r\n{"ids":[`);
+  let r = await raw(port, `POST /queue/hold HTTP/1.1\r\nHost: 127.0.0.182:${port}\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: ${10 * MAX_BODY}\r\n\r\n{"ids":[`);
   assert.match(r.text, /^HTTP\/1\.1 413 /);
   assert.match(r.text, /request body too large/);
   assert.ok(r.closed, "the server closed the connection");
@@ -145,7 +148,7 @@ test("bodies over 1 MB get 413 without being read, by Content-Length or by count
     s.on("data", (c) => (out += c.toString()));
     s.on("error", () => undefined);
     s.on("close", () => resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(out)?.[1] ?? 0), closed: true }));
-    s.write(`POST /queue/hold HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n`);
+    s.write(`POST /queue/hold HTTP/1.1\r\nHost: 127.0.0.182:${port}\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
     const size = 64 * 1024;
     const frame = Buffer.concat([Buffer.from(`${size.toString(16)}\r\n`), Buffer.alloc(size, 0x20), Buffer.from("\r\n")]);
     let sent = 0;
@@ -160,7 +163,7 @@ test("bodies over 1 MB get 413 without being read, by Content-Length or by count
   });
   assert.equal(big.status, 413);
   for (const body of ["{not json", "[1,2]", "null", '"x"']) {
-    r = await raw(port, `POST /pause HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    r = await raw(port, `POST /pause HTTP/1.1\r\nHost: 127.0.0.182:${port}\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     assert.match(r.text, /^HTTP\/1\.1 400 /, body);
   }
   assert.equal((await req(port, "GET", "/healthz", auth)).status, 200);
@@ -169,11 +172,11 @@ test("bodies over 1 MB get 413 without being read, by Content-Length or by count
 test("slow clients: headers that never finish are cut off; so is a body that never ends", async () => {
   const { port } = await server({ timeouts: { headers: 500, request: 1500 } });
   const t0 = Date.now();
-  let r = await raw(port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: `, { waitMs: 8000 });
+  let r = await raw(port, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.182:${port}\r\nX-Slow: `, { waitMs: 8000 });
   assert.ok(r.closed, "closed by the server");
   assert.ok(Date.now() - t0 < 5000, `cut off after ${Date.now() - t0} ms`);
   const t1 = Date.now();
-  r = await raw(port, `POST /pause HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100\r\n\r\n{`, { waitMs: 8000 });
+  r = await raw(port, `POST /pause HTTP/1.1\r\nHost: 127.0.0.182:${port}\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`, { waitMs: 8000 });
   assert.ok(r.closed, "closed by the server");
   assert.ok(Date.now() - t1 < 6000, `cut off after ${Date.now() - t1} ms`);
 });
@@ -184,7 +187,7 @@ test("GET /queue to a client that stops reading: the stream is abandoned, not bu
   const spool = new JournalSpool({ dir: spoolDir, readOnly: true });
   admin.attach({ queue: { pauseState: { ...INITIAL_CONTROL, pausedDomains: [] } } as unknown as QueueManager, spool, metrics: () => "", status: async () => ({}) as never });
   // A reader that never reads: the server's writes block on back-pressure, then give up.
-  const r = await raw(port, `GET /queue HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`, { waitMs: 15_000 });
+  const r = await raw(port, `GET /queue HTTP/1.1\r\nHost: 127.0.0.182:${port}\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`, { waitMs: 15_000 });
   assert.ok(r.closed, "the server closed the stalled response");
   // An attentive reader gets everything.
   const all = await req(port, "GET", "/queue?state=queued&domain=remote.test", auth);
@@ -192,21 +195,46 @@ test("GET /queue to a client that stops reading: the stream is abandoned, not bu
   assert.equal(all.text.trim().split("\n").length, 20_000);
 });
 
-test("a spoolDir too long for a Unix socket: the socket goes to the temp dir under a name derived from the spool", async () => {
+test("a spoolDir too long for a Unix socket: the socket goes to a fresh 0700 directory named in spoolDir/admin.sock.path, which another user can neither create first nor write", async (t) => {
   const base = tmp("mxd-long-");
   const spoolDir = join(base, "a".repeat(60), "b".repeat(60), "spool");
-  const p = adminSocketPath(spoolDir);
   assert.ok(Buffer.byteLength(join(spoolDir, "admin.sock")) > 107);
-  assert.equal(p, adminSocketPath(spoolDir + "/"), "same spool, same socket");
-  assert.ok(p.startsWith(tmpdir()) && Buffer.byteLength(p) <= 103, p);
+  assert.equal(adminSocketPath(spoolDir), undefined, "no daemon yet: nothing to connect to");
+  // The name mxd used to bind (tmpdir/mxd-<sha256 of the spool>.sock), created first by
+  // another user: it used to stop mxd from starting. As uid 65534 when we can switch users.
+  const squat = join(tmpdir(), `mxd-${createHash("sha256").update(resolve(spoolDir)).digest("hex").slice(0, 16)}.sock`);
+  const asNobody = (cmd: string[]) => spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...cmd], { timeout: 10_000 });
+  const canSwitch = process.getuid?.() === 0 && asNobody(["true"]).status === 0;
+  if (canSwitch) assert.equal(asNobody(["touch", squat]).status, 0, "nobody creates the old predictable name");
+  else writeFileSync(squat, "");
+  cleanups.push(() => rmSync(squat, { force: true }));
   const admin = new AdminServer({ logger: silentLogger() });
   await admin.listen(spoolDir, null);
   cleanups.push(() => admin.close());
-  assert.ok(existsSync(p));
+  const p = adminSocketPath(spoolDir)!;
+  assert.ok(p, "the pointer file names the socket");
+  assert.equal(readFileSync(join(spoolDir, SOCKET_POINTER), "utf8").trim(), p);
+  assert.ok(p.startsWith(tmpdir()) && Buffer.byteLength(p) <= 103, p);
+  assert.notEqual(p, squat);
+  const dir = statSync(dirname(p));
+  assert.equal(dir.mode & 0o777, 0o700, "only mxd's user may enter or write the directory");
+  assert.equal(dir.uid, process.getuid!());
+  assert.equal(statSync(p).mode & 0o777, 0o600);
+  if (canSwitch) {
+    const touch = asNobody(["touch", join(dirname(p), "x")]);
+    assert.notEqual(touch.status, 0, "another user cannot create files there");
+    assert.match(String(touch.stderr), /Permission denied/);
+    const connect = asNobody([process.execPath, "-e", `require("net").connect(${JSON.stringify(p)}).on("connect",()=>process.exit(0)).on("error",(e)=>{console.error(e.code);process.exit(3)})`]);
+    assert.equal(connect.status, 3, "nor connect to the socket");
+    assert.match(String(connect.stderr), /EACCES/);
+  } else t.diagnostic("not root: the other-user checks were not run");
+  assert.equal(await new Promise<number>((ok, fail) => http.get({ socketPath: p, path: "/healthz" }, (res) => (res.resume(), ok(res.statusCode!))).on("error", fail)), 200, "answers");
   const second = new AdminServer({ logger: silentLogger() });
   await assert.rejects(second.listen(spoolDir, null), /another mxd is already running/);
   await admin.close();
-  assert.equal(existsSync(p), false, "removed at close");
+  assert.equal(existsSync(p), false, "socket removed at close");
+  assert.equal(existsSync(dirname(p)), false, "its directory too");
+  assert.equal(adminSocketPath(spoolDir), undefined, "and the pointer");
 });
 
 // ------------------------------------------------------------ the queue API on a real daemon

@@ -63,7 +63,8 @@ after(async () => {
 
 function get(path: string, headers: Record<string, string> = {}, method = "GET", body?: string): Promise<{ status: number; type: string; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: "127.0.0.1", port: adminPort, path, method, headers, timeout: 10_000 }, (res) => {
+    const withType = body !== undefined ? { "Content-Type": "application/json", ...headers } : headers;
+    const req = http.request({ host: "127.0.0.1", port: adminPort, path, method, headers: withType, timeout: 10_000 }, (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (text += c));

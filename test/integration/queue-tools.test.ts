@@ -151,7 +151,7 @@ test("mxd stopped: filters, headers, summary, stdin ids, bulk summary, --yes, de
 function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request({ socketPath: adminSocketPath(spoolDir), method, path, headers: payload ? { "Content-Type": "application/json" } : {}, timeout: 10_000 }, (res) => {
+    const req = http.request({ socketPath: adminSocketPath(spoolDir)!, method, path, headers: payload ? { "Content-Type": "application/json" } : {}, timeout: 10_000 }, (res) => {
       let t = "";
       res.on("data", (c: Buffer) => (t += c.toString()));
       res.on("end", () => { try { resolve({ status: res.statusCode ?? 0, json: (t ? JSON.parse(t) : {}) as Record<string, unknown> }); } catch { reject(new Error(`${method} ${path}: ${res.statusCode} ${t.slice(0, 300)}`)); } });

@@ -291,3 +291,22 @@ test("config: delivery.dane — off by default; only a loopback resolver unless 
   assert.match(problems({ delivery: { dane: { resolver: "resolver.example" } } })[0]!, /^delivery\.dane\.resolver: expected an IP address/);
   assert.doesNotThrow(() => parseConfig({ delivery: { tls: { policy: { default: "dane-only" } }, dane: { resolver: "127.0.0.1" } } }));
 });
+
+test("config: tls — minVersion, ciphers, SNI entries; tls.cert/tls.key alone still work", () => {
+  const c = parseConfig({ tls: { cert: "c.pem", key: "k.pem" } });
+  assert.equal(c.tls.minVersion, "TLSv1.2");
+  assert.match(c.tls.ciphers, /^TLS_AES_128_GCM_SHA256:.*ECDHE-RSA-AES128-GCM-SHA256/);
+  assert.deepEqual(c.tls.sni, []);
+  assert.equal(parseConfig({ tls: { cert: "c", key: "k", minVersion: "TLSv1.3" } }).tls.minVersion, "TLSv1.3");
+  assert.equal(parseConfig({ tls: { cert: "c", key: "k", sni: [{ servername: "*.Example.ORG", cert: "a", key: "b" }] } }).tls.sni[0]!.servername, "*.example.org");
+  const rows: [unknown, RegExp][] = [
+    [{ tls: { cert: "c", key: "k", minVersion: "TLSv1.1" } }, /tls\.minVersion/],
+    [{ tls: { cert: "c", key: "k", ciphers: "NOT-A-CIPHER" } }, /tls\.ciphers: expected an OpenSSL cipher list, got "NOT-A-CIPHER"/],
+    [{ tls: { cert: "c" } }, /tls\.key: tls\.cert and tls\.key go together/],
+    [{ tls: { sni: [{ servername: "mx.example.org", cert: "a", key: "b" }] } }, /tls\.sni: tls\.sni needs a default certificate/],
+    [{ tls: { cert: "c", key: "k", sni: [{ servername: "mx.example.org", cert: "a", key: "b" }, { servername: "MX.example.org", cert: "a", key: "b" }] } }, /tls\.sni\.1\.servername: "mx\.example\.org" is listed twice/],
+    [{ tls: { cert: "c", key: "k", sni: [{ servername: "bad name", cert: "a", key: "b" }] } }, /tls\.sni\.0\.servername/],
+    [{ tls: { cert: "c", key: "k", sni: [{ servername: "a.org", cert: "a" }] } }, /tls\.sni\.0\.key/],
+  ];
+  for (const [input, re] of rows) assert.ok(problems(input).some((p) => re.test(p)), `${JSON.stringify(input)}: ${problems(input).join(" | ")}`);
+});
