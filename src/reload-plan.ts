@@ -42,9 +42,15 @@ export type ReloadPlan =
 
 export function planReload(running: Config, next: Config): ReloadPlan {
   const changed = changedPaths(running, next, "", 2);
-  const errors = changed
-    .filter((p) => RESTART_ONLY.some((r) => p === r || p.startsWith(r + ".") || r.startsWith(p + ".")))
-    .map((p) => `${p} cannot change while mxd runs (${show(valueAt(running, p))} → ${show(valueAt(next, p))}); restart mxd to apply it`);
+  // Settings deeper than the diff's two levels (delivery.tls.caFile beside the reloadable
+  // delivery.tls.policy) are compared one by one.
+  const shallow = RESTART_ONLY.filter((r) => r.split(".").length <= 2);
+  const deep = RESTART_ONLY.filter((r) => r.split(".").length > 2);
+  const refused = (p: string, from: unknown, to: unknown) => `${p} cannot change while mxd runs (${show(from)} → ${show(to)}); restart mxd to apply it`;
+  const errors = [
+    ...changed.filter((p) => shallow.some((r) => p === r || p.startsWith(r + ".") || r.startsWith(p + "."))).map((p) => refused(p, valueAt(running, p), valueAt(next, p))),
+    ...deep.filter((r) => canonical(pathValue(running, r)) !== canonical(pathValue(next, r))).map((r) => refused(r, pathValue(running, r), pathValue(next, r))),
+  ];
   if (errors.length > 0) return { ok: false, errors };
   return {
     ok: true,
@@ -78,6 +84,13 @@ function valueAt(c: unknown, path: string): unknown {
   const [top, ...rest] = path.split(".");
   const v = (c as Record<string, unknown>)[top!];
   return rest.length === 0 ? v : isRecord(v) ? v[rest.join(".")] : undefined;
+}
+
+/** The value at a dotted path whose keys contain no dots. */
+function pathValue(c: unknown, path: string): unknown {
+  let v: unknown = c;
+  for (const k of path.split(".")) v = isRecord(v) ? v[k] : undefined;
+  return v;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

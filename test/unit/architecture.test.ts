@@ -85,7 +85,7 @@ test("the import graph has no cycles", () => {
 // imports included: a type from above is a dependency on above all the same.
 const LAYERS: [RegExp, number, string][] = [
   [/^core\//, 0, "core"],
-  [/^config(-describe)?\.ts$/, 1, "config"],
+  [/^(config(-describe)?|reload-plan)\.ts$/, 1, "config"],
   [/^(io|spool|smtp|auth|dkim)\//, 2, "io/spool/smtp/auth/dkim"],
   [/^(delivery|bounce)\//, 3, "delivery/bounce"],
   [/^queue\//, 4, "queue"],

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseConfig, type ConfigInput } from "../../src/config.js";
+import { parseConfig, type Config, type ConfigInput } from "../../src/config.js";
 import { planReload, sameAddress, sameListener } from "../../src/reload-plan.js";
 
 const base: ConfigInput = {
@@ -89,4 +89,24 @@ test("sameListener compares every field; sameAddress ignores port 0 (every bind 
   assert.ok(!sameListener({ host: "a", port: 1, tls: false, mode: "relay" as const }, { host: "a", port: 1, tls: true, mode: "relay" as const }));
   assert.ok(!sameListener({ host: "a", port: 1, tls: false, mode: "relay" as const }, { host: "a", port: 1, tls: false, proxy: true } as never), "fields other helpers add count too");
   assert.ok(!sameAddress({ host: "a", port: 0, tls: false, mode: "relay" as const }, { host: "a", port: 0, tls: true, mode: "relay" as const }));
+});
+
+test("planReload: settings built at start are refused (AUTH, DKIM, MTA-STS cache and CA file, DANE); the outbound TLS policy itself reloads", () => {
+  const base = parseConfig({});
+  const d = base.delivery;
+  const refused: [Config, RegExp][] = [
+    [{ ...base, auth: { ...base.auth, failures: { ...base.auth.failures, max: 9 } } }, /^auth\.failures cannot change while mxd runs/],
+    [{ ...base, dkim: { ...base.dkim, maxSize: 1 } }, /^dkim\.maxSize cannot change while mxd runs/],
+    [{ ...base, delivery: { ...d, tls: { ...d.tls, caFile: "/etc/mxd/ca.pem" } } }, /^delivery\.tls\.caFile cannot change while mxd runs/],
+    [{ ...base, delivery: { ...d, tls: { ...d.tls, mtaSts: { ...d.tls.mtaSts, enabled: false } } } }, /^delivery\.tls\.mtaSts cannot change while mxd runs/],
+    [{ ...base, delivery: { ...d, dane: { ...d.dane, resolver: "127.0.0.1:53" } } }, /^delivery\.dane cannot change while mxd runs/],
+  ];
+  for (const [next, re] of refused) {
+    const plan = planReload(base, next);
+    assert.equal(plan.ok, false, re.source);
+    if (!plan.ok) assert.ok(plan.errors.some((e) => re.test(e)), `${re.source}: ${plan.errors.join(" | ")}`);
+  }
+  const policy = planReload(base, parseConfig({ delivery: { tls: { policy: { default: "encrypt" } } } }));
+  assert.equal(policy.ok, true);
+  if (policy.ok) assert.deepEqual(policy.changed, ["delivery.tls"]);
 });
