@@ -38,7 +38,7 @@ test("a listener switched to implicit TLS in place; a listener that cannot be bo
   assert.equal(over.code, 0, over.stdout + over.stderr);
   assert.match(over.stdout, /TLS started/);
   assert.match(over.stdout, /220 relisten\.test ESMTP/);
-  assert.deepEqual(d.smtp.addresses, [{ host: HOST, port: 2699, tls: true }]);
+  assert.deepEqual(d.smtp.addresses, [{ host: HOST, port: 2699, tls: true, mode: "relay" }]);
 
   // 2700 is taken by someone else: the reload is refused, 2699 keeps implicit TLS.
   const blocker = net.createServer().listen(2700, HOST);
@@ -47,7 +47,7 @@ test("a listener switched to implicit TLS in place; a listener that cannot be bo
   const r = await d.applyConfig(parseConfig({ ...base, listen: [{ host: HOST, port: 2699 }, { host: HOST, port: 2700 }] }));
   assert.equal(r.applied, false);
   assert.match(JSON.stringify(r), /listener not opened: .*EADDRINUSE.*2700/);
-  assert.deepEqual(d.smtp.addresses, [{ host: HOST, port: 2699, tls: true }]);
+  assert.deepEqual(d.smtp.addresses, [{ host: HOST, port: 2699, tls: true, mode: "relay" }]);
   assert.equal((await swaks(true)).code, 0, "still implicit TLS on 2699");
   assert.equal(d.config.listen.length, 1, "the daemon kept its configuration");
 });
