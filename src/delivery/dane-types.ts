@@ -7,7 +7,10 @@ export type { TlsaRecord } from "../core/tlsa-record.js";
 
 export type DaneLookup =
   | { kind: "usable"; records: TlsaRecord[] }   // DNSSEC-validated TLSA RRset with at least one usable record: TLS mandatory, authenticate with it
-  | { kind: "none"; reason: string }            // no DANE for this host (validated denial, insecure zone, or only unusable records — RFC 7672 §2.2 outcome decided by the dane helper)
+  // No DANE authentication for this host: validated denial, insecure zone, or (requireTls) a
+  // secure TLSA RRset of unusable records only — the server publishes that it does TLS, so TLS
+  // stays mandatory, unauthenticated (RFC 7672 §2.2, as Postfix does).
+  | { kind: "none"; reason: string; requireTls?: boolean }
   | { kind: "defer"; reason: string };          // lookup failed or bogus: RFC 7672 says do not deliver to this host now
 
 export interface Dane {

@@ -46,7 +46,7 @@ export function classifyTlsa(name: string, answer: DnssecAnswer<TlsaRecord>): Da
       const { usable, unusable } = usableTlsa(answer.records);
       if (usable.length) return { kind: "usable", records: usable };
       // §2.2 / §3.1: only unusable records: no DANE authentication.
-      return { kind: "none", reason: `only unusable TLSA records at ${name}: ${[...new Set(unusable)].join("; ")}` };
+      return { kind: "none", requireTls: true, reason: `only unusable TLSA records at ${name}: ${[...new Set(unusable)].join("; ")}` };
     }
   }
 }

@@ -93,7 +93,9 @@ export function hostTls(o: {
     if (level === "dane-only") {
       return { skip: d ? `no usable DANE TLSA records (${d.reason}), and the level is dane-only` : "the level is dane-only but no DANE resolver is configured", status: "4.7.5", level, source: o.level.source };
     }
-    // dane without usable records: RFC 7672 §2.2 "insecure", opportunistic TLS (below, as may).
+    // A secure RRset of unusable records only: TLS is still mandatory, unauthenticated (the
+    // server published that it does TLS; RFC 7672 §2.2). Otherwise "insecure": as may (below).
+    if (d?.kind === "none" && d.requireTls) return { starttls: "require", plainFallback: false, verify: "pkix", enforce: false, names, minVersion: "TLSv1.2", level, source: "dane" };
   }
   const stsApplies = o.sts && o.sts.policy.mode !== "none" && o.kind !== "route" && o.kind !== "literal";
   if (stsApplies && o.sts!.policy.mode === "enforce") {

@@ -30,6 +30,8 @@ test("classifyTlsa: usable, none, defer", () => {
     assert.equal(r.kind, kind, JSON.stringify(answer));
     if (r.kind === "usable") assert.deepEqual(r.records, [good], "only the usable records are handed on");
     else assert.match(r.reason, reason!);
+    // Only a secure RRset of unusable records keeps TLS mandatory (RFC 7672 §2.2).
+    if (r.kind === "none") assert.equal(r.requireTls === true, /only unusable/.test(r.reason), JSON.stringify(answer));
   }
 });
 

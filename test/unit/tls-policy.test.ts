@@ -49,6 +49,8 @@ const stsNone: AppliedSts = { id: "1", policy: { mode: "none", maxAge: 600, mx: 
 const usable: DaneLookup = { kind: "usable", records: [{ usage: 3, selector: 1, matchingType: 1, data: Buffer.alloc(32) }] };
 const noDane: DaneLookup = { kind: "none", reason: "insecure zone" };
 const daneDefer: DaneLookup = { kind: "defer", reason: "TLSA lookup SERVFAIL" };
+/** A secure TLSA RRset of unusable records only (e.g. PKIX-EE): TLS mandatory, unauthenticated. */
+const unusableOnly: DaneLookup = { kind: "none", requireTls: true, reason: "only unusable TLSA records" };
 
 /** starttls/plainFallback/verify/enforce/source, or "skip STATUS". */
 function describe(r: ReturnType<typeof hostTls>): string {
@@ -78,6 +80,8 @@ test("hostTls: level × MTA-STS × DANE (precedence DANE > MTA-STS > level)", ()
     ["dane", "evil.b.test", "mx", enforce, usable, "require dane! dane 1.2"],
     ["dane-only", "mx1.a.test", "mx", undefined, usable, "require dane! dane 1.2"],
     ["dane", "mx1.a.test", "mx", undefined, daneDefer, "skip 4.7.5 dane"],
+    ["dane", "mx1.a.test", "mx", undefined, unusableOnly, "require pkix? dane 1.2"],
+    ["dane-only", "mx1.a.test", "mx", undefined, unusableOnly, "skip 4.7.5 default"],
     ["dane-only", "mx1.a.test", "mx", undefined, daneDefer, "skip 4.7.5 dane"],
     // no DANE for the host: dane is opportunistic (then MTA-STS may apply), dane-only defers.
     ["dane", "mx1.a.test", "mx", undefined, noDane, "may+plain pkix? default"],
