@@ -4,7 +4,7 @@ import type { Readable } from "node:stream";
 import type { Outcome } from "../core/envelope.js";
 import type { Config } from "../config.js";
 import type { HostReply } from "./host-report.js";
-import type { TlsInfo } from "../smtp/client.js";
+import type { MessageParams, TlsInfo } from "../smtp/client.js";
 
 export interface DeliveryRecipient {
   address: string;
@@ -12,7 +12,7 @@ export interface DeliveryRecipient {
   orcpt?: string;
 }
 
-export interface DeliveryRequest {
+export interface DeliveryRequest extends MessageParams {
   /** Queue id, for logs. */
   id: string;
   /** Envelope sender; "" = null sender. */
@@ -22,16 +22,6 @@ export interface DeliveryRequest {
   recipients: DeliveryRecipient[];
   /** Opens a fresh stream of the spooled message bytes (CRLF line ends). May be called more than once (one per host tried). */
   openBody: () => Readable;
-  size: number;
-  /** The message has 8-bit octets. */
-  eightBit: boolean;
-  /** The envelope or headers need SMTPUTF8. */
-  smtputf8: boolean;
-  /** RFC 3461 parameters to pass on when the remote offers DSN. */
-  ret?: "FULL" | "HDRS";
-  envid?: string;
-  /** RFC 4954 §5 AUTH= to pass on ("" = <>). */
-  auth?: string;
 }
 
 export interface RecipientResult {

@@ -138,19 +138,26 @@ export interface TransactionRecipient {
   orcpt?: string;
 }
 
-export interface TransactionRequest {
+/** What MAIL FROM tells the next hop about the message (a delivery request carries the same). */
+export interface MessageParams {
+  size: number;
+  /** The message has 8-bit octets. */
+  eightBit: boolean;
+  /** The envelope or headers need SMTPUTF8. */
+  smtputf8: boolean;
+  /** RFC 3461 parameters to pass on when the remote offers DSN. */
+  ret?: "FULL" | "HDRS";
+  envid?: string;
+  /** RFC 4954 §5: the AUTH= mailbox ("" = <>) to pass on when the server offers AUTH. */
+  auth?: string;
+}
+
+export interface TransactionRequest extends MessageParams {
   /** "" = null sender. */
   sender: string;
   recipients: TransactionRecipient[];
   /** Opens the message bytes; called only once the server has said 354 to DATA. */
   body: () => Readable;
-  size: number;
-  eightBit: boolean;
-  smtputf8: boolean;
-  ret?: "FULL" | "HDRS";
-  envid?: string;
-  /** RFC 4954 §5: the AUTH= mailbox ("" = <>) to pass on when the server offers AUTH. */
-  auth?: string;
 }
 
 export interface TransactionResult {
