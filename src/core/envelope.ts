@@ -119,6 +119,11 @@ export function pendingRecipients(m: MessageMeta): RecipientState[] {
   return m.recipients.filter((r) => r.status === "pending");
 }
 
+/** Is any recipient still pending? (Stops at the first: a fan-out asks this after each domain.) */
+export function hasPending(m: MessageMeta): boolean {
+  return m.recipients.some((r) => r.status === "pending");
+}
+
 /** Group pending recipients by domain (already lower-cased), preserving first-seen order. */
 export function groupByDomain(rcpts: readonly RecipientState[]): Map<string, RecipientState[]> {
   const out = new Map<string, RecipientState[]>();

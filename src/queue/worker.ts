@@ -9,7 +9,7 @@
 // With `offline: true` (the CLI while the daemon is down) the same operations edit the spool,
 // and nothing is ever delivered or scheduled.
 import type { Config } from "../config.js";
-import { deliverySize, groupByDomain, newMessage, newRecipient, pendingRecipients, type MessageMeta, type RecipientState } from "../core/envelope.js";
+import { deliverySize, groupByDomain, hasPending, newMessage, newRecipient, pendingRecipients, type MessageMeta, type RecipientState } from "../core/envelope.js";
 import type { Clock } from "../io/clock.js";
 import type { Logger } from "../io/log.js";
 import type { Spool } from "../spool/spool.js";
@@ -194,7 +194,7 @@ export class QueueManager {
     for await (const meta of spool.scan((p) => void this.buryBroken(p.id, p.reason))) {
       if (this.stopped) return;
       if (!released && (n >= 1000 || this.deps.clock.now() - t0 > 300)) release();
-      if (!pendingRecipients(meta).length && !meta.recipients.some((r) => r.dsnOwed)) {
+      if (!hasPending(meta) && !meta.recipients.some((r) => r.dsnOwed)) {
         // Finished but not yet removed when we stopped.
         await spool.remove(meta.id);
         continue;
@@ -334,7 +334,7 @@ export class QueueManager {
     void this.deps.spool
       .load(id)
       .then((m) => {
-        if (pendingRecipients(m).length && !m.held && !busy()) {
+        if (hasPending(m) && !m.held && !busy()) {
           this.scheduler.schedule(id, Math.max(Date.parse(m.nextAttemptAt), this.deps.clock.now() + this.deps.config.delivery.retry.minDelay));
         }
       })
@@ -504,7 +504,7 @@ export class QueueManager {
     const groups = new Map([...groupByDomain(pendingRecipients(meta))].filter(([d]) => !this.isPaused(d)));
     if (groups.size === 0 && failedNow.length) {
       await this.sendDsn(meta, failedNow, "failed", log);
-      if (pendingRecipients(meta).length) {
+      if (hasPending(meta)) {
         if (await this.persist(meta, log)) this.parked.add(id);
       } else await this.finish(meta, log);
       return;
@@ -551,7 +551,7 @@ export class QueueManager {
           this.apply(meta, rcpts, results, failedNow, soon, log, startedAt.get(domain));
           // A failure and the DSN it owes are one record; a message with nothing left to do
           // is recorded by its removal instead.
-          if (pendingRecipients(meta).length || rcpts.some((r) => r.dsnOwed)) await record.run();
+          if (hasPending(meta) || rcpts.some((r) => r.dsnOwed)) await record.run();
         }),
     );
     await Promise.all(jobs);
@@ -579,7 +579,7 @@ export class QueueManager {
       }
     }
     if (failedNow.length) await this.sendDsn(meta, failedNow, "failed", log);
-    if (pendingRecipients(meta).length) {
+    if (hasPending(meta)) {
       if (!(await this.persist(meta, log))) {
         this.scheduler.schedule(id, clock.now() + config.delivery.retry.minDelay);
         return;
