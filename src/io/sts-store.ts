@@ -18,9 +18,15 @@ const SAFE = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
 export function fileStsStore(spoolDir: string): StsStore {
   const dir = join(spoolDir, "mta-sts");
   let made: Promise<unknown> | undefined;
+  // The domains with a cache file, listed once: most destinations publish no policy, and a
+  // fan-out to 500 new domains must not try to open 500 files that are not there. The daemon
+  // is the only writer (save adds here); a file removed by hand reads as absent.
+  let known: Promise<Set<string>> | undefined;
+  const listed = () => (known ??= readdir(dir).then((names) => new Set(names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -5))), () => new Set<string>()));
   return {
     async load(domain) {
       if (!SAFE.test(domain) || domain.includes("..")) return undefined;
+      if (!(await listed()).has(domain)) return undefined;
       try {
         return JSON.parse(await readFile(join(dir, `${domain}.json`), "utf8"));
       } catch {
@@ -35,6 +41,7 @@ export function fileStsStore(spoolDir: string): StsStore {
       const tmp = `${file}.${process.pid}.tmp`;
       await writeFile(tmp, JSON.stringify(entry) + "\n", { mode: 0o600 });
       await rename(tmp, file);
+      (await listed()).add(domain);
     },
     async domains(limit) {
       const names = await readdir(dir).catch(() => [] as string[]);
