@@ -38,7 +38,8 @@ import { mostInformative, type HostReply } from "./host-report.js";
 import { HostHealth } from "./host-health.js";
 import { LOCAL_STATUS, localReply, localStatusOf } from "../core/errors.js";
 import type { Dane } from "./dane-types.js";
-import type { MtaStsPolicies } from "./mta-sts-policies.js";
+import type { MtaStsPolicies, StsLookup } from "./mta-sts-policies.js";
+import { findRoute } from "../core/routes.js";
 import { hostTls, isSkip, levelFor, policyLabel, verifyPeer, type AppliedSts, type DomainLevel, type HostTls } from "./tls-policy.js";
 
 export interface SmtpCourierDeps {
@@ -156,13 +157,16 @@ export class SmtpCourier implements Courier {
 
   async deliver(req: DeliveryRequest): Promise<RecipientResult[]> {
     const log = this.logger.child({ qid: req.id, domain: req.domain });
+    // The MTA-STS lookup (a TXT query, maybe a fetch) runs beside the MX resolution rather than
+    // after it, for domains that will be delivered by MX (no route, not an address literal).
+    const sts = this.mtaSts && !req.domain.startsWith("[") && findRoute(this.config.routes, req.domain) === undefined ? this.mtaSts.policyFor(req.domain, log) : undefined;
     const plan = await this.router.plan(req.domain);
     if (!plan.ok) {
       log.info({ outcome: plan.failure.outcome, reply: plan.failure.reply }, "no delivery route");
       return req.recipients.map((r) => ({ recipient: r.address, outcome: plan.failure.outcome, reply: plan.failure.reply, status: plan.failure.status, remote: false }));
     }
 
-    const tlsCtx = await this.tlsContext(req.domain, plan.via, log);
+    const tlsCtx = await this.tlsContext(req.domain, plan.via, log, sts);
     const results = new Map<number, RecipientResult>();
     // Every host's failure is kept (host-report.ts): the MX's own reply must not be lost when a
     // fallback relay is tried after it.
@@ -198,12 +202,12 @@ export class SmtpCourier implements Courier {
   }
 
   /** The domain's TLS level, its MTA-STS policy (MX delivery only) and whether its MX RRset is DNSSEC-secure. */
-  private async tlsContext(domain: string, via: string, log: Logger): Promise<TlsContext> {
+  private async tlsContext(domain: string, via: string, log: Logger, sts?: Promise<StsLookup>): Promise<TlsContext> {
     const level = levelFor(this.config.delivery.tls.policy, domain);
     const ctx: TlsContext = { level, secureMx: false };
     const mx = via === "mx" || via === "implicit-mx";
     if (mx && this.mtaSts) {
-      const found = await this.mtaSts.policyFor(domain, log);
+      const found = await (sts ?? this.mtaSts.policyFor(domain, log));
       if (found.entry && found.entry.policy.mode !== "none") ctx.sts = { policy: found.entry.policy, id: found.entry.id };
       log.debug({ mtaSts: found.entry ? { mode: found.entry.policy.mode, id: found.entry.id, mx: found.entry.policy.mx } : null, how: found.how }, "MTA-STS");
     }
