@@ -252,8 +252,10 @@ export class SmtpServer {
     this.updateRateLimits(config);
     for (const l of this.listeners) {
       l.server.maxConnections = config.limits.connections * 2;
-      // The default certificate of implicit TLS listeners; SNI reads this.tlsCreds itself.
-      if (l.config.tls && creds) (l.server as tls.Server).setSecureContext(creds.options);
+      // The default certificate of implicit TLS listeners; SNI reads this.tlsCreds itself. An
+      // implicit TLS listener behind the PROXY protocol is a net.Server: its handshakes take
+      // this.tlsCreds at each connection (tlsAfterProxy).
+      if (creds && l.server instanceof tls.Server) l.server.setSecureContext(creds.options);
     }
     this.updateStress();
   }

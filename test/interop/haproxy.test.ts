@@ -13,7 +13,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ADDR, makeCert, peerPath, requirePeers, runTool, skipUnless, spawnPeer, startMxd, stopAllPeers, tempDir, waitFor, waitPort, type MxdPeer, type Proc } from "../helpers/peers.js";
 import { spoolSnapshot } from "../helpers/spool-snapshot.js";
@@ -34,9 +34,10 @@ before(async () => {
   if (skip) return;
   requirePeers("haproxy", "swaks", "openssl");
   base = tempDir("mxd-haproxy-");
+  mkdirSync(join(base, "sni"));
   mxd = await startMxd({
     hostname: "mxd.test",
-    tls: makeCert(base),
+    tls: { ...makeCert(base), sni: [{ servername: "sni.mxd.test", ...makeCert(join(base, "sni"), "sni.mxd.test") }] },
     listen: [
       { host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: [`${LB}/32`], timeout: "2s" } },
       // Implicit TLS (SMTPS) behind HAProxy in TCP mode: the header, then the handshake.
@@ -210,6 +211,29 @@ test("the refusals are counted in mxd status --json", { skip }, async () => {
   const s = JSON.parse(metrics.stdout) as { proxyProtocol: { refused: Record<string, number> } };
   assert.ok((s.proxyProtocol.refused.untrusted ?? 0) >= 1, metrics.stdout);
   assert.ok((s.proxyProtocol.refused.timeout ?? 0) >= 1, metrics.stdout);
+});
+
+/** One s_client handshake on the SMTPS frontend (HAProxy adds the header); the peer's CN. */
+async function smtpsSubject(servername?: string): Promise<{ cn: string | undefined; out: string }> {
+  const args = ["s_client", "-brief", "-connect", `${LB}:${PORT.smtps}`, ...(servername ? ["-servername", servername] : ["-noservername"])];
+  const r = await runTool("openssl", args, { input: "", timeoutMs: 15_000 });
+  const out = r.stdout + "\n" + r.stderr;
+  return { cn: /Peer certificate: .*CN ?= ?([^,\n]+)/.exec(out)?.[1]?.trim(), out };
+}
+
+// Last: it replaces the default certificate.
+test("SIGHUP with an SMTPS listener behind the PROXY protocol: applied, and the renewed certificate is served through HAProxy", { skip }, async () => {
+  makeCert(base, "renewed.mxd.test"); // the same file names, new contents (a renewal)
+  const before = mxd.logs().length;
+  mxd.kill("SIGHUP");
+  const outcome = () => mxd.logs().slice(before).find((l) => /^(config reloaded|reload refused|reload failed)/.test(String(l.msg)));
+  await waitFor(() => !!outcome(), 10_000, "the reload's log line");
+  assert.match(String(outcome()!.msg), /^config reloaded/, JSON.stringify(outcome()));
+  assert.deepEqual(outcome()!.changed, ["certificates"]);
+  const h = await smtpsSubject();
+  assert.equal(h.cn, "renewed.mxd.test", h.out);
+  const r = await swaks(PORT.smtps, CLIENT, ["--tls-on-connect"]);
+  assert.ok(queuedId(r.stdout), `swaks --tls-on-connect after the reload:\n${r.stdout}\n${r.stderr}`);
 });
 
 /** One command on HAProxy's stats socket (bounded). */
