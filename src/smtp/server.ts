@@ -368,7 +368,7 @@ export class SmtpServer {
    */
   private tlsAfterProxy(raw: net.Socket, origin: ClientOrigin, first: Buffer, mode: "relay" | "submission"): void {
     this.pendingProxy.add(raw);
-    const secure = new tls.TLSSocket(replayFirst(raw, first), { isServer: true, secureContext: this.secureContext! });
+    const secure = new tls.TLSSocket(replayFirst(raw, first), { isServer: true, secureContext: this.secureContext!, SNICallback: this.sniCallback });
     const timer = setTimeout(() => secure.destroy(), TLS_HANDSHAKE_TIMEOUT);
     timer.unref();
     const settle = () => {

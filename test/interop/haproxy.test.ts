@@ -221,6 +221,15 @@ async function smtpsSubject(servername?: string): Promise<{ cn: string | undefin
   return { cn: /Peer certificate: .*CN ?= ?([^,\n]+)/.exec(out)?.[1]?.trim(), out };
 }
 
+test("SNI on the SMTPS listener behind send-proxy-v2: the certificate for the name asked, the default one otherwise", { skip }, async () => {
+  const named = await smtpsSubject("sni.mxd.test");
+  assert.equal(named.cn, "sni.mxd.test", named.out);
+  const other = await smtpsSubject("other.test");
+  assert.equal(other.cn, "mxd.test", other.out);
+  const none = await smtpsSubject();
+  assert.equal(none.cn, "mxd.test", none.out);
+});
+
 // Last: it replaces the default certificate.
 test("SIGHUP with an SMTPS listener behind the PROXY protocol: applied, and the renewed certificate is served through HAProxy", { skip }, async () => {
   makeCert(base, "renewed.mxd.test"); // the same file names, new contents (a renewal)
