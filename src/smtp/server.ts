@@ -757,7 +757,7 @@ class Connection {
         // Only clients that may relay (by network or by AUTH) get signatures: mail accepted from anyone (local domains,
         // <Postmaster>) must not make mxd vouch for a From: it did not check.
         const dkim = this.relayAllowed || this.session.authUser !== undefined ? this.server.deps.dkim : undefined;
-        this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now(), signer: dkim && new MessageSigner(dkim) };
+        this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now(), signer: dkim && new MessageSigner(dkim, this.session.fromOwner()) };
         this.socket.setTimeout(this.dataTimeout());
         try {
           await writer.write(Buffer.from(this.session.receivedHeader(writer.id, new Date(this.server.deps.clock.now())), "latin1"));
