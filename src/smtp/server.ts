@@ -513,7 +513,7 @@ class Connection {
       tlsAvailable: !implicitTls && !!server.secureContext,
       secure: implicitTls,
       mode,
-      authBlockedFor: () => server.auth?.limiter.blockedFor(origin.ip) ?? 0,
+      authBlockedFor: () => server.auth?.limiter.blockedFor(clientKey(origin.ip)) ?? 0,
       rateLimit,
     });
   }
@@ -793,8 +793,9 @@ class Connection {
       onAuth?.("unavailable");
       return { ok: false, temporary: true };
     }
-    // Another connection from this IP may have started the back-off meanwhile.
-    const blocked = auth.limiter.blockedFor(this.ip);
+    // Another connection from this IP may have started the back-off meanwhile. Keyed as the
+    // rate limits are (an IPv6 client by its /64): one host owns a whole /64.
+    const blocked = auth.limiter.blockedFor(clientKey(this.ip));
     if (blocked > 0) {
       this.log.info({ event: "auth", result: "blocked", user }, "AUTH refused: client in failed-AUTH back-off");
       onAuth?.("blocked");
@@ -811,7 +812,7 @@ class Connection {
       onAuth?.("unavailable");
       return { ok: false, temporary: true };
     }
-    const f = auth.limiter.fail(this.ip);
+    const f = auth.limiter.fail(clientKey(this.ip));
     onAuth?.("failure");
     this.log.info({ event: "auth", result: "failure", user, reason: res.reason, failures: f.failures, ...(f.blocked ? { blockedMs: f.forMs } : {}) }, "AUTH failed");
     return f.blocked ? { ok: false, nowBlockedForMs: f.forMs } : { ok: false };

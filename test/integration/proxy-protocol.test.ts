@@ -9,7 +9,11 @@ import net from "node:net";
 import tls from "node:tls";
 import { once } from "node:events";
 import { Duplex } from "node:stream";
-import { RawClient, cleanup, closeClients, readEntry, queuedId, startInbound, splitReceived, eventually, makeCert, tempDir, type Inbound } from "../helpers/inbound.js";
+import { promises as fsp } from "node:fs";
+import { join } from "node:path";
+import { RawClient, cleanup, closeClients, ehlo, readEntry, queuedId, startInbound, splitReceived, eventually, makeCert, tempDir, type Inbound } from "../helpers/inbound.js";
+import { hashPassword } from "../../src/auth/password-hash.js";
+import { serializeUsers } from "../../src/auth/users-file.js";
 import { v1, v2 } from "../helpers/proxy-header.js";
 import { Gen, fuzzSeed, mulberry32 } from "../helpers/fuzz.js";
 
@@ -152,6 +156,37 @@ test("rate limits count the header's address: one client behind the balancer is 
   assert.match(await greet("192.0.2.1"), /^220 /);
   assert.equal(await greet("192.0.2.1"), "421 4.7.0 mx.test Error: too many connections from 192.0.2.1 (limit 1 per 1h), try again later");
   assert.match(await greet("192.0.2.2"), /^220 /, "another client behind the same balancer");
+});
+
+test("failed-AUTH back-off counts an IPv6 client by its /64, as the rate limits do: another address of that /64 is blocked too", async () => {
+  const dir = await tempDir("mxd-proxy-auth-");
+  const creds = makeCert(dir);
+  const usersFile = join(dir, "users");
+  await fsp.writeFile(usersFile, serializeUsers([{ name: "alice", hash: await hashPassword("alice-password", { N: 1024, r: 8, p: 1 }), senders: ["*"] }]));
+  const ib = await startInbound(
+    {
+      listen: [{ host: "127.0.0.1", port: 0, mode: "submission", proxyProtocol: { trustedNetworks: ["127.0.0.1/32"] } }],
+      tls: { cert: creds.certPath, key: creds.keyPath },
+      auth: { usersFile, failures: { max: 2 } },
+    },
+    { tlsCredentials: creds },
+  );
+  const authFrom = async (src: string, password: string): Promise<string> => {
+    const c = await RawClient.connect(ib.port);
+    c.write(v2(src, "2001:db8:ffff::25", 1000, 587));
+    await c.reply();
+    await ehlo(c);
+    await c.cmd("STARTTLS", 220);
+    await c.startTls();
+    await ehlo(c);
+    const r = await c.cmd(`AUTH PLAIN ${Buffer.from(`\0alice\0${password}`).toString("base64")}`);
+    c.destroy();
+    return r.text;
+  };
+  assert.match(await authFrom("2001:db8:1:2::a", "wrong-one"), /^535 5\.7\.8/);
+  assert.match(await authFrom("2001:db8:1:2::b", "wrong-two"), /^535 5\.7\.8/);
+  assert.match(await authFrom("2001:db8:1:2::c", "alice-password"), /^454 4\.7\.0/, "the next address of the same /64 is in the back-off");
+  assert.match(await authFrom("2001:db8:1:3::a", "alice-password"), /^235 /, "another /64 is not");
 });
 
 test("implicit TLS behind a header: the ClientHello in the same segment as the header is not lost", async () => {
