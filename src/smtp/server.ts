@@ -400,8 +400,11 @@ export class SmtpServer {
       socket.end(`421 4.3.2 ${config.hostname} Service shutting down\r\n`);
       return;
     }
-    // Connection rate (Postfix anvil's smtpd_client_connection_rate_limit): every attempt counts.
-    if (!ipInNetworks(ip, this.rateExempt)) {
+    // Connection rate (Postfix anvil's smtpd_client_connection_rate_limit): every attempt counts,
+    // except a trusted balancer's own v2 LOCAL connections (its health checks, every few
+    // seconds per backend: counted, they would get 421 and take mxd out of the pool). What
+    // such a connection sends is still limited by the balancer's address.
+    if (!ipInNetworks(ip, this.rateExempt) && origin?.proxy?.command !== "local") {
       const d = this.rateLimiter.take("client-connections", clientKey(ip));
       if (!d.ok) {
         logger.warn({ client: ip, limit: d.limit, per: formatWindow(d.per), rule: d.rule }, "connection rate limit reached");

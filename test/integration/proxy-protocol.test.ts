@@ -114,6 +114,39 @@ test("v2 LOCAL (a health check): the connection's own address", async () => {
   await c.cmd("RCPT TO:<b@remote.example>", 554);
 });
 
+test("v2 LOCAL (the balancer's health checks) is not counted by the connection rate limit; its messages are, by the balancer's address", async () => {
+  // HAProxy checks every 2 s by default, per backend: with a few backends on one mxd, the
+  // balancer's own address passed rateLimits.perClient.connections and every check got 421
+  // (HAProxy then marks mxd DOWN).
+  const ib = await startInbound({
+    listen: [{ host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: ["127.0.0.1/32"] } }],
+    rateLimits: { exemptNetworks: [], perClient: { connections: { limit: 1, per: "1h" }, messages: { limit: 1, per: "1h" } } },
+  });
+  const check = async () => {
+    const c = await RawClient.connect(ib.port);
+    c.write(v2(undefined, undefined, 0, 0, { command: "local" }));
+    return c;
+  };
+  for (let i = 0; i < 3; i++) {
+    const c = await check();
+    assert.match((await c.reply()).text, /^220 /, `health check ${i + 1}`);
+    await c.cmd("HELO lb.test", 250);
+    if (i < 2) c.destroy();
+    else {
+      await c.cmd("MAIL FROM:<a@client.test>", 250);
+      await c.cmd("RSET", 250);
+      assert.match((await c.cmd("MAIL FROM:<a@client.test>", 450)).text, /too many messages from 127\.0\.0\.1/);
+    }
+  }
+  // A client the header names is still limited.
+  const a = await RawClient.connect(ib.port);
+  a.write(v2("192.0.2.1", "198.51.100.1", 1000, 25));
+  assert.match((await a.reply()).text, /^220 /);
+  const b = await RawClient.connect(ib.port);
+  b.write(v2("192.0.2.1", "198.51.100.1", 1001, 25));
+  assert.match((await b.reply()).text, /^421 4\.7\.0 .*too many connections from 192\.0\.2\.1/);
+});
+
 for (const [name, header] of [
   ["v2 AF_UNSPEC", v2(undefined, undefined, 0, 0, { famByte: 0x00, tlvs: [{ type: 0x01, value: Buffer.from("smtp") }] })],
   ["v1 UNKNOWN", Buffer.from("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n")],
