@@ -73,6 +73,9 @@ before(async () => {
       `backend b_untrusted\n  server mxd 127.0.0.1:${mxd.port} send-proxy-v2 source ${UNTRUSTED_LB_SOURCE}`,
       `backend b_noHeader\n  server mxd 127.0.0.1:${mxd.port} source ${LB}`,
       `backend b_smtps\n  server mxd 127.0.0.1:${mxd.listen[1]!.port} send-proxy-v2 source ${LB}`,
+      // Frequent checks, no frontend: more connections from HAProxy's address than the
+      // connection rate limit allows (60 per minute by default) within a few seconds.
+      `backend b_checks\n  option smtpchk HELO haproxy.test\n  server mxd 127.0.0.1:${mxd.port} send-proxy-v2 source ${LB} check inter 100ms fall 1`,
       "",
     ].join("\n"),
   );
@@ -157,6 +160,17 @@ test("HAProxy's health checks: v2 LOCAL uses the real endpoints; both servers ar
     assert.equal(f[header.indexOf("status")], "UP", row);
     assert.match(f[header.indexOf("check_status")]!, /^L7OK/, row);
   }
+});
+
+test("health checks past the connection rate limit (v2 LOCAL, every 100 ms): not rate limited, the server stays UP", { skip }, async () => {
+  const locals = () => mxd.logs().filter((l) => l.msg === "PROXY protocol header" && l.command === "local").length;
+  await waitFor(() => locals() > 70, 20_000, "more than 70 health checks");
+  assert.equal(mxd.logs().filter((l) => l.msg === "connection rate limit reached" && l.client === LB).length, 0, "no health check refused");
+  const stat = await statsCommand("show stat");
+  const header = stat.split("\n")[0]!.replace(/^# /, "").split(",");
+  const row = stat.split("\n").find((l) => l.startsWith("b_checks,mxd,"));
+  assert.ok(row, stat);
+  assert.equal(row.split(",")[header.indexOf("status")], "UP", row);
 });
 
 for (const version of ["v1", "v2"] as const) {
