@@ -250,7 +250,7 @@ async function wire(
       pausedDomains: q.pauseState.pausedDomains,
       lastErrors: q.lastErrors,
       rateLimits: server.rateLimitStatus(),
-      proxyProtocol: { listeners: config.listen.filter((l) => l.proxyProtocol).length, refused: Object.fromEntries(server.proxyRefused) },
+      proxyProtocol: { listeners: current.listen.filter((l) => l.proxyProtocol).length, refused: Object.fromEntries(server.proxyRefused) },
     }),
   });
   await server.listen();

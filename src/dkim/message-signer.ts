@@ -34,6 +34,11 @@ export type SignOutcome =
 
 /** The domain of a From field's single mailbox (RFC 5322 §3.6.2); undefined when there is not exactly one. */
 export function fromDomain(value: string): string | undefined {
+  return fromMailbox(value)?.domain;
+}
+
+/** A From field's single mailbox: its address (local part as written, domain lower-case A-labels) and domain. */
+export function fromMailbox(value: string): { address: string; domain: string } | undefined {
   let v = value.replace(/\r\n/g, "");
   // Comments, nested at most a few levels deep in practice.
   for (let i = 0; i < 5 && /\([^()]*\)/.test(v); i++) v = v.replace(/\([^()]*\)/g, " ");
@@ -45,7 +50,16 @@ export function fromDomain(value: string): string | undefined {
   const at = addr.lastIndexOf("@");
   if (at <= 0) return undefined;
   const domain = domainToASCII(addr.slice(at + 1).trim().replace(/\.$/, "").toLowerCase());
-  return domain && /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$/.test(domain) ? domain : undefined;
+  return domain && /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$/.test(domain) ? { address: `${addr.slice(0, at).trim()}@${domain}`, domain } : undefined;
+}
+
+/**
+ * Whose From the message may carry: an authenticated user is signed for only when the From
+ * address is one of their senders (users-file.ts senderAllowed), as MAIL FROM is checked.
+ */
+export interface FromOwner {
+  user: string;
+  allowed(address: string): boolean;
 }
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
@@ -63,7 +77,10 @@ export class MessageSigner {
   private size = 0;
   private skipped: string | undefined;
 
-  constructor(private readonly policy: DkimPolicy) {}
+  constructor(
+    private readonly policy: DkimPolicy,
+    private readonly owner?: FromOwner,
+  ) {}
 
   /** Feed message octets (after dot-unstuffing), in order. */
   write(chunk: Buffer): void {
@@ -112,9 +129,11 @@ export class MessageSigner {
     const froms = this.fields.filter((f) => f.name.toLowerCase() === "from");
     if (froms.length !== 1) return this.skip(froms.length ? "several From fields" : "no From field");
     const f = froms[0]!;
-    const domain = fromDomain(f.raw.slice(f.raw.indexOf(":") + 1));
-    if (!domain) return this.skip("From has no single address with a domain");
+    const from = fromMailbox(f.raw.slice(f.raw.indexOf(":") + 1));
+    if (!from) return this.skip("From has no single address with a domain");
+    const { domain } = from;
     this.domain = domain;
+    if (this.owner && !this.owner.allowed(from.address)) return this.skip(`From ${from.address.replace(/[^\x21-\x7e]/g, "?").slice(0, 256)} is not among the senders of user ${this.owner.user}`);
     this.setup = this.policy.lookup(domain);
     if (!this.setup) return this.skip(`no DKIM key for ${domain}`);
     const hash = createHash("sha256");

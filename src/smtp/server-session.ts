@@ -77,6 +77,14 @@ export class ServerSession {
   authUser: string | undefined;
   /** The senders authUser may use (users-file.ts senderAllowed). */
   private authSenders: readonly string[] = [];
+
+  /** For DKIM signing: the From addresses the authenticated user may use; undefined before AUTH. */
+  fromOwner(): { user: string; allowed(address: string): boolean } | undefined {
+    const user = this.authUser;
+    if (user === undefined) return undefined;
+    const senders = this.authSenders;
+    return { user, allowed: (address) => senderAllowed(senders, address) };
+  }
   /** A SASL exchange in progress: the next line is a response, not a command. */
   private sasl: SaslState | undefined;
   /** Credentials handed out with the action "auth", until authResult(). */

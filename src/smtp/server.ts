@@ -252,8 +252,10 @@ export class SmtpServer {
     this.updateRateLimits(config);
     for (const l of this.listeners) {
       l.server.maxConnections = config.limits.connections * 2;
-      // The default certificate of implicit TLS listeners; SNI reads this.tlsCreds itself.
-      if (l.config.tls && creds) (l.server as tls.Server).setSecureContext(creds.options);
+      // The default certificate of implicit TLS listeners; SNI reads this.tlsCreds itself. An
+      // implicit TLS listener behind the PROXY protocol is a net.Server: its handshakes take
+      // this.tlsCreds at each connection (tlsAfterProxy).
+      if (creds && l.server instanceof tls.Server) l.server.setSecureContext(creds.options);
     }
     this.updateStress();
   }
@@ -366,7 +368,7 @@ export class SmtpServer {
    */
   private tlsAfterProxy(raw: net.Socket, origin: ClientOrigin, first: Buffer, mode: "relay" | "submission"): void {
     this.pendingProxy.add(raw);
-    const secure = new tls.TLSSocket(replayFirst(raw, first), { isServer: true, secureContext: this.secureContext! });
+    const secure = new tls.TLSSocket(replayFirst(raw, first), { isServer: true, secureContext: this.secureContext!, SNICallback: this.sniCallback });
     const timer = setTimeout(() => secure.destroy(), TLS_HANDSHAKE_TIMEOUT);
     timer.unref();
     const settle = () => {
@@ -398,8 +400,11 @@ export class SmtpServer {
       socket.end(`421 4.3.2 ${config.hostname} Service shutting down\r\n`);
       return;
     }
-    // Connection rate (Postfix anvil's smtpd_client_connection_rate_limit): every attempt counts.
-    if (!ipInNetworks(ip, this.rateExempt)) {
+    // Connection rate (Postfix anvil's smtpd_client_connection_rate_limit): every attempt counts,
+    // except a trusted balancer's own v2 LOCAL connections (its health checks, every few
+    // seconds per backend: counted, they would get 421 and take mxd out of the pool). What
+    // such a connection sends is still limited by the balancer's address.
+    if (!ipInNetworks(ip, this.rateExempt) && origin?.proxy?.command !== "local") {
       const d = this.rateLimiter.take("client-connections", clientKey(ip));
       if (!d.ok) {
         logger.warn({ client: ip, limit: d.limit, per: formatWindow(d.per), rule: d.rule }, "connection rate limit reached");
@@ -511,7 +516,7 @@ class Connection {
       tlsAvailable: !implicitTls && !!server.secureContext,
       secure: implicitTls,
       mode,
-      authBlockedFor: () => server.auth?.limiter.blockedFor(origin.ip) ?? 0,
+      authBlockedFor: () => server.auth?.limiter.blockedFor(clientKey(origin.ip)) ?? 0,
       rateLimit,
     });
   }
@@ -755,7 +760,7 @@ class Connection {
         // Only clients that may relay (by network or by AUTH) get signatures: mail accepted from anyone (local domains,
         // <Postmaster>) must not make mxd vouch for a From: it did not check.
         const dkim = this.relayAllowed || this.session.authUser !== undefined ? this.server.deps.dkim : undefined;
-        this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now(), signer: dkim && new MessageSigner(dkim) };
+        this.data = { reader: new DataReader(1000), writer, bytes: 0, received: 0, tooBig: false, startedAt: this.server.deps.clock.now(), signer: dkim && new MessageSigner(dkim, this.session.fromOwner()) };
         this.socket.setTimeout(this.dataTimeout());
         try {
           await writer.write(Buffer.from(this.session.receivedHeader(writer.id, new Date(this.server.deps.clock.now())), "latin1"));
@@ -791,8 +796,9 @@ class Connection {
       onAuth?.("unavailable");
       return { ok: false, temporary: true };
     }
-    // Another connection from this IP may have started the back-off meanwhile.
-    const blocked = auth.limiter.blockedFor(this.ip);
+    // Another connection from this IP may have started the back-off meanwhile. Keyed as the
+    // rate limits are (an IPv6 client by its /64): one host owns a whole /64.
+    const blocked = auth.limiter.blockedFor(clientKey(this.ip));
     if (blocked > 0) {
       this.log.info({ event: "auth", result: "blocked", user }, "AUTH refused: client in failed-AUTH back-off");
       onAuth?.("blocked");
@@ -809,7 +815,7 @@ class Connection {
       onAuth?.("unavailable");
       return { ok: false, temporary: true };
     }
-    const f = auth.limiter.fail(this.ip);
+    const f = auth.limiter.fail(clientKey(this.ip));
     onAuth?.("failure");
     this.log.info({ event: "auth", result: "failure", user, reason: res.reason, failures: f.failures, ...(f.blocked ? { blockedMs: f.forMs } : {}) }, "AUTH failed");
     return f.blocked ? { ok: false, nowBlockedForMs: f.forMs } : { ok: false };

@@ -9,7 +9,11 @@ import net from "node:net";
 import tls from "node:tls";
 import { once } from "node:events";
 import { Duplex } from "node:stream";
-import { RawClient, cleanup, closeClients, readEntry, queuedId, startInbound, splitReceived, eventually, makeCert, tempDir, type Inbound } from "../helpers/inbound.js";
+import { promises as fsp } from "node:fs";
+import { join } from "node:path";
+import { RawClient, cleanup, closeClients, ehlo, readEntry, queuedId, startInbound, splitReceived, eventually, makeCert, tempDir, type Inbound } from "../helpers/inbound.js";
+import { hashPassword } from "../../src/auth/password-hash.js";
+import { serializeUsers } from "../../src/auth/users-file.js";
 import { v1, v2 } from "../helpers/proxy-header.js";
 import { Gen, fuzzSeed, mulberry32 } from "../helpers/fuzz.js";
 
@@ -110,6 +114,39 @@ test("v2 LOCAL (a health check): the connection's own address", async () => {
   await c.cmd("RCPT TO:<b@remote.example>", 554);
 });
 
+test("v2 LOCAL (the balancer's health checks) is not counted by the connection rate limit; its messages are, by the balancer's address", async () => {
+  // HAProxy checks every 2 s by default, per backend: with a few backends on one mxd, the
+  // balancer's own address passed rateLimits.perClient.connections and every check got 421
+  // (HAProxy then marks mxd DOWN).
+  const ib = await startInbound({
+    listen: [{ host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: ["127.0.0.1/32"] } }],
+    rateLimits: { exemptNetworks: [], perClient: { connections: { limit: 1, per: "1h" }, messages: { limit: 1, per: "1h" } } },
+  });
+  const check = async () => {
+    const c = await RawClient.connect(ib.port);
+    c.write(v2(undefined, undefined, 0, 0, { command: "local" }));
+    return c;
+  };
+  for (let i = 0; i < 3; i++) {
+    const c = await check();
+    assert.match((await c.reply()).text, /^220 /, `health check ${i + 1}`);
+    await c.cmd("HELO lb.test", 250);
+    if (i < 2) c.destroy();
+    else {
+      await c.cmd("MAIL FROM:<a@client.test>", 250);
+      await c.cmd("RSET", 250);
+      assert.match((await c.cmd("MAIL FROM:<a@client.test>", 450)).text, /too many messages from 127\.0\.0\.1/);
+    }
+  }
+  // A client the header names is still limited.
+  const a = await RawClient.connect(ib.port);
+  a.write(v2("192.0.2.1", "198.51.100.1", 1000, 25));
+  assert.match((await a.reply()).text, /^220 /);
+  const b = await RawClient.connect(ib.port);
+  b.write(v2("192.0.2.1", "198.51.100.1", 1001, 25));
+  assert.match((await b.reply()).text, /^421 4\.7\.0 .*too many connections from 192\.0\.2\.1/);
+});
+
 for (const [name, header] of [
   ["v2 AF_UNSPEC", v2(undefined, undefined, 0, 0, { famByte: 0x00, tlvs: [{ type: 0x01, value: Buffer.from("smtp") }] })],
   ["v1 UNKNOWN", Buffer.from("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n")],
@@ -152,6 +189,37 @@ test("rate limits count the header's address: one client behind the balancer is 
   assert.match(await greet("192.0.2.1"), /^220 /);
   assert.equal(await greet("192.0.2.1"), "421 4.7.0 mx.test Error: too many connections from 192.0.2.1 (limit 1 per 1h), try again later");
   assert.match(await greet("192.0.2.2"), /^220 /, "another client behind the same balancer");
+});
+
+test("failed-AUTH back-off counts an IPv6 client by its /64, as the rate limits do: another address of that /64 is blocked too", async () => {
+  const dir = await tempDir("mxd-proxy-auth-");
+  const creds = makeCert(dir);
+  const usersFile = join(dir, "users");
+  await fsp.writeFile(usersFile, serializeUsers([{ name: "alice", hash: await hashPassword("alice-password", { N: 1024, r: 8, p: 1 }), senders: ["*"] }]));
+  const ib = await startInbound(
+    {
+      listen: [{ host: "127.0.0.1", port: 0, mode: "submission", proxyProtocol: { trustedNetworks: ["127.0.0.1/32"] } }],
+      tls: { cert: creds.certPath, key: creds.keyPath },
+      auth: { usersFile, failures: { max: 2 } },
+    },
+    { tlsCredentials: creds },
+  );
+  const authFrom = async (src: string, password: string): Promise<string> => {
+    const c = await RawClient.connect(ib.port);
+    c.write(v2(src, "2001:db8:ffff::25", 1000, 587));
+    await c.reply();
+    await ehlo(c);
+    await c.cmd("STARTTLS", 220);
+    await c.startTls();
+    await ehlo(c);
+    const r = await c.cmd(`AUTH PLAIN ${Buffer.from(`\0alice\0${password}`).toString("base64")}`);
+    c.destroy();
+    return r.text;
+  };
+  assert.match(await authFrom("2001:db8:1:2::a", "wrong-one"), /^535 5\.7\.8/);
+  assert.match(await authFrom("2001:db8:1:2::b", "wrong-two"), /^535 5\.7\.8/);
+  assert.match(await authFrom("2001:db8:1:2::c", "alice-password"), /^454 4\.7\.0/, "the next address of the same /64 is in the back-off");
+  assert.match(await authFrom("2001:db8:1:3::a", "alice-password"), /^235 /, "another /64 is not");
 });
 
 test("implicit TLS behind a header: the ClientHello in the same segment as the header is not lost", async () => {

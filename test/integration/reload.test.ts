@@ -34,6 +34,7 @@ const SINK = "127.0.0.112";
 const AIO = "127.0.0.113";
 const SLOW = "127.0.0.115";
 const EXTRA_PORT = 2611;
+const PROXY_PORT = 2612;
 const skip = skipUnless("swaks", "smtp-sink", "aiosmtpd");
 
 let dir: string;
@@ -164,7 +165,7 @@ test("a delivery in progress during a reload finishes on its old route; the next
 
 test("mxd reload: opens and closes listeners, answers what changed or why not; sessions on a closed listener go on", { skip, timeout: 120_000 }, async () => {
   const reload = () => runTool(process.execPath, [MXD_CLI, "reload", "--config", mxd.configFile], { timeoutMs: 20_000 });
-  config = { ...config, listen: [{ host: HOST, port: 0 }, { host: HOST, port: EXTRA_PORT }], routes: { ...(config.routes as object), "dest.test": [`${SINK}:25`] } };
+  config = { ...config, listen: [{ host: HOST, port: 0 }, { host: HOST, port: EXTRA_PORT }, { host: HOST, port: PROXY_PORT, proxyProtocol: { trustedNetworks: ["127.0.0.1/32"] } }], routes: { ...(config.routes as object), "dest.test": [`${SINK}:25`] } };
   writeConfig(config);
   let r = await reload();
   assert.equal(r.code, 0, r.stderr);
@@ -172,7 +173,9 @@ test("mxd reload: opens and closes listeners, answers what changed or why not; s
   assert.equal((await swaks("d@dest.test", EXTRA_PORT)).code, 0, "the new listener takes mail");
   await sink.waitForMessages(2, 20_000);
   const status = await runTool(process.execPath, [MXD_CLI, "status", "--json", "--config", mxd.configFile], { timeoutMs: 20_000 });
-  assert.ok((JSON.parse(status.stdout) as { listen: { port: number }[] }).listen.some((l) => l.port === EXTRA_PORT), "mxd status lists it");
+  const st = JSON.parse(status.stdout) as { listen: { port: number }[]; proxyProtocol: { listeners: number } };
+  assert.ok(st.listen.some((l) => l.port === EXTRA_PORT), "mxd status lists it");
+  assert.equal(st.proxyProtocol.listeners, 1, "mxd status counts the PROXY protocol listener opened by the reload");
 
   // A session on the extra listener, then the listener goes away.
   const open = await RawClient.connect(EXTRA_PORT, { host: HOST });

@@ -10,7 +10,9 @@ import { generateKeyPairSync } from "node:crypto";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
-import { peerPath, requirePeers, runTool, skipUnless, startAiosmtpd, startMxd, stopAllPeers, tempDir, waitFor, type AioPeer, type MxdPeer } from "../helpers/peers.js";
+import { makeCert, peerPath, requirePeers, runTool, skipUnless, startAiosmtpd, startMxd, stopAllPeers, tempDir, waitFor, type AioPeer, type MxdPeer } from "../helpers/peers.js";
+import { hashPassword } from "../../src/auth/password-hash.js";
+import { serializeUsers } from "../../src/auth/users-file.js";
 import { startDnsServer, type DnsServerHandle } from "../helpers/dns-server.js";
 import { startMxSink, type MxSink } from "../helpers/mx-sink.js";
 import { dkimVerify } from "../helpers/dkim-verify.js";
@@ -50,9 +52,14 @@ before(async () => {
   records.set("r1._domainkey.signed.test", r1.record).set("e1._domainkey.signed.test", e1.record).set("b1._domainkey.mxd.test", b1.record);
   dns = await startDnsServer({ zone: Object.fromEntries([...records].map(([n, t]) => [n, { txt: [t] }])) });
   [aio, sink] = await Promise.all([startAiosmtpd({ host: AIO }), startMxSink({ host: SINK, rcpt: { "nobody@reject.test": { code: 550, message: "5.1.1 no such user" } } })]);
+  // A submission user who may send only as alice@signed.test.
+  const usersFile = join(base, "users");
+  writeFileSync(usersFile, serializeUsers([{ name: "alice", hash: await hashPassword("alice-password", { N: 1024, r: 8, p: 1 }), senders: ["alice@signed.test"] }]), { mode: 0o600 });
   mxd = await startMxd({
     hostname: "mxd.test",
-    listen: [{ host: HOST, port: 0 }],
+    listen: [{ host: HOST, port: 0 }, { host: HOST, port: 0, tls: true, mode: "submission" }],
+    tls: makeCert(base),
+    auth: { usersFile },
     spoolDir: join(base, "spool"),
     spool: { inlineMax: "16KB" },
     dns: { servers: [dns.address], timeout: "2s", tries: 1 },
@@ -209,6 +216,28 @@ test("unknown From domain and messages over dkim.maxSize pass unsigned", { skip 
   const lines = mxd.logs().filter((l) => l.msg === "message queued" && l.dkim === "unsigned");
   assert.ok(lines.some((l) => /no DKIM key for other\.test/.test(String(l.dkimReason))), JSON.stringify(lines));
   assert.ok(lines.some((l) => /maxSize/.test(String(l.dkimReason))), JSON.stringify(lines));
+});
+
+test("authenticated submission (swaks AUTH on SMTPS): signed when the From address is the user's, unsigned when the From is someone else at the signing domain", { skip }, async () => {
+  const submit = (file: string, to: string) =>
+    runTool(peerPath("swaks")!, ["--server", HOST, "--port", String(mxd.listen[1]!.port), "--tls-on-connect", "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "alice-password", "--ehlo", "swaks.client.test", "--from", "alice@signed.test", "--to", to, "--data", file], { timeoutMs: 30_000 });
+  const own = join(base, "sub-own.eml");
+  writeFileSync(own, message("alice@signed.test", "submitted as herself", "mine\r\n"));
+  const forged = join(base, "sub-forged.eml");
+  writeFileSync(forged, message("boss@signed.test", "submitted as the boss", "not mine\r\n"));
+  for (const [file, to] of [[own, "sub-own@aio.test"], [forged, "sub-forged@aio.test"]] as const) {
+    const r = await submit(file, to);
+    assert.equal(r.code, 0, `${to}: ${r.stdout}${r.stderr}`);
+  }
+  await waitFor(() => ["sub-own@aio.test", "sub-forged@aio.test"].every((to) => aio.messages().some((m) => m.to.includes(to))), 30_000, "both at aiosmtpd");
+  const got = (to: string) => aio.messages().find((m) => m.to.includes(to))!.raw;
+  const v = await dkimVerify(got("sub-own@aio.test"), dns);
+  assert.deepEqual(v.map((x) => [x.ok, x.domain]), [[true, "signed.test"], [true, "signed.test"]], JSON.stringify(v));
+  // The envelope sender is alice's own, but the From field names another address of the
+  // signing domain: a signature would vouch for a From the user may not use.
+  assert.match(got("sub-forged@aio.test").toString("latin1"), /^Received: /, "no signature");
+  const line = mxd.logs().find((l) => l.msg === "message queued" && l.user === "alice" && l.dkim === "unsigned");
+  assert.match(String(line?.dkimReason), /boss@signed\.test is not among the senders of user alice/, JSON.stringify(line));
 });
 
 test("signed once at acceptance: a deferred delivery retried later sends the same signature as an immediate one", { skip }, async () => {

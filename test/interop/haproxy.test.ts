@@ -13,7 +13,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ADDR, makeCert, peerPath, requirePeers, runTool, skipUnless, spawnPeer, startMxd, stopAllPeers, tempDir, waitFor, waitPort, type MxdPeer, type Proc } from "../helpers/peers.js";
 import { spoolSnapshot } from "../helpers/spool-snapshot.js";
@@ -34,9 +34,10 @@ before(async () => {
   if (skip) return;
   requirePeers("haproxy", "swaks", "openssl");
   base = tempDir("mxd-haproxy-");
+  mkdirSync(join(base, "sni"));
   mxd = await startMxd({
     hostname: "mxd.test",
-    tls: makeCert(base),
+    tls: { ...makeCert(base), sni: [{ servername: "sni.mxd.test", ...makeCert(join(base, "sni"), "sni.mxd.test") }] },
     listen: [
       { host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: [`${LB}/32`], timeout: "2s" } },
       // Implicit TLS (SMTPS) behind HAProxy in TCP mode: the header, then the handshake.
@@ -72,6 +73,9 @@ before(async () => {
       `backend b_untrusted\n  server mxd 127.0.0.1:${mxd.port} send-proxy-v2 source ${UNTRUSTED_LB_SOURCE}`,
       `backend b_noHeader\n  server mxd 127.0.0.1:${mxd.port} source ${LB}`,
       `backend b_smtps\n  server mxd 127.0.0.1:${mxd.listen[1]!.port} send-proxy-v2 source ${LB}`,
+      // Frequent checks, no frontend: more connections from HAProxy's address than the
+      // connection rate limit allows (60 per minute by default) within a few seconds.
+      `backend b_checks\n  option smtpchk HELO haproxy.test\n  server mxd 127.0.0.1:${mxd.port} send-proxy-v2 source ${LB} check inter 100ms fall 1`,
       "",
     ].join("\n"),
   );
@@ -158,6 +162,17 @@ test("HAProxy's health checks: v2 LOCAL uses the real endpoints; both servers ar
   }
 });
 
+test("health checks past the connection rate limit (v2 LOCAL, every 100 ms): not rate limited, the server stays UP", { skip }, async () => {
+  const locals = () => mxd.logs().filter((l) => l.msg === "PROXY protocol header" && l.command === "local").length;
+  await waitFor(() => locals() > 70, 20_000, "more than 70 health checks");
+  assert.equal(mxd.logs().filter((l) => l.msg === "connection rate limit reached" && l.client === LB).length, 0, "no health check refused");
+  const stat = await statsCommand("show stat");
+  const header = stat.split("\n")[0]!.replace(/^# /, "").split(",");
+  const row = stat.split("\n").find((l) => l.startsWith("b_checks,mxd,"));
+  assert.ok(row, stat);
+  assert.equal(row.split(",")[header.indexOf("status")], "UP", row);
+});
+
 for (const version of ["v1", "v2"] as const) {
   test(`a client on HAProxy's Unix socket (${version === "v1" ? "PROXY UNKNOWN" : "v2 LOCAL"}): mxd uses the real endpoints`, { skip }, async () => {
     // No IP client to report. mxd then judges
@@ -210,6 +225,38 @@ test("the refusals are counted in mxd status --json", { skip }, async () => {
   const s = JSON.parse(metrics.stdout) as { proxyProtocol: { refused: Record<string, number> } };
   assert.ok((s.proxyProtocol.refused.untrusted ?? 0) >= 1, metrics.stdout);
   assert.ok((s.proxyProtocol.refused.timeout ?? 0) >= 1, metrics.stdout);
+});
+
+/** One s_client handshake on the SMTPS frontend (HAProxy adds the header); the peer's CN. */
+async function smtpsSubject(servername?: string): Promise<{ cn: string | undefined; out: string }> {
+  const args = ["s_client", "-brief", "-connect", `${LB}:${PORT.smtps}`, ...(servername ? ["-servername", servername] : ["-noservername"])];
+  const r = await runTool("openssl", args, { input: "", timeoutMs: 15_000 });
+  const out = r.stdout + "\n" + r.stderr;
+  return { cn: /Peer certificate: .*CN ?= ?([^,\n]+)/.exec(out)?.[1]?.trim(), out };
+}
+
+test("SNI on the SMTPS listener behind send-proxy-v2: the certificate for the name asked, the default one otherwise", { skip }, async () => {
+  const named = await smtpsSubject("sni.mxd.test");
+  assert.equal(named.cn, "sni.mxd.test", named.out);
+  const other = await smtpsSubject("other.test");
+  assert.equal(other.cn, "mxd.test", other.out);
+  const none = await smtpsSubject();
+  assert.equal(none.cn, "mxd.test", none.out);
+});
+
+// Last: it replaces the default certificate.
+test("SIGHUP with an SMTPS listener behind the PROXY protocol: applied, and the renewed certificate is served through HAProxy", { skip }, async () => {
+  makeCert(base, "renewed.mxd.test"); // the same file names, new contents (a renewal)
+  const before = mxd.logs().length;
+  mxd.kill("SIGHUP");
+  const outcome = () => mxd.logs().slice(before).find((l) => /^(config reloaded|reload refused|reload failed)/.test(String(l.msg)));
+  await waitFor(() => !!outcome(), 10_000, "the reload's log line");
+  assert.match(String(outcome()!.msg), /^config reloaded/, JSON.stringify(outcome()));
+  assert.deepEqual(outcome()!.changed, ["certificates"]);
+  const h = await smtpsSubject();
+  assert.equal(h.cn, "renewed.mxd.test", h.out);
+  const r = await swaks(PORT.smtps, CLIENT, ["--tls-on-connect"]);
+  assert.ok(queuedId(r.stdout), `swaks --tls-on-connect after the reload:\n${r.stdout}\n${r.stderr}`);
 });
 
 /** One command on HAProxy's stats socket (bounded). */
