@@ -23,7 +23,7 @@ export class UsersStore {
   private snap: UsersSnapshot = { users: new Map(), problems: [] };
 
   /** `onReload` is told about every (re)load, with the problems found (for the log). */
-  constructor(readonly path: string, private readonly onReload: (s: UsersSnapshot & { error?: string }) => void = () => undefined) {}
+  constructor(readonly path: string, private readonly onReload: (s: UsersSnapshot & { error?: string; missing?: boolean }) => void = () => undefined) {}
 
   /** The current users, re-read when the file changed since the last call. */
   async current(): Promise<UsersSnapshot> {
@@ -37,7 +37,7 @@ export class UsersStore {
       if (key !== this.key) {
         this.key = key;
         this.snap = { users: new Map(), problems: [] };
-        this.onReload({ ...this.snap, error: code === "ENOENT" ? undefined : (e as Error).message });
+        this.onReload(code === "ENOENT" ? { ...this.snap, missing: true } : { ...this.snap, error: (e as Error).message });
       }
       return this.snap;
     }

@@ -1020,6 +1020,7 @@ function buildAuth(deps: SmtpServerDeps): AuthDeps | undefined {
   if (!file) return undefined;
   const store = new UsersStore(file, (snap) => {
     if (snap.error) logger.error({ usersFile: file, err: snap.error }, "users file unreadable; keeping the previous users");
+    else if (snap.missing) logger.warn({ usersFile: file }, "users file does not exist: nobody can authenticate until it is created (mxd user add)");
     else logger.info({ usersFile: file, users: snap.users.size, problems: snap.problems.length ? snap.problems.slice(0, 20) : undefined }, "users file loaded");
   });
   return { users: store, authenticator: new Authenticator(store), limiter: new AuthLimiter(config.auth.failures, () => clock.now()) };

@@ -84,8 +84,10 @@ test("writeUsersFile: atomic replace with mode 0600; UsersStore re-reads only wh
     const path = join(dir, "users");
     assert.deepEqual((await readUsersFile(path)).users.size, 0, "missing file = no users");
     const reloads: number[] = [];
-    const store = new UsersStore(path, (s) => reloads.push(s.users.size));
+    const missing: boolean[] = [];
+    const store = new UsersStore(path, (s) => (reloads.push(s.users.size), missing.push(!!s.missing)));
     assert.equal(await store.lookup("alice"), undefined);
+    assert.deepEqual(missing, [true], "a missing file is reported as missing (the daemon warns), not as an error");
     await withUsersLock(path, () => writeUsersFile(path, [{ name: "alice", hash: H, senders: ["*"] }]));
     assert.equal(statSync(path).mode & 0o777, 0o600);
     assert.equal((await store.lookup("alice"))?.name, "alice", "picked up without a restart");
