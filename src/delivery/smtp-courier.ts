@@ -81,6 +81,8 @@ interface HostFailure {
   busy?: boolean;
   /** The TLS policy of that host (policyLabel). */
   tlsPolicy?: string;
+  /** The TLS handshake's outcome when one took place (a certificate the policy refused). */
+  tls?: TlsInfo;
 }
 
 interface AttemptResult {
@@ -245,7 +247,7 @@ export class SmtpCourier implements Courier {
   }
 
   private reported(recipient: string, domain: string, tried: number, last: HostFailure): RecipientResult {
-    const where = { mx: last.dest.host, ip: last.dest.ip, port: last.dest.port, ...(last.tlsPolicy ? { tlsPolicy: last.tlsPolicy } : {}) };
+    const where = { mx: last.dest.host, ip: last.dest.ip, port: last.dest.port, ...(last.tlsPolicy ? { tlsPolicy: last.tlsPolicy } : {}), ...(last.tls ? { tls: last.tls } : {}) };
     if (last.reply) {
       // Give the remote's own words (they end up in the DSN's Diagnostic-Code). A 5xx greeting
       // is still only a host problem here, so the status is downgraded to the transient class.
@@ -344,8 +346,8 @@ export class SmtpCourier implements Courier {
           if (!opened.ok && opened.tlsFailure !== undefined) {
             // RFC 3207 §4: "not offered" and "refused" are 4.7.4 (Postfix's code), a rejected certificate 4.7.5.
             const status = opened.phase === "tls" ? "4.7.5" : "4.7.4";
-            log.warn({ ...at, phase: opened.phase, error: opened.tlsFailure }, "TLS policy not met; host given up");
-            return { final: new Map(), error: { dest, detail: `${opened.tlsFailure} (TLS policy ${tlsPolicy})`, status, tlsPolicy } };
+            log.warn({ ...at, phase: opened.phase, error: opened.tlsFailure, ...(opened.tls ? { tls: opened.tls } : {}) }, "TLS policy not met; host given up");
+            return { final: new Map(), error: { dest, detail: `${opened.tlsFailure} (TLS policy ${tlsPolicy})`, status, tlsPolicy, ...(opened.tls ? { tls: opened.tls } : {}) } };
           }
           if (!opened.ok) {
             log.info({ ...at, phase: opened.phase, reply: formatReply(opened.reply) }, "host refused the session");

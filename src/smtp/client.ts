@@ -130,7 +130,7 @@ export type OpenResult =
   /** The server refused to talk: non-220 greeting, or EHLO and HELO refused. */
   | { ok: false; reply: SmtpReply; phase: SessionPhase; tlsFailure?: undefined }
   /** The TLS policy was not met (no STARTTLS, STARTTLS refused, certificate not accepted); nothing was sent. */
-  | { ok: false; tlsFailure: string; phase: SessionPhase; reply?: SmtpReply };
+  | { ok: false; tlsFailure: string; phase: SessionPhase; reply?: SmtpReply; /** The handshake's outcome when one took place (a refused certificate). */ tls?: TlsInfo };
 
 export interface TransactionRecipient {
   address: string;
@@ -427,7 +427,7 @@ export class SmtpClientSession {
         if (policy?.enforce && verdict && !verdict.ok) {
           // RFC 8461 §5 / RFC 7672 §2.2: an unauthenticated peer gets nothing, not even EHLO.
           await this.quit();
-          return { ok: false, tlsFailure: `certificate not accepted: ${verdict.reason}`, phase: "tls" };
+          return { ok: false, tlsFailure: `certificate not accepted: ${verdict.reason}`, phase: "tls", tls: this.tlsInfo };
         }
         // RFC 3207 §4.2: discard what we learned and say EHLO again.
         this.ext = parseExtensions(undefined);

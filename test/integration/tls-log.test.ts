@@ -72,6 +72,11 @@ test("delivery log line and queue show carry TLS version, cipher, verified and t
   assert.equal(deferred.dsn, "4.7.5");
   assert.equal(deferred.tlsPolicy, "verify (domain)");
   assert.match(String(deferred.reply), /certificate not accepted: certificate not trusted/);
+  // The handshake took place: the line says which TLS it was and why it was not accepted.
+  const refusedTls = deferred.tls as { version: string; verified: boolean; verifyError?: string };
+  assert.match(refusedTls.version, /^TLSv1\.[23]$/);
+  assert.equal(refusedTls.verified, false);
+  assert.match(String(refusedTls.verifyError), /not trusted/);
   assert.equal(self.messages.length, 0);
 
   const may = byTo("u@plain.test");
@@ -84,6 +89,6 @@ test("delivery log line and queue show carry TLS version, cipher, verified and t
   const show = await mxd(["queue", "show", qid, "--config", cfg]);
   assert.equal(show.code, 0, show.stderr);
   assert.match(show.stdout, /<u@good\.test>[\s\S]*?tls: TLSv1\.[23] \S+, verified; policy verify \(domain\)/);
-  assert.match(show.stdout, /<u@self\.test>[\s\S]*?4\.7\.5[\s\S]*?tls: none; policy verify \(domain\)/);
+  assert.match(show.stdout, /<u@self\.test>[\s\S]*?4\.7\.5[\s\S]*?tls: TLSv1\.[23] \S+, not verified; policy verify \(domain\)/);
   assert.match(show.stdout, /<u@plain\.test>[\s\S]*?tls: TLSv1\.[23] \S+, not verified; policy may \(default\)/);
 });

@@ -82,6 +82,10 @@ test("verify: a self-signed certificate defers (nothing sent); the same host und
   assert.match(r.reply, /certificate not accepted: certificate not trusted/);
   assert.match(r.reply, /TLS policy verify \(domain\)/);
   assert.equal(r.tlsPolicy, "verify (domain)");
+  // The handshake that took place is in the result (the delivery log and queue show print it).
+  assert.match(r.tls?.version ?? "", /^TLSv1\.[23]$/);
+  assert.equal(r.tls?.verified, false);
+  assert.match(r.tls?.verifyReason ?? "", /not trusted/);
   assert.equal(s.messages.length, 0, "nothing delivered to an unverified host");
   assert.equal(s.rcptSeen.length, 0, "not even an envelope");
 
