@@ -305,10 +305,12 @@ export interface DnsPeer {
   port: number;
   address: string;
   pid: number;
+  /** Queries dnsmasq logged so far (counted only with `logQueries`; its probe queries included). */
+  queries(): number;
   stop(): Promise<void>;
 }
 
-export async function startDnsmasq(records: DnsRecords, opts: { host?: string; port?: number } = {}): Promise<DnsPeer> {
+export async function startDnsmasq(records: DnsRecords, opts: { host?: string; port?: number; logQueries?: boolean } = {}): Promise<DnsPeer> {
   const bin = peerPath("dnsmasq");
   if (!bin) throw new Error("dnsmasq is not installed (package dnsmasq-base)");
   const host = opts.host ?? ADDR.dns;
@@ -316,7 +318,10 @@ export async function startDnsmasq(records: DnsRecords, opts: { host?: string; p
   const args = ["--no-daemon", "--no-resolv", "--no-hosts", "--no-poll", `--listen-address=${host}`, `--port=${port}`, "--bind-interfaces", "--local=/test/", "--log-facility=-", "--user=root", "--conf-file=/dev/null"];
   for (const [dom, mxs] of Object.entries(records.mx ?? {})) for (const m of mxs) args.push(`--mx-host=${dom},${m.host},${m.pref}`);
   for (const [name, ips] of Object.entries(records.a ?? {})) args.push(`--host-record=${name},${ips.join(",")}`);
-  const p = spawnPeer("dnsmasq", bin, args);
+  if (opts.logQueries) args.push("--log-queries");
+  let queries = 0;
+  // dnsmasq logs each query as "query[MX] name from addr" (its answers on other lines).
+  const p = spawnPeer("dnsmasq", bin, args, { onLine: (l) => void (/ query\[/.test(l) && queries++) });
   const r = new Resolver({ timeout: 300, tries: 1 });
   r.setServers([`${host}:${port}`]);
   const probe = Object.keys(records.mx ?? {})[0];
@@ -335,7 +340,7 @@ export async function startDnsmasq(records: DnsRecords, opts: { host?: string; p
     await p.stop(1000);
     throw e;
   }
-  return { host, port, address: `${host}:${port}`, pid: p.pid, stop: async () => void (await p.stop(2000)) };
+  return { host, port, address: `${host}:${port}`, pid: p.pid, queries: () => queries, stop: async () => void (await p.stop(2000)) };
 }
 
 // ---------------------------------------------------------------------------------------------
