@@ -126,6 +126,7 @@ async function wire(
     rateLimits: () => server.rateLimitStatus(),
     proxyRefused: () => server.proxyRefused,
     ...(limiter ? { authBlocked: () => limiter.blockedCount() } : {}),
+    ...(resolver.stats ? { dnsCache: resolver.stats.bind(resolver) } : {}),
   });
   // The status page: a ring sample every 10 s (queue counts walk the index, so not more often),
   // and a snapshot built on demand — at most once a second, only while someone looks.

@@ -53,14 +53,21 @@ async function setup(t: TestContext, cache: NonNullable<ConfigInput["dns"]>["cac
     await sink.waitForMessages(sent, 15_000);
     return dns.queries.slice(before).map((q) => `${q.type} ${q.name}`);
   };
-  return { deliver, advance: (ms: number) => void (skew += ms) };
+  /** mxd_dns_cache_lookups_total{result} as /metrics renders it (undefined: not exported). */
+  const lookups = (result: string): number | undefined => {
+    const m = new RegExp(`^mxd_dns_cache_lookups_total\\{result="${result}"\\} (\\d+)$`, "m").exec(d.metrics.registry.render());
+    return m ? Number(m[1]) : undefined;
+  };
+  return { deliver, advance: (ms: number) => void (skew += ms), lookups };
 }
 
 test("a second delivery to the same domain sends no DNS query while the TTLs last, and new ones after", async (t) => {
-  const { deliver, advance } = await setup(t, { unknownTtl: "2m" });
+  const { deliver, advance, lookups } = await setup(t, { unknownTtl: "2m" });
   const first = await deliver();
+  const hits = lookups("hit")!;
   assert.ok(first.includes("MX cached.test") && first.includes("A mx.cached.test"), `first delivery asked: ${first.join(", ")}`);
   assert.deepEqual(await deliver(), [], "second delivery, at once");
+  assert.ok(lookups("hit")! > hits, "the hits show in /metrics");
   advance(29_000);
   assert.deepEqual(await deliver(), [], "29 s later: within the A record's 30 s TTL");
   advance(2_000);
@@ -74,7 +81,8 @@ test("a second delivery to the same domain sends no DNS query while the TTLs las
 });
 
 test("with dns.cache.enabled false every delivery asks again", async (t) => {
-  const { deliver } = await setup(t, { enabled: false });
+  const { deliver, lookups } = await setup(t, { enabled: false });
+  assert.equal(lookups("hit"), undefined, "no cache, no cache metrics");
   const first = await deliver();
   assert.ok(first.includes("MX cached.test") && first.includes("A mx.cached.test"), first.join(", "));
   const second = await deliver();
