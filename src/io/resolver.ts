@@ -102,18 +102,6 @@ export function withoutTtl(t: TimedResolver): Resolver {
   };
 }
 
-/** A Resolver's lookups as answers of unknown TTL (test doubles, resolvers that do not report TTLs). */
-export function withUnknownTtl(r: Resolver): TimedResolver {
-  const txt = r.txt?.bind(r);
-  const un = async <T>(p: Promise<T>): Promise<TimedAnswer<T>> => ({ value: await p, ttlMs: undefined });
-  return {
-    mx: (d) => un(r.mx(d)),
-    a: (h) => un(r.a(h)),
-    aaaa: (h) => un(r.aaaa(h)),
-    ...(txt ? { txt: (n: string) => un(txt(n)) } : {}),
-  };
-}
-
 export function createNodeResolver(opts: NodeResolverOptions = {}): Resolver {
   return withoutTtl(createNodeTimedResolver(opts));
 }
