@@ -303,6 +303,17 @@ const configBase = z
         servers: z.array(hostPortOf({ defaultPort: 53, minPort: 1, ipOnly: true })).default([]),
         timeout: duration.default("5s"),
         tries: z.number().int().min(1).default(2),
+        // The in-process cache of delivery lookups (io/dns-cache.ts; docs/delivery.md).
+        cache: z
+          .object({
+            enabled: z.boolean().default(true).describe("cache MX, A, AAAA and TXT answers for delivery (never the DANE resolver's)"),
+            maxTtl: duration.default("5m").describe("no answer is kept longer, whatever its TTL; 0 = no cache"),
+            unknownTtl: duration.default("60s").describe("how long MX and TXT answers are kept: node:dns does not report their TTL (capped by maxTtl)"),
+            negativeTtl: duration.default("30s").describe("how long NXDOMAIN and NODATA answers are kept (capped by maxTtl); 0 = not cached"),
+            maxEntries: z.number().int().min(2).default(10_000).describe("answers kept at most (the least recently used are dropped)"),
+          })
+          .strict()
+          .default({}),
       })
       .strict()
       .default({}),

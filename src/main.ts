@@ -9,12 +9,11 @@ import { planReload, type ReloadResult } from "./reload-plan.js";
 import { parseHostPort } from "./core/host-port.js";
 import { systemClock, type Clock } from "./io/clock.js";
 import { createLogOutput, type Logger } from "./io/log.js";
-import { createNodeResolver } from "./io/resolver.js";
 import { openSpool } from "./spool/open-spool.js";
 import type { JournalSpool } from "./spool/journal-spool.js";
 import { SmtpServer } from "./smtp/server.js";
 import { QueueManager } from "./queue/worker.js";
-import { createCourier } from "./delivery/factory.js";
+import { createCourier, createDeliveryResolver } from "./delivery/factory.js";
 import { AdminServer } from "./admin/server.js";
 import { ControlFile } from "./queue/control-file.js";
 import { acquirePidLock, type PidLock } from "./io/pid-lock.js";
@@ -96,7 +95,7 @@ async function wire(
 
   // Unreadable or mismatched certificates stop the start here (exit 1, the message names the file).
   let tls = loadTlsCredentials(config.tls);
-  const resolver = createNodeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, tries: config.dns.tries });
+  const resolver = createDeliveryResolver(config, () => clock.now());
   const courier = createCourier({ config, resolver, logger, clock });
   const live = new LiveStats(() => clock.now());
   const events: QueueEvents = { ...metrics.queueEvents, delivery: (qid, f) => live.delivery(qid, f) };
@@ -127,6 +126,7 @@ async function wire(
     rateLimits: () => server.rateLimitStatus(),
     proxyRefused: () => server.proxyRefused,
     ...(limiter ? { authBlocked: () => limiter.blockedCount() } : {}),
+    ...(resolver.stats ? { dnsCache: resolver.stats.bind(resolver) } : {}),
   });
   // The status page: a ring sample every 10 s (queue counts walk the index, so not more often),
   // and a snapshot built on demand — at most once a second, only while someone looks.

@@ -3,6 +3,7 @@
 // scrape time, so they can never drift from the truth.
 import { CollectedCounter, Counter, Gauge, Histogram, Registry } from "./metrics.js";
 import type { QueueEvents, QueueManager } from "../queue/worker.js";
+import type { DnsCacheStats } from "../io/dns-cache.js";
 
 /** Seconds: from a second to the default 5-day queue lifetime. */
 export const LATENCY_BUCKETS = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400, 86400, 432000];
@@ -20,6 +21,8 @@ export interface GaugeSources {
   rateLimits: () => { rules: { rule: string; limit: number; hits: number; per: string }[]; trackedKeys: number; maxTrackedKeys: number; evictions: number };
   /** Connections refused on PROXY protocol listeners, by reason. */
   proxyRefused: () => ReadonlyMap<string, number>;
+  /** The delivery DNS cache's counters (absent: dns.cache off). */
+  dnsCache?: () => DnsCacheStats;
 }
 
 /** Every reason a PROXY protocol listener refuses a connection (exported from the start as 0). */
@@ -84,6 +87,18 @@ export class MxdMetrics {
       const m = s.proxyRefused();
       return PROXY_REFUSALS.map((reason) => ({ labels: { reason }, value: m.get(reason) ?? 0 }));
     }));
+    if (s.dnsCache) {
+      const dns = s.dnsCache;
+      r.add(new CollectedCounter("mxd_dns_cache_lookups_total", "Delivery DNS lookups by result: hit (answered from the cache), shared (joined a query in flight), query (sent to the DNS server).", () => {
+        const x = dns();
+        return [
+          { labels: { result: "hit" }, value: x.hits },
+          { labels: { result: "shared" }, value: x.shared },
+          { labels: { result: "query" }, value: x.queries },
+        ];
+      }));
+      r.add(new Gauge("mxd_dns_cache_entries", "DNS answers the delivery cache holds now (at most dns.cache.maxEntries).", () => [{ value: dns().entries }]));
+    }
     r.add(new Gauge("mxd_start_time_seconds", "When the daemon started (Unix time).", () => [{ value: Math.floor(s.startedAtMs / 1000) }]));
   }
 }

@@ -3,7 +3,8 @@
 import { networkInterfaces } from "node:os";
 import type { Config } from "../config.js";
 import type { Logger } from "../io/log.js";
-import type { Resolver } from "../io/resolver.js";
+import { createNodeTimedResolver, withoutTtl, type Resolver } from "../io/resolver.js";
+import { cachingResolver, dnsCacheSettings, type DnsCacheStats } from "../io/dns-cache.js";
 import type { Clock } from "../io/clock.js";
 import { nodeConnector } from "../io/connector.js";
 import { httpsGet, resolverLookup } from "../io/https-fetch.js";
@@ -30,6 +31,17 @@ export function ownAddresses(config: Config): string[] {
     } else out.add(l.host);
   }
   return [...out];
+}
+
+/**
+ * The resolver of delivery (MX, A/AAAA, MTA-STS TXT and the policy host's address) over
+ * dns.servers, behind the in-process cache unless dns.cache turns it off. DANE has its own.
+ */
+export function createDeliveryResolver(config: Config, now: () => number): Resolver & { stats?(): DnsCacheStats } {
+  const c = config.dns;
+  const timed = createNodeTimedResolver({ servers: c.servers, timeoutMs: c.timeout, tries: c.tries });
+  const settings = dnsCacheSettings(c.cache);
+  return settings ? cachingResolver(timed, settings, now) : withoutTtl(timed);
 }
 
 /** How often cached MTA-STS policies are checked for a proactive refresh. */

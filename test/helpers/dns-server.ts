@@ -44,6 +44,8 @@ export interface ZoneEntry {
   aaaa?: string[];
   /** TXT records; each one string (split into 255-octet character-strings) or its character-strings (MTA-STS: [["v=STSv1; id=1"]]). */
   txt?: (string | string[])[];
+  /** TTL of this name's records, in seconds (default 60). */
+  ttl?: number;
   /** Answer this rcode instead: for every type (string) or for some types. */
   fail?: Rcode | Partial<Record<RecordType, Rcode>>;
 }
@@ -91,7 +93,7 @@ function answer(zone: Zone, req: Dns2Packet, log: DnsServerHandle["queries"]): D
     res.header.rcode = RCODE[f];
     return res;
   }
-  const base = { name: q.name, class: Packet.CLASS.IN!, ttl: 60 };
+  const base = { name: q.name, class: Packet.CLASS.IN!, ttl: entry.ttl ?? 60 };
   if (type === "MX") for (const mx of entry.mx ?? []) res.answers.push({ ...base, type: Packet.TYPE.MX!, exchange: mx.exchange, priority: mx.priority });
   if (type === "A") for (const address of entry.a ?? []) res.answers.push({ ...base, type: Packet.TYPE.A!, address });
   if (type === "AAAA") for (const address of entry.aaaa ?? []) res.answers.push({ ...base, type: Packet.TYPE.AAAA!, address });

@@ -305,10 +305,14 @@ export interface DnsPeer {
   port: number;
   address: string;
   pid: number;
+  /** Queries dnsmasq logged so far (counted only with `logQueries`; its probe queries included). */
+  queries(): number;
+  /** The same, per record type ("MX", "A", "AAAA", "TXT", …). */
+  queriesByType(): Record<string, number>;
   stop(): Promise<void>;
 }
 
-export async function startDnsmasq(records: DnsRecords, opts: { host?: string; port?: number } = {}): Promise<DnsPeer> {
+export async function startDnsmasq(records: DnsRecords, opts: { host?: string; port?: number; logQueries?: boolean; localTtl?: number } = {}): Promise<DnsPeer> {
   const bin = peerPath("dnsmasq");
   if (!bin) throw new Error("dnsmasq is not installed (package dnsmasq-base)");
   const host = opts.host ?? ADDR.dns;
@@ -316,7 +320,19 @@ export async function startDnsmasq(records: DnsRecords, opts: { host?: string; p
   const args = ["--no-daemon", "--no-resolv", "--no-hosts", "--no-poll", `--listen-address=${host}`, `--port=${port}`, "--bind-interfaces", "--local=/test/", "--log-facility=-", "--user=root", "--conf-file=/dev/null"];
   for (const [dom, mxs] of Object.entries(records.mx ?? {})) for (const m of mxs) args.push(`--mx-host=${dom},${m.host},${m.pref}`);
   for (const [name, ips] of Object.entries(records.a ?? {})) args.push(`--host-record=${name},${ips.join(",")}`);
-  const p = spawnPeer("dnsmasq", bin, args);
+  if (opts.logQueries) args.push("--log-queries");
+  // dnsmasq answers its own records (--host-record) with TTL 0 unless told otherwise.
+  if (opts.localTtl !== undefined) args.push(`--local-ttl=${opts.localTtl}`);
+  let queries = 0;
+  const byType: Record<string, number> = {};
+  // dnsmasq logs each query as "query[MX] name from addr" (its answers on other lines).
+  const onLine = (l: string) => {
+    const m = / query\[(\w+)\]/.exec(l);
+    if (!m) return;
+    queries++;
+    byType[m[1]!] = (byType[m[1]!] ?? 0) + 1;
+  };
+  const p = spawnPeer("dnsmasq", bin, args, { onLine });
   const r = new Resolver({ timeout: 300, tries: 1 });
   r.setServers([`${host}:${port}`]);
   const probe = Object.keys(records.mx ?? {})[0];
@@ -335,7 +351,7 @@ export async function startDnsmasq(records: DnsRecords, opts: { host?: string; p
     await p.stop(1000);
     throw e;
   }
-  return { host, port, address: `${host}:${port}`, pid: p.pid, stop: async () => void (await p.stop(2000)) };
+  return { host, port, address: `${host}:${port}`, pid: p.pid, queries: () => queries, queriesByType: () => ({ ...byType }), stop: async () => void (await p.stop(2000)) };
 }
 
 // ---------------------------------------------------------------------------------------------

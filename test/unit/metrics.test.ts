@@ -61,7 +61,7 @@ test("every mxd metric: HELP and TYPE once, right before its samples; counters _
   const m = new MxdMetrics();
   const queue = { counts: () => ({ queued: 1, deferred: 2, held: 3, total: 6, active: 0, parked: 1 }), pauseState: { ...INITIAL_CONTROL, pausedDomains: ["p.test"] } };
   const rateLimits = () => ({ rules: [{ rule: "client-messages", limit: 100, per: "1m", hits: 7 }, { rule: "user-recipients", limit: 0, per: "1h", hits: 0 }], trackedKeys: 12, maxTrackedKeys: 1000, evictions: 0 });
-  m.bind({ queue: queue as never, inbound: () => 0, outbound: () => 0, startedAtMs: 1_700_000_000_000, rateLimits, proxyRefused: () => new Map([["untrusted", 2]]), authBlocked: () => 4 });
+  m.bind({ queue: queue as never, inbound: () => 0, outbound: () => 0, startedAtMs: 1_700_000_000_000, rateLimits, proxyRefused: () => new Map([["untrusted", 2]]), authBlocked: () => 4, dnsCache: () => ({ hits: 40, shared: 3, queries: 5, entries: 4 }) });
   const text = m.registry.render();
   const lines = text.trimEnd().split("\n");
   const types = new Map<string, string>();
@@ -97,6 +97,8 @@ test("every mxd metric: HELP and TYPE once, right before its samples; counters _
   assert.equal(v("mxd_start_time_seconds"), 1_700_000_000);
   for (const result of ["success", "failure", "blocked", "unavailable"]) assert.equal(v("mxd_auth_attempts_total", { result }), 0, `auth ${result} from the start`);
   assert.equal(v("mxd_auth_blocked_clients"), 4);
+  assert.deepEqual(["hit", "shared", "query"].map((result) => v("mxd_dns_cache_lookups_total", { result })), [40, 3, 5]);
+  assert.equal(v("mxd_dns_cache_entries"), 4);
   assert.equal(v("mxd_rate_limit", { rule: "client-messages", per: "1m" }), 100);
   assert.equal(v("mxd_rate_limit", { rule: "user-recipients" }), 0);
   assert.equal(v("mxd_rate_limit_hits_total", { rule: "client-messages" }), 7);
