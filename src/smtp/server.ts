@@ -413,7 +413,10 @@ export class SmtpServer {
         return;
       }
     }
-    const perIp = this.perIp.get(ip) ?? 0;
+    // Slots per client: an IPv6 client by its /64 (one host usually holds a whole /64), an
+    // IPv4-mapped address as IPv4 — as the rate limits and the failed-AUTH back-off count it.
+    const who = clientKey(ip);
+    const perIp = this.perIp.get(who) ?? 0;
     const relayAllowed = this.relayAllowed(ip);
     const admission = admit({ total: this.conns.size, perClient: perIp, relayAllowed, limits: config.limits });
     if (!admission.accept) {
@@ -422,14 +425,14 @@ export class SmtpServer {
       setTimeout(() => socket.destroy(), 2000).unref();
       return;
     }
-    this.perIp.set(ip, perIp + 1);
+    this.perIp.set(who, perIp + 1);
     const conn = new Connection(this, socket, { ip, port: origin?.port ?? socket.remotePort, proxy: origin?.proxy }, relayAllowed, implicitTls, mode, initial);
     this.conns.add(conn);
     conn.onClose = () => {
       this.conns.delete(conn);
-      const n = (this.perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perIp.delete(ip);
-      else this.perIp.set(ip, n);
+      const n = (this.perIp.get(who) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(who);
+      else this.perIp.set(who, n);
       this.updateStress();
       if (this.closing && this.conns.size === 0) this.drained?.();
     };

@@ -176,6 +176,19 @@ test("connections per client count the header's address, not the load balancer's
   assert.match(a2.r.text, /^421 4\.7\.0 mx\.test Error: too many connections/);
 });
 
+test("connections per client count an IPv6 client by its /64 (as the rate limits and the AUTH back-off do)", async () => {
+  const ib = await proxied({}, { connectionsPerClient: 2 });
+  const open = async (src: string) => {
+    const c = await RawClient.connect(ib.port);
+    c.write(v2(src, "2001:db8::1", 1000, 25));
+    return (await c.reply()).text;
+  };
+  assert.match(await open("2001:db8:1:2::a"), /^220 /);
+  assert.match(await open("2001:db8:1:2::b"), /^220 /);
+  assert.match(await open("2001:db8:1:2:ffff::c"), /^421 4\.7\.0 mx\.test Error: too many connections/, "a third address of the same /64");
+  assert.match(await open("2001:db8:1:3::a"), /^220 /, "another /64 has its own slots");
+});
+
 test("rate limits count the header's address: one client behind the balancer is limited, the next one is not", async () => {
   const ib = await startInbound({
     listen: [{ host: "127.0.0.1", port: 0, proxyProtocol: { trustedNetworks: ["127.0.0.1/32"] } }],
