@@ -14,6 +14,7 @@
 //   and the old previous one is dropped whole. Expired entries go when they are next looked up
 //   or with their generation.
 // The DANE resolver (io/dnssec-resolver.ts) is separate and never goes through this cache.
+import { GenerationalMap } from "../core/generational-map.js";
 import { DnsError, type MxRecord, type Resolver, type TimedAnswer, type TimedResolver } from "./resolver.js";
 
 export interface DnsCacheSettings {
@@ -50,50 +51,32 @@ interface Entry {
   value: unknown;
 }
 
-/** Bounded key → entry store in two generations (see the header); expiry is checked against `now`. */
+/** Bounded key → entry store (core/generational-map.ts); expiry is checked against `now`. */
 export class AnswerStore {
-  private current = new Map<string, Entry>();
-  private previous = new Map<string, Entry>();
-  private readonly generation: number;
+  private readonly map: GenerationalMap<Entry>;
 
   constructor(maxEntries: number) {
-    this.generation = Math.max(1, Math.floor(maxEntries / 2));
+    this.map = new GenerationalMap(maxEntries);
   }
 
   /** Entries held (live or expired but not yet dropped); never more than maxEntries. */
   get size(): number {
-    return this.current.size + this.previous.size;
+    return this.map.size;
   }
 
   /** The live entry of `key`, or undefined (an expired one is dropped). */
   get(key: string, now: number): Entry | undefined {
-    let e = this.current.get(key);
-    if (e === undefined) {
-      e = this.previous.get(key);
-      if (e === undefined) return undefined;
-      this.previous.delete(key);
-      if (e.expiresAt <= now) return undefined;
-      this.insert(key, e);
-      return e;
-    }
+    const e = this.map.get(key);
+    if (e === undefined) return undefined;
     if (e.expiresAt <= now) {
-      this.current.delete(key);
+      this.map.delete(key);
       return undefined;
     }
     return e;
   }
 
   set(key: string, e: Entry): void {
-    this.previous.delete(key);
-    this.insert(key, e);
-  }
-
-  private insert(key: string, e: Entry): void {
-    if (!this.current.has(key) && this.current.size >= this.generation) {
-      this.previous = this.current;
-      this.current = new Map();
-    }
-    this.current.set(key, e);
+    this.map.set(key, e);
   }
 }
 

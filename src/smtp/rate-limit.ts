@@ -19,6 +19,7 @@
 // holes earlier deletions left at the front — 119 µs per new key at 100,000 keys.)
 // A full bucket carries no information: prune() drops those (the server calls it periodically).
 import { parseIPv6 } from "../core/cidr.js";
+import { GenerationalMap } from "../core/generational-map.js";
 
 export interface Rate {
   /** Events allowed per window; 0 = no limit. */
@@ -42,15 +43,13 @@ interface Bucket {
 
 export class RateLimiter<R extends string> {
   private settings: RateLimiterSettings<R>;
-  private current = new Map<string, Bucket>();
-  private previous = new Map<string, Bucket>();
+  private readonly buckets: GenerationalMap<Bucket>;
   /** Refused events per rule since start. */
   readonly hits = new Map<R, number>();
-  /** Buckets evicted to stay under maxKeys since start. */
-  evictions = 0;
 
   constructor(settings: RateLimiterSettings<R>, private readonly now: () => number) {
     this.settings = settings;
+    this.buckets = new GenerationalMap(settings.maxKeys);
     for (const r of Object.keys(settings.rules) as R[]) this.hits.set(r, 0);
   }
 
@@ -64,7 +63,12 @@ export class RateLimiter<R extends string> {
 
   /** Buckets held now (at most maxKeys). */
   get size(): number {
-    return this.current.size + this.previous.size;
+    return this.buckets.size;
+  }
+
+  /** Buckets evicted to stay under maxKeys since start. */
+  get evictions(): number {
+    return this.buckets.evictions;
   }
 
   /**
@@ -74,44 +78,7 @@ export class RateLimiter<R extends string> {
   setSettings(settings: RateLimiterSettings<R>): void {
     this.settings = settings;
     for (const r of Object.keys(settings.rules) as R[]) if (!this.hits.has(r)) this.hits.set(r, 0);
-    if (this.size > settings.maxKeys) {
-      this.evictions += this.previous.size;
-      this.previous = new Map();
-    }
-    if (this.current.size > this.generation) this.rotate();
-    if (this.size > settings.maxKeys) {
-      this.evictions += this.size;
-      this.previous = new Map();
-      this.current = new Map();
-    }
-  }
-
-  /** Buckets per generation. */
-  private get generation(): number {
-    return Math.max(1, Math.floor(this.settings.maxKeys / 2));
-  }
-
-  private rotate(): void {
-    this.evictions += this.previous.size;
-    this.previous = this.current;
-    this.current = new Map();
-  }
-
-  /** The bucket of `id`, moved into the current generation; undefined when there is none. */
-  private lookup(id: string): Bucket | undefined {
-    const b = this.current.get(id);
-    if (b) return b;
-    const old = this.previous.get(id);
-    if (old) {
-      this.previous.delete(id);
-      this.insert(id, old);
-    }
-    return old;
-  }
-
-  private insert(id: string, b: Bucket): void {
-    if (this.current.size >= this.generation) this.rotate();
-    this.current.set(id, b);
+    this.buckets.setCapacity(settings.maxKeys);
   }
 
   /** Take one token from `rule`'s bucket for `key`: may the event happen? */
@@ -120,11 +87,11 @@ export class RateLimiter<R extends string> {
     if (!rate || rate.limit <= 0) return { ok: true };
     const id = `${rule}\u0000${key}`;
     const now = this.now();
-    let b = this.lookup(id);
+    let b = this.buckets.get(id);
     const tokens = b ? refill(b, rate, now) : rate.limit;
     if (!b) {
       b = { tokens, at: now };
-      this.insert(id, b);
+      this.buckets.set(id, b);
     }
     b.at = now;
     if (tokens < 1) {
@@ -140,14 +107,12 @@ export class RateLimiter<R extends string> {
   prune(): number {
     const now = this.now();
     let n = 0;
-    for (const gen of [this.current, this.previous]) {
-      for (const [id, b] of gen) {
-        const rule = id.slice(0, id.indexOf("\u0000")) as R;
-        const rate = this.settings.rules[rule];
-        if (!rate || rate.limit <= 0 || refill(b, rate, now) >= rate.limit) {
-          gen.delete(id);
-          n++;
-        }
+    for (const [id, b] of this.buckets.entries()) {
+      const rule = id.slice(0, id.indexOf("\u0000")) as R;
+      const rate = this.settings.rules[rule];
+      if (!rate || rate.limit <= 0 || refill(b, rate, now) >= rate.limit) {
+        this.buckets.delete(id);
+        n++;
       }
     }
     return n;
