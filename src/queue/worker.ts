@@ -330,7 +330,8 @@ export class QueueManager {
   /** A run that failed locally (disk error) must not forget the message. */
   private ensureScheduled(id: string): void {
     const busy = () => this.stopped || this.scheduler.has(id) || this.parked.has(id) || this.runs.has(id) || this.slots.isWaiting(id);
-    if (this.deps.offline || busy()) return;
+    // Not indexed: finished (removed) or never loaded; nothing to keep scheduled.
+    if (this.deps.offline || busy() || !this.index.has(id)) return;
     void this.deps.spool
       .load(id)
       .then((m) => {

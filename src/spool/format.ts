@@ -12,7 +12,19 @@ const B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
  * Queue ids: 10 characters of millisecond timestamp + 6 random characters, e.g.
  * "01KB2X7Q9M4F8Z3H". Fixed width, so lexical order is arrival order; safe in file names.
  */
-export function newQueueId(nowMs: number, rand: Buffer = randomBytes(4)): string {
+/** Random bytes for queue ids, drawn 4 at a time from a pool (one randomBytes call per 1,024 ids). */
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+function idRandom(): Buffer {
+  if (poolAt + 4 > pool.length) {
+    pool = randomBytes(4096);
+    poolAt = 0;
+  }
+  poolAt += 4;
+  return pool.subarray(poolAt - 4, poolAt);
+}
+
+export function newQueueId(nowMs: number, rand: Buffer = idRandom()): string {
   let t = Math.floor(nowMs);
   let ts = "";
   for (let i = 0; i < 10; i++) {

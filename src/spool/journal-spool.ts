@@ -19,7 +19,7 @@
 // message would pin its segment — and so every newer one — forever: when the journal holds
 // more than `compactAfterSegments` sealed segments, the live messages of the oldest are
 // copied to the head (a new MSG record with the current state) and the segment is deleted.
-import { promises as fsp, createReadStream, existsSync, constants as FS } from "node:fs";
+import { promises as fsp, createReadStream, existsSync, readSync, constants as FS } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { MessageMeta } from "../core/envelope.js";
@@ -32,6 +32,9 @@ import { replaySegment, type Damage } from "./journal-replay.js";
 import { FsSpool } from "./fs-spool.js";
 import { readDirOrEmpty, readFileHead, syncDir, writeFileSynced } from "../io/durable-file.js";
 import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
+
+/** Reads up to this many bytes are synchronous (readAt). */
+const SYNC_READ_MAX = 64 * 1024;
 
 export interface JournalSpoolOptions {
   dir: string;
@@ -459,9 +462,13 @@ export class JournalSpool implements Spool {
     if (s) s.readers++;
     try {
       const fh = await this.fd(seg);
+      // Small reads (states, inline bodies of ordinary size) are one pread on this thread:
+      // an asynchronous read costs a thread-pool round trip of ~40 µs of CPU against ~4 µs
+      // for a page-cache hit (docs/performance.md); a cold read of ≤ 64 KB blocks briefly.
+      const small = len <= SYNC_READ_MAX;
       let got = 0;
       while (got < len) {
-        const { bytesRead } = await fh.read(buf, got, len - got, off + got);
+        const bytesRead = small ? readSync(fh.fd, buf, got, len - got, off + got) : (await fh.read(buf, got, len - got, off + got)).bytesRead;
         if (bytesRead === 0) throw new MxdError("MXD_SPOOL_IO", `segment ${segmentName(seg)} ends before offset ${off + len}`);
         got += bytesRead;
       }
