@@ -320,6 +320,7 @@ const configBase = z
     delivery: z
       .object({
         enabled: z.boolean().default(true),
+        thread: z.boolean().default(true).describe("deliver from a worker thread of its own (the second core), beside the SMTP listeners and the spool on the main thread; false: all on one thread"),
         port: port.default(25),
         concurrency: z.number().int().min(1).default(100),
         perDomainConcurrency: z.number().int().min(1).default(20),

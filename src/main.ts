@@ -8,12 +8,14 @@ import { loadTlsCredentials } from "./io/tls-credentials.js";
 import { planReload, type ReloadResult } from "./reload-plan.js";
 import { parseHostPort } from "./core/host-port.js";
 import { systemClock, type Clock } from "./io/clock.js";
-import { createLogOutput, type Logger } from "./io/log.js";
+import { createLogOutput, lineWriter, type Logger } from "./io/log.js";
 import { openSpool } from "./spool/open-spool.js";
 import type { JournalSpool } from "./spool/journal-spool.js";
 import { SmtpServer } from "./smtp/server.js";
 import { QueueManager } from "./queue/worker.js";
 import { createCourier, createDeliveryResolver } from "./delivery/factory.js";
+import { ThreadCourier } from "./delivery/thread-courier.js";
+import { dnsCacheSettings } from "./io/dns-cache.js";
 import { AdminServer } from "./admin/server.js";
 import { ControlFile } from "./queue/control-file.js";
 import { acquirePidLock, type PidLock } from "./io/pid-lock.js";
@@ -76,7 +78,10 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
     throw e;
   }
   try {
-    return { ...(await wire(config, { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog: output.flush, dkim, loadConfig: opts.loadConfig })), reopenLog: output.reopen };
+    // Delivery in a thread of its own unless turned off, or unless the caller drives time (a
+    // fake clock cannot reach another thread).
+    const threaded = config.delivery.thread && !opts.clock;
+    return { ...(await wire(config, { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog: output.flush, dkim, loadConfig: opts.loadConfig, threaded })), reopenLog: output.reopen };
   } catch (e) {
     await admin.close();
     await lock.release();
@@ -86,7 +91,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
 
 async function wire(
   config: Config,
-  { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog, dkim, loadConfig }: { logger: Logger; clock: Clock; spool: JournalSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock; flushLog: () => void; dkim: DkimPolicy | undefined; loadConfig: (() => Config) | undefined },
+  { logger, clock, spool, admin, metrics, startedAtMs, lock, flushLog, dkim, loadConfig, threaded }: { logger: Logger; clock: Clock; spool: JournalSpool; admin: AdminServer; metrics: MxdMetrics; startedAtMs: number; lock: PidLock; flushLog: () => void; dkim: DkimPolicy | undefined; loadConfig: (() => Config) | undefined; threaded: boolean },
 ): Promise<Omit<Daemon, "reopenLog">> {
   /** The configuration in force; a reload replaces it. */
   let current = config;
@@ -95,8 +100,11 @@ async function wire(
 
   // Unreadable or mismatched certificates stop the start here (exit 1, the message names the file).
   let tls = loadTlsCredentials(config.tls);
-  const resolver = createDeliveryResolver(config, () => clock.now());
-  const courier = createCourier({ config, resolver, logger, clock });
+  // Remote delivery either in the delivery thread (its resolver and DNS cache live there) or here.
+  const thread = threaded ? new ThreadCourier({ config, logger, writeLog: lineWriter(logger) }) : undefined;
+  const resolver = thread ? undefined : createDeliveryResolver(config, () => clock.now());
+  const courier = createCourier({ config, logger, clock, ...(thread ? { remote: thread } : { resolver }) });
+  const dnsCacheStats = thread ? (dnsCacheSettings(config.dns.cache) ? () => thread.dnsStats ?? { hits: 0, shared: 0, queries: 0, entries: 0 } : undefined) : resolver?.stats?.bind(resolver);
   const live = new LiveStats(() => clock.now());
   const events: QueueEvents = { ...metrics.queueEvents, delivery: (qid, f) => live.delivery(qid, f) };
   const q = new QueueManager({ config, spool, courier, clock, logger, control: new ControlFile(config.spoolDir), events, dkim });
@@ -126,7 +134,7 @@ async function wire(
     rateLimits: () => server.rateLimitStatus(),
     proxyRefused: () => server.proxyRefused,
     ...(limiter ? { authBlocked: () => limiter.blockedCount() } : {}),
-    ...(resolver.stats ? { dnsCache: resolver.stats.bind(resolver) } : {}),
+    ...(dnsCacheStats ? { dnsCache: dnsCacheStats } : {}),
   });
   // The status page: a ring sample every 10 s (queue counts walk the index, so not more often),
   // and a snapshot built on demand — at most once a second, only while someone looks.
@@ -156,9 +164,10 @@ async function wire(
    */
   const applySteps = (next: Config): void => {
     admin.reconfigure({ token: next.admin.token, hostnames: adminHostnames(next) });
+    // The level first: the delivery thread takes the logger's level with its new settings.
+    if (logger.level !== next.log.level) logger.level = next.log.level;
     courier.reconfigure(next); // routes, fallback relays, localDomains, timeouts, hostname
     q.reconfigure(next); // retry policy, limits, bounces
-    if (logger.level !== next.log.level) logger.level = next.log.level;
   };
   let reloading: Promise<unknown> = Promise.resolve();
   const applyConfig = (next: Config): Promise<ReloadResult> => {

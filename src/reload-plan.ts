@@ -21,6 +21,7 @@ export const RESTART_ONLY: readonly string[] = [
   "dns",
   "admin.listen",
   "delivery.enabled",
+  "delivery.thread",
   "delivery.perHostConcurrency",
   "delivery.deadHostTime",
   "auth",

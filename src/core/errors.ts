@@ -46,7 +46,9 @@ export type MxdErrorCode =
   /** A TLS certificate or key file cannot be read, or the pair does not match (tls.*). */
   | "MXD_TLS_CREDENTIALS"
   /** A new configuration cannot be applied to the running daemon (reload refused). */
-  | "MXD_RELOAD_REFUSED";
+  | "MXD_RELOAD_REFUSED"
+  /** The delivery thread failed or stopped under a delivery (delivery/thread-courier.ts). */
+  | "MXD_DELIVERY_THREAD";
 
 export class MxdError extends Error {
   constructor(readonly code: MxdErrorCode, message: string, options?: { cause?: unknown }) {

@@ -5,6 +5,7 @@ import type { Outcome } from "../core/envelope.js";
 import type { Config } from "../config.js";
 import type { HostReply } from "./host-report.js";
 import type { MessageParams, TlsInfo } from "../smtp/client.js";
+import type { BodyLocation } from "../spool/spool.js";
 
 export interface DeliveryRecipient {
   address: string;
@@ -22,6 +23,12 @@ export interface DeliveryRequest extends MessageParams {
   recipients: DeliveryRecipient[];
   /** Opens a fresh stream of the spooled message bytes (CRLF line ends). May be called more than once (one per host tried). */
   openBody: () => Readable;
+  /**
+   * The same octets for a courier in another thread, which cannot take a stream: what to send
+   * first (the stored DKIM-Signature fields, latin1) and where the stored message is. The
+   * caller of `locate` releases the body when the delivery is over.
+   */
+  locate?: () => Promise<{ head?: string; body: BodyLocation }>;
 }
 
 export interface RecipientResult {

@@ -80,11 +80,18 @@ export function createDaneFromConfig(config: Config, now?: () => number): Dane |
   return createDane({ resolver, ...(now ? { now } : {}) });
 }
 
-export function createCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock; dane?: Dane }): RoutingCourier {
-  return new RoutingCourier(d.config.localDomains, new LocalDropCourier({ config: d.config }), createSmtpCourier(d));
+/**
+ * The whole courier: local drop domains to the maildir writer, the rest to `remote` — the SMTP
+ * courier built here, or one given (the delivery thread's proxy, delivery/thread-courier.ts).
+ */
+export function createCourier(d: { config: Config; resolver?: Resolver; logger: Logger; clock?: Clock; dane?: Dane; remote?: Courier }): RoutingCourier {
+  const clock = d.clock;
+  const remote = d.remote ?? createSmtpCourier({ ...d, resolver: d.resolver ?? createDeliveryResolver(d.config, clock ? () => clock.now() : Date.now) });
+  return new RoutingCourier(d.config.localDomains, new LocalDropCourier({ config: d.config }), remote);
 }
 
-function createSmtpCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock; dane?: Dane }): Courier {
+/** The courier for remote domains: MX resolution, TLS policy, our SMTP client over real sockets. */
+export function createSmtpCourier(d: { config: Config; resolver: Resolver; logger: Logger; clock?: Clock; dane?: Dane }): Courier {
   const clock = d.clock;
   const dane = d.dane ?? createDaneFromConfig(d.config, clock ? () => clock.now() : undefined);
   const mtaSts = createMtaSts({ config: d.config, resolver: d.resolver, logger: d.logger, now: clock ? () => clock.now() : Date.now });

@@ -88,6 +88,19 @@ function prettyStream(out: NodeJS.WriteStream): pino.DestinationStream {
   return { write: (line: string) => void out.write(prettyLine(line, true) + "\n") };
 }
 
+/**
+ * Writes lines another logger made (the delivery thread's, as JSON) to this logger's
+ * destination, so that one writer owns the log file and its format (text, pretty).
+ */
+export function lineWriter(logger: Logger): (line: string) => void {
+  const dest = (logger as unknown as Record<symbol, pino.DestinationStream | undefined>)[pino.symbols.streamSym];
+  return (line) => {
+    // This logger's level rules (a silent test logger writes nothing, whatever the thread made).
+    const level = /^\{"level":"(\w+)"/.exec(line)?.[1];
+    if (level && logger.isLevelEnabled(level)) dest?.write(line);
+  };
+}
+
 /** A logger that discards everything (tests). */
 export function silentLogger(): Logger {
   return pino({ level: "silent" });

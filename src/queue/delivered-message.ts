@@ -4,6 +4,7 @@
 // when the body (in the journal or a body file) has already been written.
 import { Readable } from "node:stream";
 import type { MessageMeta } from "../core/envelope.js";
+import type { BodyLocation } from "../spool/spool.js";
 
 export function deliveredMessage(meta: Pick<MessageMeta, "dkim">, openBody: () => Readable): Readable {
   const fields = meta.dkim;
@@ -17,4 +18,10 @@ export function deliveredMessage(meta: Pick<MessageMeta, "dkim">, openBody: () =
     })(),
     { objectMode: false },
   );
+}
+
+/** The same for a courier in another thread: the fields to send first, and where the stored message is. */
+export async function locateDelivered(meta: Pick<MessageMeta, "dkim">, locateBody: () => Promise<BodyLocation>): Promise<{ head?: string; body: BodyLocation }> {
+  const body = await locateBody();
+  return meta.dkim?.length ? { head: meta.dkim.join(""), body } : { body };
 }

@@ -25,7 +25,7 @@ import { excerpt } from "../core/smtp-reply.js";
 import { DeliverySlots, type SlotLimits } from "./delivery-slots.js";
 import { Coalesced, MessageRuns } from "./message-runs.js";
 import { planAction, type OperatorAction, type OpResult } from "./operator-actions.js";
-import { deliveredMessage } from "./delivered-message.js";
+import { deliveredMessage, locateDelivered } from "./delivered-message.js";
 import { signBuffer, type DkimPolicy } from "../dkim/message-signer.js";
 import { INITIAL_CONTROL, isPausedFor, messageState, pendingDomains, withPause, withResume, type ControlState, type ControlStore, type MessageState } from "./state.js";
 
@@ -536,6 +536,7 @@ export class QueueManager {
               domain,
               recipients: rcpts.map((r) => ({ address: r.address, notify: r.notify, orcpt: r.orcpt })),
               openBody: () => deliveredMessage(meta, () => spool.openBody(id)),
+              ...(spool.locateBody ? { locate: () => locateDelivered(meta, () => spool.locateBody!(id)) } : {}),
               size: deliverySize(meta),
               eightBit: meta.eightBit,
               smtputf8: !!meta.params.smtputf8,

@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { MessageMeta } from "../core/envelope.js";
 import { MxdError } from "../core/errors.js";
-import type { ScanProblem, Spool, SpoolWriter } from "./spool.js";
+import type { BodyLocation, ScanProblem, Spool, SpoolWriter } from "./spool.js";
 import { decodeMeta, decodeMetaForIndex, isQueueId, newQueueId } from "./format.js";
 import { FLAG_EXTERNAL_BODY, HEADER_SIZE, RecordType, encodeRecord, segmentName, segmentNumber } from "./journal-format.js";
 import { GroupCommitLog } from "./group-commit.js";
@@ -537,6 +537,20 @@ export class JournalSpool implements Spool {
     stream.once("close", release);
     stream.once("error", release);
     return stream;
+  }
+
+  /**
+   * Where a queued message's bytes are, for a reader in another thread (the delivery thread):
+   * small inline bodies as the bytes themselves (one read), larger ones as a file range. The
+   * segment (or body file) stays in place until `release` is called (compaction waits).
+   */
+  async locateBody(id: string): Promise<BodyLocation> {
+    const e = this.index.get(id);
+    if (!e) throw notFound(id);
+    if (e.external) return { kind: "file", path: this.externalPath(id), start: 0, release: () => undefined };
+    if (e.bodyLen <= SYNC_READ_MAX) return { kind: "bytes", bytes: await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen), release: () => undefined };
+    const release = this.pin(e.msgSeg);
+    return { kind: "file", path: join(this.journalDir, segmentName(e.msgSeg)), start: e.bodyOff, end: e.bodyOff + e.bodyLen - 1, release };
   }
 
   /** Keep segment `seg` from being deleted until the returned function is called (once or more). */

@@ -29,6 +29,15 @@ export interface ScanProblem {
   reason: string;
 }
 
+/**
+ * Where a message's octets are, for a reader that cannot take a stream (another thread): the
+ * octets themselves or a file range (`end` inclusive; to the end of the file when absent).
+ */
+export type BodyBytes = { kind: "bytes"; bytes: Buffer } | { kind: "file"; path: string; start: number; end?: number };
+
+/** A located body; `release` lets the spool reclaim the file again (call it once the read is over). */
+export type BodyLocation = BodyBytes & { release(): void };
+
 export interface Spool {
   /** Create directories and clean leftovers of interrupted writes. */
   init(): Promise<{ cleaned: number }>;
@@ -36,6 +45,8 @@ export interface Spool {
   /** Queue a whole message held in memory (bounces, which are small). */
   put(meta: Omit<MessageMeta, "id" | "size">, body: Buffer): Promise<MessageMeta>;
   openBody(id: string): Readable;
+  /** The body's place for a reader in another thread (journal spool only). */
+  locateBody?(id: string): Promise<BodyLocation>;
   /** The first `max` octets of the message (header block for bounces; small bodies whole). */
   readHead(id: string, max: number): Promise<Buffer>;
   /** Move an entry to the dead-letter folder with a reason. */
