@@ -119,7 +119,8 @@ function mxdConfig(name: string, extra: { delivery?: Record<string, unknown>; [k
     dns: { servers: [`${ADDR.dns}:5353`], timeout: "2s", tries: 1 },
     admin: { listen: null }, // the admin socket only: no TCP port to clash with another run
     limits: { connections: 1000, connectionsPerClient: 1000, recipientsPerMessage: Math.max(100, FANOUT_RCPTS) },
-    delivery: { concurrency: 100, perHostConcurrency: 100, perDomainConcurrency: 100, ...delivery },
+    // BENCH_MXD_THREAD=0: delivery on the main thread (delivery.thread false), for comparison.
+    delivery: { concurrency: 100, perHostConcurrency: 100, perDomainConcurrency: 100, ...(process.env.BENCH_MXD_THREAD === "0" ? { thread: false } : {}), ...delivery },
     log: { level: "info" },
     ...rest,
   };

@@ -7,7 +7,7 @@ import { hostname as osHostname } from "node:os";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { parseCidr } from "./core/cidr.js";
-import { hostAndPort, hostKind, isHostName, parseHostPort } from "./core/host-port.js";
+import { hostAndPort, hostKind, isHostName, isLoopbackHost, parseHostPort } from "./core/host-port.js";
 import { describeIssue, displayConfig as displayAsWritten } from "./config-describe.js";
 import { localMailbox } from "./core/local-domains.js";
 import { findRoute } from "./core/routes.js";
@@ -112,10 +112,7 @@ const localDomainSchema = z
   .strict();
 
 /** "127.0.0.1:8025", "localhost:8025", "[::1]:8025": is the host part a loopback address? */
-export function isLoopbackHost(hostPort: string): boolean {
-  const host = hostAndPort(hostPort, 0).host.toLowerCase();
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
+export { isLoopbackHost };
 
 /** PROXY protocol on a listener (smtp/proxy-protocol.ts): who may send it, how long, how big. */
 const proxyProtocolSchema = z

@@ -264,6 +264,8 @@ async function wire(
   });
   await server.listen();
   logger.info({ listen: server.addresses, admin: admin.addresses, hostname: config.hostname, spoolDir: config.spoolDir, paused: q.pauseState }, "ready");
+  // The delivery thread starts beside the replay, not at the first delivery.
+  if (current.delivery.enabled) thread?.start();
   // The young generation stays small while the journal is replayed (io/young-generation.ts).
   const releaseYoung = holdYoungGeneration();
   const recovering = q

@@ -77,6 +77,12 @@ export function parseHostPort(s: string, opts: { defaultPort?: number; minPort?:
  * admin.listen), the default port filled in. Of a value that does not parse (a refinement looking
  * at a value the schema refuses anyway) the host is what stands before the port.
  */
+/** "localhost", ::1 or 127.x.y.z, with or without a port. */
+export function isLoopbackHost(hostPort: string): boolean {
+  const host = hostAndPort(hostPort, 0).host.toLowerCase();
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 export function hostAndPort(s: string, defaultPort: number): { host: string; port: number } {
   const r = parseHostPort(s, { defaultPort, minPort: 0 });
   if (r.ok) return { host: r.value.host, port: r.value.port };

@@ -51,7 +51,8 @@ interface Waiting {
 }
 
 export function spawnDeliveryThread(start: ThreadStart): ThreadHandle {
-  return new Worker(new URL("./delivery-thread.js", import.meta.url), { workerData: start });
+  const young = Number(process.env.MXD_THREAD_YOUNG_MB ?? 0);
+  return new Worker(new URL("./delivery-thread.js", import.meta.url), { workerData: start, ...(young ? { resourceLimits: { maxYoungGenerationSizeMb: young } } : {}) });
 }
 
 export class ThreadCourier implements Courier {
@@ -67,6 +68,19 @@ export class ThreadCourier implements Courier {
 
   constructor(private readonly deps: ThreadCourierDeps) {
     this.config = deps.config;
+  }
+
+  /**
+   * Start the thread now rather than at the first delivery (the daemon does, beside the journal
+   * replay, so that the first attempt does not wait for the thread's start-up).
+   */
+  start(): void {
+    if (this.closing || this.thread) return;
+    try {
+      this.running();
+    } catch {
+      // Started less than a second ago: the next delivery starts it.
+    }
   }
 
   /** New deliveries use this configuration (the thread reconfigures its courier). */

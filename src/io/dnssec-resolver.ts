@@ -14,7 +14,7 @@ import net from "node:net";
 import { randomInt } from "node:crypto";
 import dnsPacket, { type DecodedPacket, type Answer } from "dns-packet";
 import { parseHostPort } from "../core/host-port.js";
-import { isLoopbackHost } from "../config.js";
+import { isLoopbackHost } from "../core/host-port.js";
 import type { MxRecord } from "./resolver.js";
 import type { TlsaRecord } from "../core/tlsa-record.js";
 
