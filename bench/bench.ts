@@ -203,6 +203,11 @@ async function runMxd(name: string, extra: Parameters<typeof mxdConfig>[1] = {})
     accepted: () => metric(mxd.spoolDir, /^mxd_messages_accepted_total (\d+)/m),
     async stop() {
       await mxd.stop(30_000);
+      // BENCH_MXD_LOGS=DIR keeps each run's log lines (JSON) as DIR/<workload>-<time>.log.
+      if (process.env.BENCH_MXD_LOGS) {
+        mkdirSync(process.env.BENCH_MXD_LOGS, { recursive: true });
+        writeFileSync(join(process.env.BENCH_MXD_LOGS, `${name}-${Date.now()}.log`), mxd.logs().map((l) => JSON.stringify(l)).join("\n") + "\n");
+      }
       rmSync(join(base, name), { recursive: true, force: true });
     },
   };

@@ -567,9 +567,16 @@ export class SmtpClientSession {
       return r;
     };
     let mail: SmtpReply;
+    /** The reply to DATA when it went in the same group as MAIL and RCPT. */
+    let pipelinedData: SmtpReply | undefined;
     if (this.ext.pipelining) {
-      // RFC 2920 §3.1: MAIL and every RCPT in one write, then read every reply in order.
-      const batch = [mailCmd, ...rcptCmds.filter((c): c is string => c !== undefined)].join("\r\n") + "\r\n";
+      // RFC 2920 §3.1: MAIL, every RCPT and DATA (the last command of a group) in one write,
+      // then every reply in order — one round trip less per transaction, as Postfix does. DATA
+      // goes only when there is a recipient to send: its reply then tells whether the server
+      // took any (354) or none (503/554).
+      const cmds = [mailCmd, ...rcptCmds.filter((c): c is string => c !== undefined)];
+      const withData = cmds.length > 1;
+      const batch = (withData ? [...cmds, "DATA"] : cmds).join("\r\n") + "\r\n";
       if (this.reader.failed) throw new SessionError(this.reader.failed.kind, "mail", this.reader.failed.message);
       this.write(batch);
       mail = check(await this.reader.next(t.mail, "mail"), "mail");
@@ -582,6 +589,17 @@ export class SmtpClientSession {
         }
       }
       if (cls(mail) !== 2) for (let i = 0; i < n; i++) if (remote[i]) replies[i] = mail;
+      if (withData) {
+        pipelinedData = this.seen(await this.reader.next(t.data, "data"));
+        const anyAccepted = replies.some((r, i) => remote[i]! && cls(mail) === 2 && cls(r) === 2);
+        if (!anyAccepted && cls(pipelinedData) === 3) {
+          // A server that says 354 with no recipient taken (RFC 2920 §3.1 lets it): end the
+          // empty data at once; its reply does not matter, nothing can be delivered.
+          this.write(".\r\n");
+          this.seen(await this.reader.next(t.dataEnd, "dataEnd"));
+        }
+        if (pipelinedData.code === 421) throw this.ended421(pipelinedData, "data");
+      }
     } else {
       mail = check(await this.command(mailCmd, t.mail, "mail"), "mail");
       for (let i = 0; i < n; i++) {
@@ -601,7 +619,7 @@ export class SmtpClientSession {
 
     const rcpt: RcptOutcome = { replies: [...replies], remote, accepted };
     try {
-      const data = await this.command("DATA", t.data, "data");
+      const data = pipelinedData ?? (await this.command("DATA", t.data, "data"));
       if (data.code === 421) throw this.ended421(data, "data");
       if (cls(data) === 2) throw this.unexpected(data, "data");
       if (cls(data) !== 3) {

@@ -187,7 +187,65 @@ test("PIPELINING: the server drops the connection mid-batch → every recipient 
   const r = await cr.deliver(req(["a@d.test", "b@d.test"]));
   assert.deepEqual(outcomes(r), ["a@d.test delivered 250 2.0.0 queued", "b@d.test delivered 250 2.0.0 queued"]);
   await finish([drop, good], cr);
-  assert.doesNotMatch(drop.conns[0]!.received, /DATA/);
+  // DATA ends the pipelined group (RFC 2920 §3.1); nothing may follow it on the broken connection.
+  assert.match(drop.conns[0]!.received, /RCPT TO:<b@d\.test>\r\nDATA\r\n$/);
+});
+
+test("PIPELINING: DATA ends the MAIL/RCPT group — the server sees it before answering anything", async (t) => {
+  let group = "";
+  const p = await peer(t, async (c) => {
+    await hello(c);
+    await c.expect(/^MAIL /);
+    await c.expect(/^RCPT TO:<a@/);
+    await c.expect(/^RCPT TO:<b@/);
+    // Not a byte of reply yet: a client that waits for the RCPT replies before DATA stalls here.
+    await c.expect(/^DATA$/);
+    group = c.received;
+    c.write("250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n");
+    await c.data();
+    c.write("250 2.0.0 queued\r\n");
+  });
+  const cr = courier(t, [p.address], { timeouts: { rcpt: 1500, data: 1500 } });
+  const r = await cr.deliver(req(["a@d.test", "b@d.test"]));
+  assert.deepEqual(outcomes(r), ["a@d.test delivered 250 2.0.0 queued", "b@d.test delivered 250 2.0.0 queued"]);
+  assert.match(group, /MAIL FROM:<s@o\.test>[^\r]*\r\nRCPT TO:<a@d\.test>\r\nRCPT TO:<b@d\.test>\r\nDATA\r\n$/);
+  await finish([p], cr);
+});
+
+test("PIPELINING: every RCPT refused and DATA answered 554 → no body sent, each keeps its own reply, RSET after", async (t) => {
+  const p = await peer(t, async (c) => {
+    await hello(c);
+    await c.expect(/^MAIL /);
+    await c.expect(/^RCPT TO:<a@/);
+    await c.expect(/^RCPT TO:<b@/);
+    await c.expect(/^DATA$/);
+    c.write("250 2.1.0 ok\r\n550 5.1.1 no such user a\r\n450 4.2.1 try b later\r\n554 5.5.1 no valid recipients\r\n");
+    await c.expect(/^RSET$/, "250 2.0.0 ok\r\n");
+    await c.expect(/^QUIT$/, "221 bye\r\n");
+  });
+  const cr = courier(t, [p.address]);
+  const r = await cr.deliver(req(["a@d.test", "b@d.test"]));
+  assert.deepEqual(outcomes(r), ["a@d.test permanent 550 5.1.1 no such user a", "b@d.test transient 450 4.2.1 try b later"]);
+  await finish([p], cr);
+  assert.doesNotMatch(p.conns[0]!.received, /Subject: t/, "no message data");
+});
+
+test("PIPELINING: every RCPT refused but DATA answered 354 → a lone dot ends the empty data, nothing is delivered", async (t) => {
+  const p = await peer(t, async (c) => {
+    await hello(c);
+    await c.expect(/^MAIL /);
+    await c.expect(/^RCPT TO:<a@/);
+    await c.expect(/^DATA$/);
+    c.write("250 2.1.0 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n");
+    await c.expect(/^\.$/, "554 5.5.1 no valid recipients\r\n");
+    await c.expect(/^RSET$/, "250 2.0.0 ok\r\n");
+    await c.expect(/^QUIT$/, "221 bye\r\n");
+  });
+  const cr = courier(t, [p.address]);
+  const r = await cr.deliver(req(["a@d.test"]));
+  assert.deepEqual(outcomes(r), ["a@d.test permanent 550 5.1.1 no such user"]);
+  await finish([p], cr);
+  assert.doesNotMatch(p.conns[0]!.received, /Subject: t/, "no message data");
 });
 
 test("421 in the middle of a pipelined batch (server keeps the socket open): no more commands, the 421 is reported, no waiting", async (t) => {
@@ -206,7 +264,8 @@ test("421 in the middle of a pipelined batch (server keeps the socket open): no 
   assert.deepEqual(outcomes(r), ["a@d.test transient 421 4.3.2 shutting down", "b@d.test transient 421 4.3.2 shutting down"]);
   assert.equal(r[0]!.remote, true);
   await finish([busy], cr);
-  assert.doesNotMatch(busy.conns[0]!.received, /DATA|RSET/);
+  // The group's own DATA aside, nothing after the 421: no body, no RSET, no QUIT.
+  assert.match(busy.conns[0]!.received, /RCPT TO:<b@d\.test>\r\nDATA\r\n$/);
 });
 
 test("421 to MAIL (no PIPELINING) → next host, no RSET sent to the closing server", async (t) => {
