@@ -7,7 +7,7 @@ import { createLogger } from "../io/log.js";
 import { systemClock } from "../io/clock.js";
 import { openBodyBytes } from "../io/body-bytes.js";
 import { createDeliveryResolver, createSmtpCourier } from "./factory.js";
-import type { FromThread, ThreadStart, ToThread } from "./thread-protocol.js";
+import { ALIVE_INTERVAL_MS, type FromThread, type ThreadStart, type ToThread } from "./thread-protocol.js";
 
 const port = parentPort;
 if (!port) throw new Error("delivery-thread.js runs only as a worker thread (thread-courier.ts starts it)");
@@ -28,6 +28,9 @@ const logger = createLogger(level, {
 });
 const resolver = createDeliveryResolver(config, () => systemClock.now());
 const courier = createSmtpCourier({ config, resolver, logger, clock: systemClock });
+
+// The heartbeat: a thread stuck in a loop stops sending it, and is replaced (thread-courier.ts).
+setInterval(() => port.postMessage({ t: "alive" } satisfies FromThread), ALIVE_INTERVAL_MS).unref();
 
 port.on("message", (m: ToThread) => {
   switch (m.t) {

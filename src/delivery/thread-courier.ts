@@ -17,7 +17,7 @@ import type { DnsCacheStats } from "../io/dns-cache.js";
 import { MxdError } from "../core/errors.js";
 import type { BodyBytes, BodyLocation } from "../spool/spool.js";
 import type { Courier, DeliveryRequest, RecipientResult } from "./courier.js";
-import type { FromThread, ThreadStart, ToThread } from "./thread-protocol.js";
+import { STUCK_AFTER_MS, type FromThread, type ThreadStart, type ToThread } from "./thread-protocol.js";
 
 /** The part of a worker_threads Worker used here (tests give a fake). */
 export interface ThreadHandle {
@@ -61,6 +61,9 @@ export class ThreadCourier implements Courier {
   private seq = 0;
   private readonly waiting = new Map<number, Waiting>();
   private config: Config;
+  /** When the thread last showed a sign of life (any message). */
+  private lastAlive = 0;
+  private watchdog: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private onClosed: (() => void) | undefined;
   /** The thread's DNS cache counters, as of its last result (for /metrics). */
@@ -129,7 +132,7 @@ export class ThreadCourier implements Courier {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const thread = this.thread;
-      if (!thread) return;
+      if (!thread) return clearInterval(this.watchdog);
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.onClosed = resolve;
@@ -137,6 +140,7 @@ export class ThreadCourier implements Courier {
         timer = setTimeout(resolve, CLOSE_WAIT_MS);
       });
       clearTimeout(timer);
+      clearInterval(this.watchdog);
       this.thread = undefined;
       await thread.terminate();
       this.failAll("the delivery thread was stopped");
@@ -144,11 +148,28 @@ export class ThreadCourier implements Courier {
     return this.closing;
   }
 
+  /**
+   * The watchdog's check (every few seconds while a thread runs): a thread that has not said it
+   * is alive for STUCK_AFTER_MS is stuck — its deliveries would hold their slots forever — so it
+   * is ended; its deliveries in flight are retried, the next one starts a new thread.
+   */
+  checkAlive(): void {
+    const thread = this.thread;
+    if (!thread || (this.deps.now ?? Date.now)() - this.lastAlive < STUCK_AFTER_MS) return;
+    this.deps.logger.error({ silentMs: (this.deps.now ?? Date.now)() - this.lastAlive }, "delivery thread unresponsive; ended, deliveries in progress are retried");
+    this.lost(thread, "the delivery thread stopped responding");
+  }
+
   private running(): ThreadHandle {
     if (this.thread) return this.thread;
     const now = (this.deps.now ?? Date.now)();
     if (now - this.startedAt < RESTART_SPACING_MS) throw new MxdError("MXD_DELIVERY_THREAD", "the delivery thread stopped and is restarted in a moment");
     this.startedAt = now;
+    this.lastAlive = now;
+    if (!this.watchdog) {
+      this.watchdog = setInterval(() => this.checkAlive(), 5_000);
+      this.watchdog.unref();
+    }
     const thread = (this.deps.spawn ?? spawnDeliveryThread)({ config: this.config, level: this.deps.logger.level });
     thread.unref();
     thread.on("message", (m) => this.received(m));
@@ -180,7 +201,10 @@ export class ThreadCourier implements Courier {
   }
 
   private received(m: FromThread): void {
+    this.lastAlive = (this.deps.now ?? Date.now)();
     switch (m.t) {
+      case "alive":
+        return;
       case "result": {
         if (m.dns) this.dnsStats = m.dns;
         const w = this.waiting.get(m.n);

@@ -34,4 +34,11 @@ export type FromThread =
   | { t: "result"; n: number; results: RecipientResult[]; dns?: DnsCacheStats }
   | { t: "fail"; n: number; message: string; code?: string }
   | { t: "log"; lines: string[] }
+  /** Every second: the thread's event loop turns (thread-courier.ts restarts a thread that stops saying so). */
+  | { t: "alive" }
   | { t: "closed" };
+
+/** How often the thread says it is alive. */
+export const ALIVE_INTERVAL_MS = 1_000;
+/** A thread silent for this long is stuck (an endless loop): ended and replaced. */
+export const STUCK_AFTER_MS = 30_000;

@@ -183,3 +183,24 @@ test("close asks the thread to close, waits for it, ends it; deliveries after cl
   await assert.rejects(courier.deliver(request()), /closed/);
   assert.equal(threads.length, 1, "no new thread after close");
 });
+
+test("a thread that stops saying it is alive for 30 s is ended; its deliveries are retried, the next starts a new one", async () => {
+  const { courier, threads, advance } = setup();
+  const p = courier.deliver(request());
+  await posted(threads, 0, 1);
+  advance(20_000);
+  threads[0]!.reply({ t: "alive" });
+  advance(29_000);
+  courier.checkAlive();
+  assert.equal(threads[0]!.terminated, 0, "alive 29 s ago: left alone");
+  advance(1_000);
+  courier.checkAlive();
+  assert.equal(threads[0]!.terminated, 1);
+  await assert.rejects(p, (e: Error & { code?: string }) => e.code === "MXD_DELIVERY_THREAD" && /stopped responding/.test(e.message));
+  const q = courier.deliver(request());
+  await posted(threads, 1, 1);
+  const m = threads[1]!.posted[0]!.message;
+  assert.ok(m.t === "deliver");
+  threads[1]!.reply({ t: "result", n: m.n, results: [delivered("b@remote.test")] });
+  assert.equal((await q)[0]!.outcome, "delivered");
+});
