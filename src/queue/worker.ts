@@ -296,8 +296,19 @@ export class QueueManager {
       this.scheduler.schedule(meta.id, Date.parse(meta.nextAttemptAt));
       return;
     }
-    this.kick(meta.id);
+    // The state just accepted is the one on disk: the first attempt, when it starts now (in
+    // this call, before anything else can change the message), takes it instead of reading
+    // and validating it again.
+    this.fresh = meta;
+    try {
+      this.kick(meta.id);
+    } finally {
+      this.fresh = undefined;
+    }
   }
+
+  /** The message enqueue() is handing to its first attempt (only during that call). */
+  private fresh: MessageMeta | undefined;
 
   private kick(id: string): void {
     // delivery.enabled=false: mail is accepted and kept, and attempted after a restart with delivery on.
@@ -478,6 +489,8 @@ export class QueueManager {
   private async attempt(id: string): Promise<void> {
     const { spool, courier, logger, config, clock } = this.deps;
     let meta: MessageMeta;
+    const fresh = this.fresh?.id === id ? this.fresh : undefined;
+    this.fresh = undefined;
     const unsaved = this.unsaved.get(id);
     if (unsaved) {
       // The last results of this message could not be recorded (disk full): record them
@@ -488,7 +501,7 @@ export class QueueManager {
       }
     }
     try {
-      meta = unsaved ?? (await spool.load(id));
+      meta = unsaved ?? fresh ?? (await spool.load(id));
     } catch (e) {
       if (isNotFound(e)) {
         this.forget(id); // removed (delivered or deleted)
