@@ -11,6 +11,16 @@ import { peerPath, spawnPeer, tempDir, waitPort, sleep } from "../test/helpers/p
 // Memory
 
 /** VmRSS or VmHWM of one process in MB (0 when it is gone). */
+/** Octets a process has caused to be written to storage so far (/proc/PID/io write_bytes; mxd: its journal and body files). */
+export function storageWriteBytes(pid: number): number {
+  try {
+    const m = /^write_bytes:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 export function memMB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
   try {
     const m = new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));

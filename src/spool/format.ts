@@ -144,14 +144,17 @@ function describe(issues: z.ZodIssue[]): string {
     .join("; ");
 }
 
-/** Parse and check a state file; throws BadStateError with a reason when it is not a valid version-1 entry. */
-export function decodeMeta(buf: Buffer, expectId?: string): MessageMeta {
-  let json: unknown;
+/** Parse a state's JSON (not yet checked); throws BadStateError when it is not JSON. */
+export function parseState(buf: Buffer): unknown {
   try {
-    json = JSON.parse(buf.toString("utf8"));
+    return JSON.parse(buf.toString("utf8"));
   } catch (e) {
     throw new BadStateError(`state is not JSON: ${(e as Error).message}`);
   }
+}
+
+/** Check a parsed state (with its recipient deltas folded in); throws BadStateError with a reason when it is not a valid version-1 entry. */
+export function validateMeta(json: unknown, expectId?: string): MessageMeta {
   if (!json || typeof json !== "object") throw new BadStateError("state is not an object");
   const v = (json as { version?: unknown }).version;
   if (v !== 1) throw new BadStateError(`unsupported state version ${excerpt(String(v), 40)}`);
@@ -160,6 +163,11 @@ export function decodeMeta(buf: Buffer, expectId?: string): MessageMeta {
   const m = r.data as MessageMeta;
   if (expectId && m.id !== expectId) throw new BadStateError(`id ${m.id} does not match file name ${expectId}`);
   return m;
+}
+
+/** Parse and check a state file; throws BadStateError with a reason when it is not a valid version-1 entry. */
+export function decodeMeta(buf: Buffer, expectId?: string): MessageMeta {
+  return validateMeta(parseState(buf), expectId);
 }
 
 const STATUSES = new Set(["pending", "delivered", "failed"]);
@@ -173,12 +181,18 @@ const STATUSES = new Set(["pending", "delivered", "failed"]);
  * so a record that passes here but not there is buried at its first use.
  */
 export function decodeMetaForIndex(buf: Buffer, expectId?: string): MessageMeta {
-  let m: MessageMeta | undefined;
+  let m: unknown;
   try {
-    m = JSON.parse(buf.toString("utf8")) as MessageMeta;
+    m = JSON.parse(buf.toString("utf8"));
   } catch {
-    m = undefined;
+    return decodeMeta(buf, expectId); // the precise reason
   }
+  return metaForIndex(m, expectId);
+}
+
+/** decodeMetaForIndex's check of a state already parsed (and its deltas folded in). */
+export function metaForIndex(json: unknown, expectId?: string): MessageMeta {
+  const m = json as MessageMeta | null;
   const ok =
     !!m &&
     typeof m === "object" &&
@@ -194,7 +208,7 @@ export function decodeMetaForIndex(buf: Buffer, expectId?: string): MessageMeta 
     typeof m.receivedAt === "string" &&
     !Number.isNaN(Date.parse(m.receivedAt)) &&
     (m.held === undefined || typeof m.held === "boolean");
-  if (!ok) return decodeMeta(buf, expectId);
+  if (!ok) return validateMeta(json, expectId);
   for (const r of m!.recipients) {
     r.attempts ??= 0;
     r.history ??= [];

@@ -6,11 +6,12 @@
 //   offset  size  field
 //   0       4     magic "MXJ1"
 //   4       1     type: 1 = MSG (a new message: state + body), 2 = STATE (new state of a queued
-//                 message), 3 = DONE (the message left the queue)
+//                 message), 3 = DONE (the message left the queue), 4 = RCPTS (the recipients
+//                 and fields changed since the last MSG/STATE of the message: state-delta.ts)
 //   5       1     flags: bit 0 = the body is in bodies/<ID>.eml, not in the record
 //   6       2     reserved, 0
 //   8       16    queue id, ASCII
-//   24      4     length of the state (UTF-8 JSON), little-endian
+//   24      4     length of the state (UTF-8 JSON; for RCPTS the delta JSON), little-endian
 //   28      4     length of the inline body
 //   32      4     CRC-32 of the salt, bytes 4..31 and the payload (state, then body)
 //   36      ...   state JSON, then body bytes
@@ -37,6 +38,8 @@ export const enum RecordType {
   Msg = 1,
   State = 2,
   Done = 3,
+  /** Recipient outcomes: a delta on the message's last MSG/STATE record (state-delta.ts). */
+  Rcpts = 4,
 }
 export const FLAG_EXTERNAL_BODY = 1;
 
@@ -95,7 +98,7 @@ export function readFrame(buf: Buffer, off: number, salt: Buffer): FrameResult {
   if (buf.length - off < HEADER_SIZE) return { ok: false, need: HEADER_SIZE };
   if (buf.compare(MAGIC, 0, 4, off, off + 4) !== 0) return { ok: false, bad: "bad magic" };
   const type = buf[off + 4]!;
-  if (type < RecordType.Msg || type > RecordType.Done) return { ok: false, bad: `bad record type ${type}` };
+  if (type < RecordType.Msg || type > RecordType.Rcpts) return { ok: false, bad: `bad record type ${type}` };
   const stateLen = buf.readUInt32LE(off + 24);
   const bodyLen = buf.readUInt32LE(off + 28);
   if (stateLen > MAX_STATE || bodyLen > MAX_INLINE_BODY) return { ok: false, bad: "bad record length" };
