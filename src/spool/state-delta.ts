@@ -61,7 +61,7 @@ export function decodeDelta(buf: Buffer): StateDelta {
   return d as StateDelta;
 }
 
-const HEAD_RE = /^\{"base":\[(\d{1,10}),(\d{1,12})\],"seq":(\d{1,10}),/;
+const HEAD_RE = /^\{"base":\[(\d{1,10}),(\d{1,12})\],"seq":([1-9]\d{0,9}),/;
 
 /**
  * The base and seq of a delta without parsing all of it (the replay checks every delta's place
