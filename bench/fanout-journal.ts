@@ -4,14 +4,19 @@
 // state write whole, as before RCPTS records existed). Counts, not timings, are the point.
 //
 //   npx tsc -p . && node dist/bench/fanout-journal.js [recipients=5000] [domains=500]
+//   RATIOS=2,3 node dist/bench/fanout-journal.js       # also with longer chains (ChainLimits.maxRatio)
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runFanout } from "../test/helpers/fanout-run.js";
+import { DEFAULT_CHAIN_LIMITS, type ChainLimits } from "../src/spool/state-delta.js";
 
 const rcpts = Number(process.argv[2] ?? 5000);
 const domains = Number(process.argv[3] ?? 500);
-for (const [name, chainLimits] of [["whole states only", { minFull: Infinity, maxDeltas: 0 }], ["recipient deltas", undefined]] as const) {
+const ratios = (process.env.RATIOS ?? "").split(",").filter(Boolean).map(Number);
+const variants: [string, ChainLimits | undefined][] = [["whole states only", { minFull: Infinity, maxDeltas: 0, maxRatio: 0 }], ["recipient deltas", undefined]];
+for (const r of ratios) variants.push([`recipient deltas, chain up to ${r}× the state`, { ...DEFAULT_CHAIN_LIMITS, maxRatio: r }]);
+for (const [name, chainLimits] of variants) {
   const dir = mkdtempSync(join(tmpdir(), "mxd-fanout-journal-"));
   try {
     const r = await runFanout({ dir, rcpts, domains, sync: true, chainLimits });

@@ -21,6 +21,17 @@ export function storageWriteBytes(pid: number): number {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far (/proc/PID/stat; clock ticks of 10 ms). */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14 and 15)
+  } catch {
+    return 0;
+  }
+}
+
 export function memMB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
   try {
     const m = new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));

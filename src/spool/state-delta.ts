@@ -111,9 +111,11 @@ export interface ChainLimits {
   minFull: number;
   /** Most deltas on one base (each is one more read and parse at every load). */
   maxDeltas: number;
+  /** The chain's octets stay within this many times the full record's. */
+  maxRatio: number;
 }
 
-export const DEFAULT_CHAIN_LIMITS: ChainLimits = { minFull: 4096, maxDeltas: 64 };
+export const DEFAULT_CHAIN_LIMITS: ChainLimits = { minFull: 4096, maxDeltas: 64, maxRatio: 1 };
 
 /**
  * Delta or full state? A delta when the last full record is big enough to be worth sparing,
@@ -124,6 +126,6 @@ export const DEFAULT_CHAIN_LIMITS: ChainLimits = { minFull: 4096, maxDeltas: 64 
 export function chooseRecord(o: { fullLen: number; chainCount: number; chainBytes: number; deltaLen: number }, limits: ChainLimits = DEFAULT_CHAIN_LIMITS): "delta" | "full" {
   if (o.fullLen < limits.minFull) return "full";
   if (o.chainCount >= limits.maxDeltas) return "full";
-  if (o.chainBytes + o.deltaLen > o.fullLen) return "full";
+  if (o.chainBytes + o.deltaLen > o.fullLen * limits.maxRatio) return "full";
   return "delta";
 }

@@ -106,7 +106,7 @@ test("a whole state resets the chain; deltas go on from the new base", async (t)
 
 test("limits: a chain that would outgrow the state, or too many deltas, is followed by a whole state; small states are always whole", async (t) => {
   const dir = tmp(t);
-  const s = await open(dir, { chainLimits: { minFull: 0, maxDeltas: 3 } });
+  const s = await open(dir, { chainLimits: { minFull: 0, maxDeltas: 3, maxRatio: 1 } });
   const { id } = await s.put(fanout(100), Buffer.from("Subject: f\r\n\r\nx\r\n"));
   const m = await s.load(id);
   for (let i = 0; i < 5; i++) await s.update(m, result(m, [i], "delivered", i));
@@ -252,7 +252,7 @@ test("salvage and bury of a state that does not validate use the folded recipien
 
 test("compaction copies a message with deltas as one full record; its old segments go; accounting counts the deltas", async (t) => {
   const dir = tmp(t);
-  const s = await open(dir, { segmentSize: 16 * 1024, compactAfterSegments: 2, chainLimits: { minFull: 0, maxDeltas: 64 } });
+  const s = await open(dir, { segmentSize: 16 * 1024, compactAfterSegments: 2, chainLimits: { minFull: 0, maxDeltas: 64, maxRatio: 1 } });
   const { id } = await s.put(fanout(60), Buffer.from("Subject: keep\r\n\r\n"));
   const m = await s.load(id);
   // Deltas of the kept message spread over several segments, among messages that come and go.

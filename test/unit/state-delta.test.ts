@@ -104,8 +104,8 @@ test("chooseRecord: a delta only on a big enough state, with a short chain that 
     [{ fullLen: 10_000, chainCount: 0, chainBytes: 0, deltaLen: 10_001 }, "full"],
   ];
   for (const [o, want] of rows) assert.equal(chooseRecord(o), want, JSON.stringify(o));
-  assert.equal(chooseRecord({ fullLen: 100, chainCount: 0, chainBytes: 0, deltaLen: 10 }, { minFull: 0, maxDeltas: 1 }), "delta");
-  assert.equal(chooseRecord({ fullLen: 100, chainCount: 1, chainBytes: 10, deltaLen: 10 }, { minFull: 0, maxDeltas: 1 }), "full");
+  assert.equal(chooseRecord({ fullLen: 100, chainCount: 0, chainBytes: 0, deltaLen: 10 }, { minFull: 0, maxDeltas: 1, maxRatio: 1 }), "delta");
+  assert.equal(chooseRecord({ fullLen: 100, chainCount: 1, chainBytes: 10, deltaLen: 10 }, { minFull: 0, maxDeltas: 1, maxRatio: 1 }), "full");
 });
 
 test("folding: a base and every delta of a random run give exactly the final state (and it validates)", () => {
