@@ -22,6 +22,7 @@
 // message body that contains a well-formed record (a forgery) cannot carry the right
 // checksum, because the salt never leaves the spool.
 import { crc32 } from "node:zlib";
+import { MxdError } from "../core/errors.js";
 
 export const MAGIC = Buffer.from("MXJ1", "latin1");
 export const SEGMENT_MAGIC = Buffer.from("MXJSEG01", "latin1");
@@ -29,8 +30,12 @@ export const SEGMENT_HEADER_SIZE = 16;
 export const SALT_SIZE = 8;
 export const HEADER_SIZE = 36;
 export const ID_SIZE = 16;
-/** A state larger than this is refused (bounded history and reply excerpts keep real ones tiny). */
-export const MAX_STATE = 4 * 1024 * 1024;
+/**
+ * A state larger than this is refused, when written and when read back. Bounded history and
+ * reply excerpts keep real ones small, but not tiny: a message to 5,000 recipients is about
+ * 1 MB after one attempt and grows by a few hundred octets per recipient and attempt.
+ */
+export const MAX_STATE = 64 * 1024 * 1024;
 /** Inline bodies never exceed this (bigger ones live in bodies/). */
 export const MAX_INLINE_BODY = 16 * 1024 * 1024;
 
@@ -59,6 +64,8 @@ export function encodeRecord(type: RecordType, id: string, state: Buffer | null,
   if (id.length !== ID_SIZE || !/^[0-9A-Z]{16}$/.test(id)) throw new Error(`bad queue id for journal: ${id}`);
   const s = state ?? Buffer.alloc(0);
   const b = body ?? Buffer.alloc(0);
+  // What recovery would not read back must never be acknowledged (readFrame's bounds).
+  if (s.length > MAX_STATE || b.length > MAX_INLINE_BODY) throw new MxdError("MXD_SPOOL_IO", `journal record for ${id} too large: state ${s.length} octets (at most ${MAX_STATE}), body ${b.length} (at most ${MAX_INLINE_BODY})`);
   const out = Buffer.allocUnsafe(HEADER_SIZE + s.length + b.length);
   MAGIC.copy(out, 0);
   out[4] = type;

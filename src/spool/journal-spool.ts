@@ -447,10 +447,11 @@ export class JournalSpool implements Spool {
       const log = this.writable();
       const e = this.index.get(meta.id);
       if (!e) throw notFound(meta.id);
-      const rec = this.stateRecord(meta, e, changed);
-      this.writtenSinceStat += rec.buf.length;
+      let rec: ReturnType<JournalSpool["stateRecord"]>;
       let placed;
       try {
+        rec = this.stateRecord(meta, e, changed);
+        this.writtenSinceStat += rec.buf.length;
         [placed] = await log.append([rec.buf]);
       } catch (err) {
         // Whatever this record held is in no record now: the next one must be whole.

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { JournalSpool, type JournalSpoolOptions } from "../../src/spool/journal-spool.js";
 import { newMessage, newRecipient, type MessageMeta, type RecipientState } from "../../src/core/envelope.js";
-import { encodeRecord, sealRecord, RecordType, HEADER_SIZE } from "../../src/spool/journal-format.js";
+import { encodeRecord, sealRecord, RecordType, HEADER_SIZE, MAX_STATE } from "../../src/spool/journal-format.js";
 import { replaySegment } from "../../src/spool/journal-replay.js";
 import { recordResult } from "../../src/queue/outcome.js";
 import { isMxdError } from "../../src/core/errors.js";
@@ -304,4 +304,10 @@ test("a delta that could not be written (disk full) is followed by a whole state
   const r = await open(dir);
   assert.deepEqual((await r.load(id)).recipients.slice(0, 4).map((x) => x.status), ["delivered", "delivered", "delivered", "pending"]);
   await r.close();
+});
+
+test("a record recovery would not read back (state over MAX_STATE) is refused when written, never acknowledged", () => {
+  const id = "01KB2X7Q9M4F8Z3H";
+  assert.throws(() => encodeRecord(RecordType.State, id, Buffer.alloc(MAX_STATE + 1), null), (e: unknown) => isMxdError(e) && e.code === "MXD_SPOOL_IO" && /too large/.test(e.message));
+  assert.equal(encodeRecord(RecordType.Rcpts, id, Buffer.alloc(10), null).length, HEADER_SIZE + 10);
 });
