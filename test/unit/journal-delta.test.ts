@@ -55,6 +55,16 @@ async function records(dir: string): Promise<Rec[]> {
 const types = (rs: Rec[]) => rs.map((r) => ({ 1: "MSG", 2: "STATE", 3: "DONE", 4: "RCPTS" })[r.type]).join(" ");
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
+/** The state of `id` as a new spool on `dir` reads it back. */
+async function reloaded(dir: string, id: string, o: Partial<JournalSpoolOptions> = {}): Promise<MessageMeta> {
+  const r = await open(dir, o);
+  try {
+    return await r.load(id);
+  } finally {
+    await r.close();
+  }
+}
+
 async function scanAll(s: JournalSpool, problems: string[] = []): Promise<MessageMeta[]> {
   const out: MessageMeta[] = [];
   for await (const m of s.scan((p) => problems.push(`${p.id}: ${p.reason}`))) out.push(m);
@@ -99,9 +109,7 @@ test("a whole state resets the chain; deltas go on from the new base", async (t)
   await s.update(m, result(m, [5], "delivered", 2));
   assert.equal(types(await records(dir)), "MSG RCPTS STATE RCPTS");
   await s.close();
-  const r = await open(dir);
-  assert.deepEqual(await r.load(id), m);
-  await r.close();
+  assert.deepEqual(await reloaded(dir, id), m);
 });
 
 test("limits: a chain that would outgrow the state, or too many deltas, is followed by a whole state; small states are always whole", async (t) => {
@@ -121,9 +129,7 @@ test("limits: a chain that would outgrow the state, or too many deltas, is follo
   await small.update(sm, result(sm, [0], "delivered", 1));
   assert.equal(types(await records(d2)), "MSG STATE");
   await small.close();
-  const r = await open(dir);
-  assert.deepEqual(await r.load(id), m);
-  await r.close();
+  assert.deepEqual(await reloaded(dir, id), m);
 });
 
 test("torn delta: cutting the segment anywhere in the deltas keeps every delta before the cut", async (t) => {
@@ -301,9 +307,7 @@ test("a delta that could not be written (disk full) is followed by a whole state
   await s.update(m, result(m, [2], "delivered", 3)); // names only recipient 2
   assert.equal(types(await records(dir)), "MSG RCPTS STATE");
   await s.close();
-  const r = await open(dir);
-  assert.deepEqual((await r.load(id)).recipients.slice(0, 4).map((x) => x.status), ["delivered", "delivered", "delivered", "pending"]);
-  await r.close();
+  assert.deepEqual((await reloaded(dir, id)).recipients.slice(0, 4).map((x) => x.status), ["delivered", "delivered", "delivered", "pending"]);
 });
 
 test("a record recovery would not read back (state over MAX_STATE) is refused when written, never acknowledged", () => {
