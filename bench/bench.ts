@@ -17,7 +17,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { ADDR, REPO_ROOT, peerPath, pidAlive, runTool, startDnsmasq, startMxd, startPostfix, stopAllPeers, tempDir, waitFor, sleep, type DnsPeer, type MxdPeer, type PostfixPeer } from "../test/helpers/peers.js";
 import { fillSpool } from "../test/helpers/fill-spool.js";
-import { countFiles, listFiles, makeMessage, memMB, metric, peakSampler, postfixPssMB, queuedNow, sendOneToMany, startCountingSink, startProbe, stats, waitGreeting, type CountingSink, type Probe } from "./lib.js";
+import { countFiles, listFiles, makeMessage, memMB, metric, storageWriteBytes, cpuSeconds, peakSampler, postfixPssMB, queuedNow, sendOneToMany, startCountingSink, startProbe, stats, waitGreeting, type CountingSink, type Probe } from "./lib.js";
 
 const env = (k: string, d: number) => (process.env[k] !== undefined && process.env[k] !== "" ? Number(process.env[k]) : d);
 const ROUNDS = env("BENCH_ROUNDS", 3);
@@ -188,6 +188,10 @@ interface Running {
   /** Nothing left in the queue. */
   empty(): Promise<boolean>;
   accepted(): Promise<number>;
+  /** MB written to storage by the MTA process so far (mxd: journal and body files; /proc/PID/io). */
+  storageMB?(): number;
+  /** CPU seconds the MTA process used so far (mxd: its one process). */
+  cpuS?(): number;
   stop(): Promise<void>;
 }
 
@@ -198,6 +202,8 @@ async function runMxd(name: string, extra: Parameters<typeof mxdConfig>[1] = {})
     mxd,
     target: `${mxd.host}:${mxd.port}`,
     stopRss: () => memMB(mxd.pid, "VmHWM"),
+    storageMB: () => Math.round(storageWriteBytes(mxd.pid) / 10485.76) / 100,
+    cpuS: () => cpuSeconds(mxd.pid),
     delivered: () => metric(mxd.spoolDir, /mxd_recipient_deliveries_total\{outcome="delivered"\} (\d+)/),
     empty: async () => (await queuedNow(mxd.spoolDir)) === 0,
     accepted: () => metric(mxd.spoolDir, /^mxd_messages_accepted_total (\d+)/m),
@@ -309,6 +315,7 @@ async function e2e(mta: Mta): Promise<Omit<Sample, "part" | "mta" | "round">> {
 async function fanout(mta: Mta): Promise<Omit<Sample, "part" | "mta" | "round">> {
   const sink = await startCountingSink(SINK_LISTEN);
   const m = await runMta(mta, "fanout");
+  const cpu0 = m.cpuS?.() ?? 0; // start-up excluded
   try {
     const rcpts = Array.from({ length: FANOUT_RCPTS }, (_, i) => `r${i}@${dom(i % FANOUT_DOMAINS)}`);
     const [host, port] = m.target.split(":");
@@ -321,7 +328,7 @@ async function fanout(mta: Mta): Promise<Omit<Sample, "part" | "mta" | "round">>
       ok: r.ok,
       metrics: { rate: (FANOUT_RCPTS / (tEnd - t0)) * 1000 },
       rssMB: m.stopRss(),
-      notes: { submitS: (t1 - t0) / 1000, totalS: (tEnd - t0) / 1000, delivered: await m.delivered(), sinkTransactions: sink.messages(), ...(r.ok ? {} : { error: r.detail }) },
+      notes: { submitS: (t1 - t0) / 1000, totalS: (tEnd - t0) / 1000, delivered: await m.delivered(), sinkTransactions: sink.messages(), ...(m.storageMB ? { storageWriteMB: m.storageMB() } : {}), ...(m.cpuS ? { cpuS: m.cpuS() - cpu0 } : {}), ...(r.ok ? {} : { error: r.detail }) },
     };
   } finally {
     await m.stop();
@@ -598,7 +605,7 @@ async function runAlternating(part: Part): Promise<void> {
         const s = await f(mta);
         samples.push({ part, mta, round: r, ...s });
         const main = Object.entries(s.metrics).map(([k, v]) => `${k} ${v.toFixed(k === "rate" || k === "drain" ? 0 : 2)}`).join(", ");
-        console.error(`bench: ${part} round ${r} ${mta}: ${main}; RSS ${s.rssMB.toFixed(0)} MB${s.ok ? "" : " (NOT OK: " + JSON.stringify(s.notes) + ")"} [${((performance.now() - t0) / 1000).toFixed(1)} s]`);
+        console.error(`bench: ${part} round ${r} ${mta}: ${main}; RSS ${s.rssMB.toFixed(0)} MB${typeof s.notes.storageWriteMB === "number" ? `, ${s.notes.storageWriteMB} MB written to storage` : ""}${typeof s.notes.cpuS === "number" ? `, CPU ${s.notes.cpuS.toFixed(2)} s` : ""}${s.ok ? "" : " (NOT OK: " + JSON.stringify(s.notes) + ")"} [${((performance.now() - t0) / 1000).toFixed(1)} s]`);
       } catch (e) {
         samples.push({ part, mta, round: r, ok: false, metrics: {}, rssMB: NaN, notes: {}, error: (e as Error).message });
         console.error(`bench ${part} round ${r} ${mta}: ${(e as Error).stack ?? e}`);

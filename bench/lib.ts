@@ -11,6 +11,27 @@ import { peerPath, spawnPeer, tempDir, waitPort, sleep } from "../test/helpers/p
 // Memory
 
 /** VmRSS or VmHWM of one process in MB (0 when it is gone). */
+/** Octets a process has caused to be written to storage so far (/proc/PID/io write_bytes; mxd: its journal and body files). */
+export function storageWriteBytes(pid: number): number {
+  try {
+    const m = /^write_bytes:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far (/proc/PID/stat; clock ticks of 10 ms). */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14 and 15)
+  } catch {
+    return 0;
+  }
+}
+
 export function memMB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
   try {
     const m = new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));

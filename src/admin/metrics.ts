@@ -3,6 +3,8 @@
 export type Labels = Record<string, string>;
 
 function escapeLabel(v: string): string {
+  // Counters are incremented per recipient (a fan-out: thousands a second); most values need no escaping.
+  if (!/[\\\n"]/.test(v)) return v;
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 

@@ -535,7 +535,10 @@ export class QueueManager {
     // recipients already delivered. At most one state write per message is in flight; results
     // that arrive meanwhile go into the next one (a message to 500 domains is not rewritten
     // 500 times).
-    const record = new Coalesced(() => this.persist(meta, log).then(() => undefined));
+    // The recipients changed since the last state write: the spool records only those (a
+    // recipient delta) instead of the whole state of a message to thousands of recipients.
+    const changed = new Set<RecipientState>();
+    const record = new Coalesced(() => this.persist(meta, log, changed).then(() => undefined));
     const soon = new Set<RecipientState>();
     const startedAt = new Map<string, number>();
     if (meta.messageId === undefined) meta.messageId = messageIdOf(await spool.readHead(id, 16 * 1024).catch(() => Buffer.alloc(0))) ?? "";
@@ -563,7 +566,7 @@ export class QueueManager {
         )
         .then(async (results) => {
           if (!results) return;
-          this.apply(meta, rcpts, results, failedNow, soon, log, startedAt.get(domain));
+          this.apply(meta, rcpts, results, { failedNow, soon, changed }, log, startedAt.get(domain));
           // A failure and the DSN it owes are one record; a message with nothing left to do
           // is recorded by its removal instead.
           if (hasPending(meta) || rcpts.some((r) => r.dsnOwed)) await record.run();
@@ -580,6 +583,7 @@ export class QueueManager {
       const receivedAt = Date.parse(meta.receivedAt);
       for (const r of pending) {
         const rec = expireRecipient(r, now, config.delivery.maxQueueTime);
+        changed.add(r);
         failedNow.push(r);
         this.stats.bounced++;
         this.deps.events?.result?.({ outcome: "bounced", domain: r.domain, sinceReceivedMs: now - receivedAt });
@@ -593,9 +597,12 @@ export class QueueManager {
         meta.delayWarned = true;
       }
     }
-    if (failedNow.length) await this.sendDsn(meta, failedNow, "failed", log);
+    if (failedNow.length) {
+      await this.sendDsn(meta, failedNow, "failed", log);
+      for (const r of failedNow) changed.add(r); // their dsnOwed is cleared
+    }
     if (hasPending(meta)) {
-      if (!(await this.persist(meta, log))) {
+      if (!(await this.persist(meta, log, changed))) {
         this.scheduler.schedule(id, clock.now() + config.delivery.retry.minDelay);
         return;
       }
@@ -653,9 +660,13 @@ export class QueueManager {
    * the truth for this message until a later attempt records it: its delivered recipients are
    * never sent to again meanwhile.
    */
-  private async persist(meta: MessageMeta, log: Logger): Promise<boolean> {
+  private async persist(meta: MessageMeta, log: Logger, changed?: Set<RecipientState>): Promise<boolean> {
+    // The recipients changed since the previous write of this message (the spool writes a
+    // whole state after a failed one by itself); later changes go into the next write.
+    const delta = changed ? [...changed] : undefined;
+    changed?.clear();
     try {
-      await this.deps.spool.update(meta);
+      await this.deps.spool.update(meta, delta);
       this.unsaved.delete(meta.id);
       return true;
     } catch (e) {
@@ -669,7 +680,12 @@ export class QueueManager {
     }
   }
 
-  private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], failedNow: RecipientState[], soon: Set<RecipientState>, log: Logger, attemptStartMs = this.deps.clock.now()): void {
+  /**
+   * Record one domain's results on its recipients. Out: failed ones owe a DSN (failedNow), busy
+   * ones retry soon (soon), every recipient whose state changed (changed, for the next write).
+   */
+  private apply(meta: MessageMeta, rcpts: RecipientState[], results: RecipientResult[], out: { failedNow: RecipientState[]; soon: Set<RecipientState>; changed: Set<RecipientState> }, log: Logger, attemptStartMs = this.deps.clock.now()): void {
+    const { failedNow, soon, changed } = out;
     const nowIso = new Date(this.deps.clock.now()).toISOString();
     for (const r of rcpts) {
       const res = results.find((x) => x.recipient === r.address) ?? {
@@ -687,6 +703,7 @@ export class QueueManager {
         log.debug({ rcpt: r.address, reply: excerpt(res.reply) }, "destination busy; retrying soon");
         continue;
       }
+      changed.add(r);
       const reply = r.history[r.history.length - 1]!.reply;
       this.stats.attempts++;
       const fields = (status: LogStatus) => this.logged(meta.id, deliveryLogFields({ config: this.deps.config, meta, rcpt: r, result: res, status, attemptStartMs, nowMs: this.deps.clock.now() }));

@@ -6,11 +6,12 @@
 //   offset  size  field
 //   0       4     magic "MXJ1"
 //   4       1     type: 1 = MSG (a new message: state + body), 2 = STATE (new state of a queued
-//                 message), 3 = DONE (the message left the queue)
+//                 message), 3 = DONE (the message left the queue), 4 = RCPTS (the recipients
+//                 and fields changed since the last MSG/STATE of the message: state-delta.ts)
 //   5       1     flags: bit 0 = the body is in bodies/<ID>.eml, not in the record
 //   6       2     reserved, 0
 //   8       16    queue id, ASCII
-//   24      4     length of the state (UTF-8 JSON), little-endian
+//   24      4     length of the state (UTF-8 JSON; for RCPTS the delta JSON), little-endian
 //   28      4     length of the inline body
 //   32      4     CRC-32 of the salt, bytes 4..31 and the payload (state, then body)
 //   36      ...   state JSON, then body bytes
@@ -21,6 +22,7 @@
 // message body that contains a well-formed record (a forgery) cannot carry the right
 // checksum, because the salt never leaves the spool.
 import { crc32 } from "node:zlib";
+import { MxdError } from "../core/errors.js";
 
 export const MAGIC = Buffer.from("MXJ1", "latin1");
 export const SEGMENT_MAGIC = Buffer.from("MXJSEG01", "latin1");
@@ -28,8 +30,12 @@ export const SEGMENT_HEADER_SIZE = 16;
 export const SALT_SIZE = 8;
 export const HEADER_SIZE = 36;
 export const ID_SIZE = 16;
-/** A state larger than this is refused (bounded history and reply excerpts keep real ones tiny). */
-export const MAX_STATE = 4 * 1024 * 1024;
+/**
+ * A state larger than this is refused, when written and when read back. Bounded history and
+ * reply excerpts keep real ones small, but not tiny: a message to 5,000 recipients is about
+ * 1 MB after one attempt and grows by a few hundred octets per recipient and attempt.
+ */
+export const MAX_STATE = 64 * 1024 * 1024;
 /** Inline bodies never exceed this (bigger ones live in bodies/). */
 export const MAX_INLINE_BODY = 16 * 1024 * 1024;
 
@@ -37,6 +43,8 @@ export const enum RecordType {
   Msg = 1,
   State = 2,
   Done = 3,
+  /** Recipient outcomes: a delta on the message's last MSG/STATE record (state-delta.ts). */
+  Rcpts = 4,
 }
 export const FLAG_EXTERNAL_BODY = 1;
 
@@ -56,6 +64,8 @@ export function encodeRecord(type: RecordType, id: string, state: Buffer | null,
   if (id.length !== ID_SIZE || !/^[0-9A-Z]{16}$/.test(id)) throw new Error(`bad queue id for journal: ${id}`);
   const s = state ?? Buffer.alloc(0);
   const b = body ?? Buffer.alloc(0);
+  // What recovery would not read back must never be acknowledged (readFrame's bounds).
+  if (s.length > MAX_STATE || b.length > MAX_INLINE_BODY) throw new MxdError("MXD_SPOOL_IO", `journal record for ${id} too large: state ${s.length} octets (at most ${MAX_STATE}), body ${b.length} (at most ${MAX_INLINE_BODY})`);
   const out = Buffer.allocUnsafe(HEADER_SIZE + s.length + b.length);
   MAGIC.copy(out, 0);
   out[4] = type;
@@ -95,7 +105,7 @@ export function readFrame(buf: Buffer, off: number, salt: Buffer): FrameResult {
   if (buf.length - off < HEADER_SIZE) return { ok: false, need: HEADER_SIZE };
   if (buf.compare(MAGIC, 0, 4, off, off + 4) !== 0) return { ok: false, bad: "bad magic" };
   const type = buf[off + 4]!;
-  if (type < RecordType.Msg || type > RecordType.Done) return { ok: false, bad: `bad record type ${type}` };
+  if (type < RecordType.Msg || type > RecordType.Rcpts) return { ok: false, bad: `bad record type ${type}` };
   const stateLen = buf.readUInt32LE(off + 24);
   const bodyLen = buf.readUInt32LE(off + 28);
   if (stateLen > MAX_STATE || bodyLen > MAX_INLINE_BODY) return { ok: false, bad: "bad record length" };

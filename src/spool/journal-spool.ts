@@ -4,7 +4,8 @@
 // renames and a directory fsync per message.
 //
 // Layout under spoolDir:
-//   journal/NNNNNNNN.seg   segments: MSG (state + body), STATE and DONE records (journal-format.ts)
+//   journal/NNNNNNNN.seg   segments: MSG (state + body), STATE, RCPTS (recipient deltas) and DONE
+//                          records (journal-format.ts, state-delta.ts)
 //   bodies/<ID>.eml        bodies larger than inlineMax (written and fsynced on their own)
 //   dead/                  entries that could not be read or delivered (<ID>.json, .eml, .reason)
 //   queue/                 the previous per-message layout; migrated into the journal at start
@@ -19,13 +20,21 @@
 // message would pin its segment — and so every newer one — forever: when the journal holds
 // more than `compactAfterSegments` sealed segments, the live messages of the oldest are
 // copied to the head (a new MSG record with the current state) and the segment is deleted.
+//
+// A message with many recipients is not rewritten whole for every domain that finishes: the
+// caller of update() names the recipients it changed, and the spool appends an RCPTS record
+// with only those (and the few message-level fields a delivery run changes) — a delta on the
+// message's last full record — until the chain of deltas would outgrow that record, when it
+// writes a full STATE again (state-delta.ts chooseRecord). The current state is the last full
+// record with its chain folded in; every reader (load, scan, bury, salvage, compaction) folds.
 import { promises as fsp, createReadStream, existsSync, readSync, constants as FS } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import type { MessageMeta } from "../core/envelope.js";
+import type { MessageMeta, RecipientState } from "../core/envelope.js";
 import { MxdError } from "../core/errors.js";
 import type { BodyLocation, ScanProblem, Spool, SpoolWriter } from "./spool.js";
-import { decodeMeta, decodeMetaForIndex, isQueueId, newQueueId } from "./format.js";
+import { decodeMeta, decodeMetaForIndex, isQueueId, newQueueId, parseState, validateMeta } from "./format.js";
+import { DEFAULT_CHAIN_LIMITS, changedIndices, chooseRecord, decodeDelta, deltaHead, encodeDelta, foldDelta, type ChainLimits } from "./state-delta.js";
 import { FLAG_EXTERNAL_BODY, HEADER_SIZE, RecordType, encodeRecord, segmentName, segmentNumber } from "./journal-format.js";
 import { GroupCommitLog } from "./group-commit.js";
 import { replaySegment, type Damage } from "./journal-replay.js";
@@ -55,6 +64,8 @@ export interface JournalSpoolOptions {
   faultHook?: (batchBytes: number) => void;
   /** Free bytes of the spool's file system (default: statfs); tests inject a full disk. */
   freeSpace?: () => Promise<number>;
+  /** When update() writes a recipient delta instead of a full state (state-delta.ts). */
+  chainLimits?: ChainLimits;
 }
 
 interface Entry {
@@ -80,6 +91,24 @@ function msgCost(e: Entry): number {
  */
 function stCost(e: Entry): number {
   return e.stLen + (e.stSeg === e.msgSeg && e.stOff + e.stLen === e.bodyOff ? 0 : HEADER_SIZE);
+}
+
+/** One RCPTS record of a message's chain: where its delta JSON is. */
+interface DeltaRef {
+  seg: number;
+  off: number;
+  len: number;
+}
+
+/** The deltas on a message's current full record, oldest first; bytes: their records' sizes. */
+interface Chain {
+  items: DeltaRef[];
+  bytes: number;
+}
+
+/** Bytes a delta keeps live in its segment: its whole record. */
+function deltaCost(d: DeltaRef): number {
+  return HEADER_SIZE + d.len;
 }
 
 interface SegInfo {
@@ -120,6 +149,17 @@ export class JournalSpool implements Spool {
   private writtenSinceStat = 0;
   readonly problems: ScanProblem[] = [];
   readonly damage: { seg: number; damage: Damage }[] = [];
+  /**
+   * Recipient deltas (only messages that have some): kept apart from the index so that the
+   * 100,000 ordinary entries do not grow by a field.
+   */
+  private readonly chains = new Map<string, Chain>();
+  /** Messages whose last update() failed: the next one writes the whole state (the failed delta's changes are in no record). */
+  private readonly fullNext = new Set<string>();
+  /** Recipient deltas found at replay that do not apply (their base or an earlier delta is missing); `mxd spool check` reports them. */
+  readonly chainDamage: string[] = [];
+  /** Deltas of ids not queued at that point of the replay, and where: damage unless a DONE follows. */
+  private readonly orphanDeltas = new Map<string, string>();
 
   constructor(opts: JournalSpoolOptions) {
     this.o = opts;
@@ -182,6 +222,8 @@ export class JournalSpool implements Spool {
 
   private async doRecover(): Promise<void> {
     for (const n of this.preexisting ?? (await this.segmentNumbers())) await this.replay(n);
+    for (const [id, where] of this.orphanDeltas) this.chainDamage.push(`${where}: recipient delta of ${id}, whose message record is missing; ignored`);
+    this.orphanDeltas.clear();
     if (!this.o.readOnly) {
       await this.migrateLegacy();
       await this.cleanOrphanBodies();
@@ -199,6 +241,11 @@ export class JournalSpool implements Spool {
         const { head } = r;
         if (head.type === RecordType.Done) {
           this.drop(head.id);
+          this.orphanDeltas.delete(head.id);
+          return;
+        }
+        if (head.type === RecordType.Rcpts) {
+          this.replayDelta(n, r.off, head.id, r.state);
           return;
         }
         const stOff = r.off + HEADER_SIZE;
@@ -216,10 +263,51 @@ export class JournalSpool implements Spool {
         e.stOff = stOff;
         e.stLen = head.stateLen;
         this.charge(n, stCost(e));
+        this.dropChain(head.id);
       },
       (d) => this.damage.push({ seg: n, damage: d }),
     );
     info.size = size;
+  }
+
+  /**
+   * An RCPTS record at replay: it joins the chain of its message when it names the message's
+   * current full record and is the next delta on it; otherwise a record it depends on was lost
+   * (damage in the middle of a segment) and it is ignored — the state stays the consistent
+   * older one, so at worst a recipient is attempted again, never forgotten.
+   */
+  private replayDelta(seg: number, off: number, id: string, payload: Buffer): void {
+    const where = `${segmentName(seg)} at ${off}`;
+    const e = this.index.get(id);
+    if (!e) {
+      // Its message was removed and the MSG record's segment deleted (a DONE follows), or the
+      // MSG record itself is damaged (no DONE follows: reported after the replay).
+      this.orphanDeltas.set(id, where);
+      return;
+    }
+    const h = deltaHead(payload);
+    const chain = this.chains.get(id);
+    const seq = (chain?.items.length ?? 0) + 1;
+    if (!h || h.base[0] !== e.stSeg || h.base[1] !== e.stOff - HEADER_SIZE || h.seq !== seq) {
+      this.chainDamage.push(`${where}: recipient delta ${h ? h.seq : "?"} of ${id} does not follow its current state (expected delta ${seq} on the record at ${segmentName(e.stSeg)} ${e.stOff - HEADER_SIZE}); ignored`);
+      return;
+    }
+    this.addDelta(id, { seg, off: off + HEADER_SIZE, len: payload.length });
+  }
+
+  private addDelta(id: string, d: DeltaRef): void {
+    let c = this.chains.get(id);
+    if (!c) this.chains.set(id, (c = { items: [], bytes: 0 }));
+    c.items.push(d);
+    c.bytes += deltaCost(d);
+    this.charge(d.seg, deltaCost(d));
+  }
+
+  private dropChain(id: string): void {
+    const c = this.chains.get(id);
+    if (!c) return;
+    this.chains.delete(id);
+    for (const d of c.items) this.charge(d.seg, -deltaCost(d));
   }
 
   private setEntry(id: string, e: Entry): void {
@@ -234,6 +322,8 @@ export class JournalSpool implements Spool {
     this.index.delete(id);
     this.charge(e.msgSeg, -msgCost(e));
     this.charge(e.stSeg, -stCost(e));
+    this.dropChain(id);
+    this.fullNext.delete(id);
     return e;
   }
 
@@ -346,22 +436,63 @@ export class JournalSpool implements Spool {
     return run;
   }
 
-  update(meta: MessageMeta): Promise<void> {
+  /**
+   * Record the new state of a queued message. `changed`: the recipients (elements of
+   * meta.recipients) changed since this message's previous update() — besides them only the
+   * members in DELTA_FIELDS may differ — lets the spool append a delta instead of the whole
+   * state (state-delta.ts decides); without it the whole state is written.
+   */
+  update(meta: MessageMeta, changed?: Iterable<RecipientState>): Promise<void> {
     return this.withLock(meta.id, async () => {
       const log = this.writable();
-      if (!this.index.has(meta.id)) throw notFound(meta.id);
-      const state = encodeState(meta);
-      this.writtenSinceStat += state.length + HEADER_SIZE;
-      const [p] = await log.append([encodeRecord(RecordType.State, meta.id, state, null)]);
       const e = this.index.get(meta.id);
-      if (!e) return; // removed while the record was written: the DONE record came first
-      this.charge(e.stSeg, -stCost(e));
-      e.stSeg = p!.seg;
-      e.stOff = p!.off + HEADER_SIZE;
-      e.stLen = state.length;
-      this.charge(e.stSeg, stCost(e));
+      if (!e) throw notFound(meta.id);
+      let rec: ReturnType<JournalSpool["stateRecord"]>;
+      let placed;
+      try {
+        rec = this.stateRecord(meta, e, changed);
+        this.writtenSinceStat += rec.buf.length;
+        [placed] = await log.append([rec.buf]);
+      } catch (err) {
+        // Whatever this record held is in no record now: the next one must be whole.
+        this.fullNext.add(meta.id);
+        throw err;
+      }
+      this.fullNext.delete(meta.id);
+      const p = placed!;
+      const cur = this.index.get(meta.id);
+      if (!cur) return; // removed while the record was written: the DONE record came first
+      if (rec.delta) {
+        this.addDelta(meta.id, { seg: p.seg, off: p.off + HEADER_SIZE, len: rec.len });
+      } else {
+        this.charge(cur.stSeg, -stCost(cur));
+        cur.stSeg = p.seg;
+        cur.stOff = p.off + HEADER_SIZE;
+        cur.stLen = rec.len;
+        this.charge(cur.stSeg, stCost(cur));
+        this.dropChain(meta.id);
+      }
       this.maybeCollect();
     });
+  }
+
+  /** The record for a new state: a delta on the current full record when it pays, else the whole state. */
+  private stateRecord(meta: MessageMeta, e: Entry, changed: Iterable<RecipientState> | undefined): { buf: Buffer; len: number; delta: boolean } {
+    const limits = this.o.chainLimits ?? DEFAULT_CHAIN_LIMITS;
+    const chain = this.chains.get(meta.id);
+    const count = chain?.items.length ?? 0;
+    // Cheap refusals first: no delta is encoded for a small state or a full chain.
+    if (changed && !this.fullNext.has(meta.id) && e.stLen >= limits.minFull && count < limits.maxDeltas) {
+      const at = changedIndices(meta.recipients, changed);
+      if (at) {
+        const d = encodeDelta([e.stSeg, e.stOff - HEADER_SIZE], count + 1, meta, at);
+        if (chooseRecord({ fullLen: e.stLen, chainCount: count, chainBytes: chain?.bytes ?? 0, deltaLen: HEADER_SIZE + d.length }, limits) === "delta") {
+          return { buf: encodeRecord(RecordType.Rcpts, meta.id, d, null), len: d.length, delta: true };
+        }
+      }
+    }
+    const state = encodeState(meta);
+    return { buf: encodeRecord(RecordType.State, meta.id, state, null), len: state.length, delta: false };
   }
 
   remove(id: string): Promise<void> {
@@ -381,7 +512,7 @@ export class JournalSpool implements Spool {
       const e = this.index.get(id);
       if (!e) return;
       const stamp = new Date(this.now()).toISOString();
-      const state = await this.readAt(e.stSeg, e.stOff, e.stLen);
+      const state = await this.currentState(id, e);
       await writeFileSynced(join(this.deadDir, id + ".json"), state, this.sync);
       if (e.external) {
         await fsp.rename(this.externalPath(id), join(this.deadDir, id + ".eml")).catch((err: NodeJS.ErrnoException) => {
@@ -482,11 +613,39 @@ export class JournalSpool implements Spool {
     if (!isQueueId(id)) throw new MxdError("MXD_SPOOL_NOT_FOUND", `not a queue id: ${id}`);
     const e = this.index.get(id);
     if (!e) throw notFound(id);
-    const buf = await this.readAt(e.stSeg, e.stOff, e.stLen);
+    // Read first (an I/O error is not a bad state), then fold and validate.
+    const { base, deltas } = await this.readCurrent(id, e);
     try {
-      return decodeMeta(buf, id);
+      return deltas.length ? validateMeta(foldState(base, deltas), id) : decodeMeta(base, id);
     } catch (err) {
       throw new MxdError("MXD_SPOOL_INVALID", (err as Error).message, { cause: err });
+    }
+  }
+
+  /** The bytes of a message's current full record and the payloads of its deltas, oldest first. */
+  private async readCurrent(id: string, e: Entry): Promise<{ base: Buffer; deltas: Buffer[] }> {
+    // A snapshot of where they are: the reads below may interleave with a new update.
+    const items = this.chains.get(id)?.items.slice() ?? [];
+    const { stSeg, stOff, stLen } = e;
+    const base = await this.readAt(stSeg, stOff, stLen);
+    const deltas: Buffer[] = [];
+    for (const d of items) deltas.push(await this.readAt(d.seg, d.off, d.len));
+    return { base, deltas };
+  }
+
+  /**
+   * The current state as one JSON text (dead/<ID>.json, compaction's copy): the full record,
+   * with its deltas folded in when there are any. When they cannot be folded (the state is
+   * not JSON, or a delta does not fit it: a state that load() refuses anyway) the full record
+   * is taken as it is.
+   */
+  private async currentState(id: string, e: Entry): Promise<Buffer> {
+    const { base, deltas } = await this.readCurrent(id, e);
+    if (!deltas.length) return base;
+    try {
+      return Buffer.from(JSON.stringify(foldState(base, deltas)), "utf8");
+    } catch {
+      return base;
     }
   }
 
@@ -495,12 +654,25 @@ export class JournalSpool implements Spool {
     const e = this.index.get(id);
     if (!e) return undefined;
     const s = new EnvelopeSalvager();
+    let cur: { base: Buffer; deltas: Buffer[] };
     try {
-      s.push(await this.readAt(e.stSeg, e.stOff, e.stLen));
+      cur = await this.readCurrent(id, e);
     } catch {
       return undefined;
     }
-    return s.result();
+    let folded: Buffer | undefined;
+    if (cur.deltas.length) {
+      try {
+        folded = Buffer.from(JSON.stringify(foldState(cur.base, cur.deltas)), "utf8");
+      } catch {
+        folded = undefined;
+      }
+    }
+    s.push(folded ?? cur.base);
+    const env = s.result();
+    // The full record is not JSON: its deltas still say which recipients are final.
+    if (env && !folded) for (const d of cur.deltas) overlayStatuses(env, d);
+    return env;
   }
 
   openBody(id: string): Readable {
@@ -617,7 +789,8 @@ export class JournalSpool implements Spool {
           let meta: MessageMeta | undefined;
           try {
             // Changed since the snapshot (a delivery started meanwhile): read the current state.
-            if (buf && e.stSeg === seg && e.stOff === off) meta = decodeMetaForIndex(buf.subarray(off - start, off - start + len), id);
+            // A message with recipient deltas is folded and checked by load() (few are).
+            if (buf && e.stSeg === seg && e.stOff === off && !this.chains.has(id)) meta = decodeMetaForIndex(buf.subarray(off - start, off - start + len), id);
             else meta = await this.load(id);
           } catch (err) {
             const code = (err as MxdError).code;
@@ -666,12 +839,14 @@ export class JournalSpool implements Spool {
   /** Copy every message still current in segment n to the head, so n can be deleted. */
   async compact(n: number): Promise<number> {
     let moved = 0;
-    const ids = [...this.index].filter(([, e]) => e.msgSeg === n || e.stSeg === n).map(([id]) => id);
+    const inSeg = (id: string, e: Entry) => e.msgSeg === n || e.stSeg === n || !!this.chains.get(id)?.items.some((d) => d.seg === n);
+    const ids = [...this.index].filter(([id, e]) => inSeg(id, e)).map(([id]) => id);
     for (const id of ids) {
       await this.withLock(id, async () => {
         const e = this.index.get(id);
-        if (!e || (e.msgSeg !== n && e.stSeg !== n)) return;
-        const state = await this.readAt(e.stSeg, e.stOff, e.stLen);
+        if (!e || !inSeg(id, e)) return;
+        // One full record with the deltas folded in (the new MSG record is the new base).
+        const state = await this.currentState(id, e);
         const body = e.external ? null : await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen);
         const [p] = await this.writable().append([encodeRecord(RecordType.Msg, id, state, body, body ? 0 : FLAG_EXTERNAL_BODY)]);
         this.drop(id);
@@ -734,6 +909,7 @@ export class JournalSpool implements Spool {
       report.segments.push(seg);
     }
     await this.recover();
+    report.problems.push(...this.chainDamage);
     for await (const m of this.scan((p) => report.problems.push(`${p.id}: ${p.reason}`))) {
       void m;
       report.messages++;
@@ -771,6 +947,27 @@ export class JournalSpool implements Spool {
 function msgEntry(seg: number, off: number, stateLen: number, bodyLen: number, external: boolean): Entry {
   const stOff = off + HEADER_SIZE;
   return { msgSeg: seg, external, bodyOff: stOff + stateLen, bodyLen, stSeg: seg, stOff, stLen: stateLen };
+}
+
+/** A full state with its deltas folded in, parsed but not validated; BadStateError when that fails. */
+function foldState(base: Buffer, deltas: Buffer[]): unknown {
+  const s = parseState(base);
+  for (const d of deltas) foldDelta(s, decodeDelta(d));
+  return s;
+}
+
+/** Recipient statuses a delta records, over an envelope salvaged from a full record that is not JSON. */
+function overlayStatuses(env: SalvagedEnvelope, payload: Buffer): void {
+  let d;
+  try {
+    d = decodeDelta(payload);
+  } catch {
+    return;
+  }
+  for (const [at, r] of d.rcpts) {
+    const got = env.recipients[at];
+    if (got && got.address === r.address && (r.status === "pending" || r.status === "delivered" || r.status === "failed")) got.status = r.status;
+  }
 }
 
 /** A state as the journal stores it: compact JSON (the records are read by mxd and its tools). */

@@ -5,10 +5,11 @@
 //   are then on stable storage and the next scan() will find it. Until then nothing counts.
 // - A crash at any instant leaves each message either fully queued or absent; init() removes
 //   leftovers of interrupted writes.
-// - update() is atomic (write new, fsync, rename over old).
+// - update() is atomic: the new state is one record (a whole state, or a delta of the
+//   recipients that changed), durable when update() resolves, or nothing.
 // - Bodies are streamed, never loaded whole.
 import type { Readable } from "node:stream";
-import type { MessageMeta } from "../core/envelope.js";
+import type { MessageMeta, RecipientState } from "../core/envelope.js";
 import type { SalvagedEnvelope } from "./salvage.js";
 
 /** Receives one message body as it arrives; nothing is queued until commit(). */
@@ -58,8 +59,13 @@ export interface Spool {
    * in bounded memory; undefined when not even that is readable.
    */
   salvage(id: string): Promise<SalvagedEnvelope | undefined>;
-  /** Atomically replace the state of a queued message. */
-  update(meta: MessageMeta): Promise<void>;
+  /**
+   * Atomically replace the state of a queued message. `changed`, when the caller knows it: the
+   * recipients (elements of meta.recipients) changed since this message's previous update(),
+   * the rest of the state unchanged except the members in state-delta.ts DELTA_FIELDS; the
+   * spool may then record only those (a recipient delta). Without it the whole state is written.
+   */
+  update(meta: MessageMeta, changed?: Iterable<RecipientState>): Promise<void>;
   /** Remove a message (all recipients final). */
   remove(id: string): Promise<void>;
   /** Every queued message's state; entries that cannot be read are reported through onProblem. */

@@ -1,7 +1,7 @@
 // The state-file schema (spool/format.ts decodeMeta) and envelope salvage (spool/salvage.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { BadStateError, decodeMeta, encodeMeta } from "../../src/spool/format.js";
+import { BadStateError, checkedMeta, decodeMeta, encodeMeta, messageMetaSchema, validateMeta } from "../../src/spool/format.js";
 import { EnvelopeSalvager, salvageEnvelope } from "../../src/spool/salvage.js";
 import type { MessageMeta } from "../../src/core/envelope.js";
 
@@ -110,4 +110,61 @@ test("salvage: sender and recipients of torn, wrong-shape and huge files, in any
   for (let i = 0; i < 1000; i++) s.push(chunk);
   s.push(Buffer.from('"' + tail));
   assert.deepEqual(s.result()?.recipients, [{ address: "bob@remote.test", status: "pending" }]);
+});
+
+test("checkedMeta (load()'s hand-written check) accepts exactly what the schema accepts and yields what it yields", () => {
+  const rich = (): Record<string, any> => ({
+    ...good(),
+    recipients: [
+      { ...good().recipients[0]!, notify: ["FAILURE", "DELAY"], orcpt: "rfc822;bob@remote.test", finalAt: "2026-11-25T12:06:00.000Z", dsnOwed: true },
+      {
+        address: "carol@remote.test",
+        domain: "remote.test",
+        status: "delivered",
+        attempts: 2,
+        history: [{ at: "2026-11-25T12:00:00.000Z", outcome: "delivered", status: "2.0.0", reply: "250 ok", mx: "mx.remote.test", ip: "192.0.2.1", remote: true, tls: { version: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", verified: true }, tlsPolicy: "may", hosts: [] }],
+      },
+    ],
+    client: { ip: "127.0.0.1", port: 2525, helo: "c.test", tls: true, reverseName: "c.test", user: "u", relayAllowed: true },
+    params: { body: "8BITMIME", smtputf8: true, size: 100, ret: "FULL", envid: "e", auth: "" },
+    held: false,
+    delayWarned: true,
+    messageId: "<m@x>",
+    dkim: ["DKIM-Signature: v=1; a=rsa-sha256\r\n"],
+  });
+  const values: unknown[] = [undefined, null, 0, -1, 1.5, 7, "", "x", "FULL", "HDRS", "7BIT", "8BITMIME", "message", "bounce", "pending", "delivered", "failed", "transient", "permanent", true, false, [], ["a"], [1], {}, { ip: "1.2.3.4" }, "2026-11-25T12:00:00.000Z", ID, "01KB2X7Q9M4F8Z3I", "DKIM-Signature: v=1\r\n", "r".repeat(600), "\x01".repeat(3)];
+  const extraKeys = ["notify", "orcpt", "finalAt", "tls", "mx", "ip", "remote", "tlsPolicy", "port", "body", "ret", "auth", "held", "dkim", "client", "params", "history", "attempts", "verified", "unknownMember"];
+  let seed = 42;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  /** Every (object, key) of the state, and the keys each object could have but lacks. */
+  const places = (v: unknown, out: [Record<string, unknown> | unknown[], string | number][] = []): typeof out => {
+    if (Array.isArray(v)) v.forEach((x, i) => (out.push([v, i]), places(x, out)));
+    else if (v && typeof v === "object") {
+      for (const k of Object.keys(v)) out.push([v as Record<string, unknown>, k]), places((v as Record<string, unknown>)[k], out);
+      for (const k of extraKeys) if (!(k in v)) out.push([v as Record<string, unknown>, k]);
+    }
+    return out;
+  };
+  const tally = { both: 0, neither: 0 };
+  for (let i = 0; i < 4000; i++) {
+    const j = rich();
+    for (let k = rand(3); k >= 0; k--) {
+      const all = places(j);
+      const [obj, key] = all[rand(all.length)]!;
+      const v = values[rand(values.length)];
+      if (v === undefined && !Array.isArray(obj)) delete (obj as Record<string, unknown>)[key];
+      else (obj as Record<string | number, unknown>)[key] = typeof v === "object" && v !== null ? JSON.parse(JSON.stringify(v)) : v;
+    }
+    const text = JSON.stringify(j);
+    const fast = checkedMeta(JSON.parse(text));
+    const schema = messageMetaSchema.safeParse(JSON.parse(text));
+    assert.equal(!!fast, schema.success, `fast ${!!fast}, schema ${schema.success}: ${text}${schema.success ? "" : "\n" + JSON.stringify(schema.error.issues[0])}`);
+    if (fast && schema.success) assert.deepEqual(fast, schema.data, text);
+    tally[fast ? "both" : "neither"]++;
+  }
+  assert.ok(tally.both > 500 && tally.neither > 500, JSON.stringify(tally));
+  // Through validateMeta: the fast path and the schema's reasons.
+  assert.deepEqual(validateMeta(rich(), ID), messageMetaSchema.parse(rich()));
+  assert.throws(() => validateMeta({ ...rich(), sender: 5 }, ID), /bad state: sender/);
+  assert.throws(() => validateMeta(rich(), "01KB2X7Q9M4F8Z3J"), /does not match/);
 });
