@@ -1,6 +1,6 @@
 // Composition root: builds the real I/O and wires the modules. Signals are cli.ts's (the
 // process entry point); nothing else in mxd touches process-wide state.
-import { holdYoungGeneration } from "./io/young-generation.js";
+import { holdYoungGeneration, type YoungGenerationHold } from "./io/young-generation.js";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { ConfigError, type Config } from "./config.js";
@@ -13,7 +13,8 @@ import { openSpool } from "./spool/open-spool.js";
 import type { JournalSpool } from "./spool/journal-spool.js";
 import { SmtpServer } from "./smtp/server.js";
 import { QueueManager } from "./queue/worker.js";
-import { createCourier, createDeliveryResolver } from "./delivery/factory.js";
+import { RoutingCourier } from "./delivery/routing-courier.js";
+import { LocalDropCourier } from "./delivery/local-drop.js";
 import { ThreadCourier } from "./delivery/thread-courier.js";
 import { dnsCacheSettings } from "./io/dns-cache.js";
 import { AdminServer } from "./admin/server.js";
@@ -101,9 +102,13 @@ async function wire(
   // Unreadable or mismatched certificates stop the start here (exit 1, the message names the file).
   let tls = loadTlsCredentials(config.tls);
   // Remote delivery either in the delivery thread (its resolver and DNS cache live there) or here.
-  const thread = threaded ? new ThreadCourier({ config, logger, writeLog: lineWriter(logger) }) : undefined;
-  const resolver = thread ? undefined : createDeliveryResolver(config, () => clock.now());
-  const courier = createCourier({ config, logger, clock, ...(thread ? { remote: thread } : { resolver }) });
+  const thread = threaded ? new ThreadCourier({ config, logger, writeLog: lineWriter(logger), onStarted: () => young?.reassert() }) : undefined;
+  // The SMTP courier's modules (DNS, TLS policy, MTA-STS, DANE) are loaded here only when
+  // delivery runs on this thread: the delivery thread loads its own, and this one stays smaller.
+  const factory = thread ? undefined : await import("./delivery/factory.js");
+  const resolver = factory?.createDeliveryResolver(config, () => clock.now());
+  const courier = thread ? new RoutingCourier(config.localDomains, new LocalDropCourier({ config }), thread) : factory!.createCourier({ config, logger, clock, resolver });
+  let young: YoungGenerationHold | undefined;
   const dnsCacheStats = thread ? (dnsCacheSettings(config.dns.cache) ? () => thread.dnsStats ?? { hits: 0, shared: 0, queries: 0, entries: 0 } : undefined) : resolver?.stats?.bind(resolver);
   const live = new LiveStats(() => clock.now());
   const events: QueueEvents = { ...metrics.queueEvents, delivery: (qid, f) => live.delivery(qid, f) };
@@ -264,14 +269,15 @@ async function wire(
   });
   await server.listen();
   logger.info({ listen: server.addresses, admin: admin.addresses, hostname: config.hostname, spoolDir: config.spoolDir, paused: q.pauseState }, "ready");
+  // The young generation stays small while the journal is replayed (io/young-generation.ts);
+  // a thread that starts meanwhile resets V8's flags, so the hold is set again once it runs.
+  young = holdYoungGeneration();
   // The delivery thread starts beside the replay, not at the first delivery.
   if (current.delivery.enabled) thread?.start();
-  // The young generation stays small while the journal is replayed (io/young-generation.ts).
-  const releaseYoung = holdYoungGeneration();
   const recovering = q
     .start()
     .catch((e) => logger.fatal({ err: e }, "queue recovery failed"))
-    .finally(releaseYoung);
+    .finally(() => young?.release());
 
   return {
     get config() {

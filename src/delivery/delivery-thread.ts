@@ -30,6 +30,8 @@ const resolver = createDeliveryResolver(config, () => systemClock.now());
 const courier = createSmtpCourier({ config, resolver, logger, clock: systemClock });
 
 // The heartbeat: a thread stuck in a loop stops sending it, and is replaced (thread-courier.ts).
+// The first one at once: the main thread learns that the thread runs (thread-courier.ts onStarted).
+port.postMessage({ t: "alive" } satisfies FromThread);
 setInterval(() => port.postMessage({ t: "alive" } satisfies FromThread), ALIVE_INTERVAL_MS).unref();
 
 port.on("message", (m: ToThread) => {

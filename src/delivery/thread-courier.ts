@@ -36,6 +36,8 @@ export interface ThreadCourierDeps {
   writeLog: (line: string) => void;
   /** Starts the thread; default: delivery-thread.js in a worker_threads Worker. */
   spawn?: (start: ThreadStart) => ThreadHandle;
+  /** Called when a new thread has started (its first message): main.ts re-sets V8 flags a thread start resets. */
+  onStarted?: () => void;
   /** Wall clock (ms), for the restart spacing. */
   now?: () => number;
 }
@@ -51,8 +53,7 @@ interface Waiting {
 }
 
 export function spawnDeliveryThread(start: ThreadStart): ThreadHandle {
-  const young = Number(process.env.MXD_THREAD_YOUNG_MB ?? 0);
-  return new Worker(new URL("./delivery-thread.js", import.meta.url), { workerData: start, ...(young ? { resourceLimits: { maxYoungGenerationSizeMb: young } } : {}) });
+  return new Worker(new URL("./delivery-thread.js", import.meta.url), { workerData: start });
 }
 
 export class ThreadCourier implements Courier {
@@ -63,6 +64,8 @@ export class ThreadCourier implements Courier {
   private config: Config;
   /** When the thread last showed a sign of life (any message). */
   private lastAlive = 0;
+  /** The current thread has sent its first message. */
+  private started = false;
   private watchdog: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private onClosed: (() => void) | undefined;
@@ -166,6 +169,7 @@ export class ThreadCourier implements Courier {
     if (now - this.startedAt < RESTART_SPACING_MS) throw new MxdError("MXD_DELIVERY_THREAD", "the delivery thread stopped and is restarted in a moment");
     this.startedAt = now;
     this.lastAlive = now;
+    this.started = false;
     if (!this.watchdog) {
       this.watchdog = setInterval(() => this.checkAlive(), 5_000);
       this.watchdog.unref();
@@ -202,6 +206,10 @@ export class ThreadCourier implements Courier {
 
   private received(m: FromThread): void {
     this.lastAlive = (this.deps.now ?? Date.now)();
+    if (!this.started) {
+      this.started = true;
+      this.deps.onStarted?.();
+    }
     switch (m.t) {
       case "alive":
         return;
