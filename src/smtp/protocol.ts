@@ -26,14 +26,7 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** RFC 3629 well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF)? */
 export function isValidUtf8(bytes: Uint8Array): boolean {
-  let ascii = true;
-  for (let i = 0; i < bytes.length; i++) {
-    if (bytes[i]! >= 0x80) {
-      ascii = false;
-      break;
-    }
-  }
-  if (ascii) return true;
+  if (isAscii(bytes)) return true;
   try {
     strictUtf8.decode(bytes);
     return true;
