@@ -17,76 +17,8 @@ export function createLogger(level: string = "info", destination?: pino.Destinat
   // flight go out together). A synchronous write per line cost an eighth of the CPU time of a
   // delivery run (profiled, docs/performance.md); pino flushes what is pending at exit.
   // Bounded: when stdout cannot keep up, lines beyond 16 MB of backlog are dropped, never memory.
-  destination ??= batchPerTick(pino.destination({ dest: 1, sync: false, maxLength: 16 * 1024 * 1024 }));
+  destination ??= pino.destination({ dest: 1, sync: false, maxLength: 16 * 1024 * 1024 });
   return pino(opts, destination);
-}
-
-interface LineSink {
-  write(s: string): unknown;
-  flush?(cb?: (err?: Error) => void): void;
-  flushSync?(): void;
-}
-
-/** Batchers with lines not yet handed on (drained at process exit). */
-const undrained = new Set<TickBatcher>();
-let exitHookInstalled = false;
-
-/**
- * Lines logged in the same event-loop turn go to `sink` as one write, at setImmediate. Every
- * message that a group-commit batch acknowledges logs its "message queued" line in the same
- * turn; handed to the stream one by one, the first started a write (a thread-pool round trip)
- * and the rest a second one when it completed. Nothing is delayed past the current turn; at
- * process exit what is pending is written synchronously (pino does the same for its stream).
- */
-export class TickBatcher implements pino.DestinationStream {
-  private pending = "";
-  private scheduled = false;
-  constructor(private readonly sink: LineSink) {}
-
-  write(line: string): void {
-    this.pending += line;
-    if (this.scheduled) return;
-    this.scheduled = true;
-    undrained.add(this);
-    setImmediate(this.drain);
-  }
-
-  /** Hand what is pending to the sink now. */
-  readonly drain = (): void => {
-    this.scheduled = false;
-    undrained.delete(this);
-    const s = this.pending;
-    this.pending = "";
-    if (s) this.sink.write(s);
-  };
-
-  /** pino's logger.flush(). */
-  flush(cb?: (err?: Error) => void): void {
-    this.drain();
-    if (this.sink.flush) this.sink.flush(cb);
-    else cb?.();
-  }
-
-  flushSync(): void {
-    this.drain();
-    this.sink.flushSync?.();
-  }
-}
-
-function batchPerTick(sink: LineSink): TickBatcher {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on("exit", () => {
-      for (const b of [...undrained]) {
-        try {
-          b.flushSync();
-        } catch {
-          // A file not open yet (exit right at start): its lines are lost, as without batching.
-        }
-      }
-    });
-  }
-  return new TickBatcher(sink);
 }
 
 const HIDDEN = new Set(["level", "time", "msg", "pid", "name"]);
@@ -126,13 +58,6 @@ export function textLine(json: string): string {
     .join(" ");
 }
 
-/** textLine() for each of several JSON lines (one batch), each ended by "\n". */
-function textLines(json: string): string {
-  let out = "";
-  for (const line of json.split("\n")) if (line) out += textLine(line) + "\n";
-  return out;
-}
-
 export interface LogOutput {
   logger: Logger;
   /** Reopen log.file (after logrotate moved it; SIGUSR1). No-op on stdout. */
@@ -145,7 +70,7 @@ export interface LogOutput {
 export function createLogOutput(o: { level: string; format?: "json" | "text"; file?: string | null }): LogOutput {
   if (!o.file) {
     if (o.format === "text") {
-      const logger = createLogger(o.level, batchPerTick({ write: (lines: string) => void process.stdout.write(textLines(lines)) }));
+      const logger = createLogger(o.level, { write: (line: string) => void process.stdout.write(textLine(line) + "\n") });
       return { logger, reopen: () => undefined, flush: () => undefined };
     }
     const logger = createLogger(o.level);
@@ -154,9 +79,9 @@ export function createLogOutput(o: { level: string; format?: "json" | "text"; fi
   // Asynchronous (buffered) writes to the file; reopen() opens the path again, so logrotate can
   // rename the file and signal mxd (no copytruncate needed).
   const file = pino.destination({ dest: o.file, sync: false, mkdir: true });
-  const dest = batchPerTick(o.format === "text" ? { write: (lines: string) => void file.write(textLines(lines)), flushSync: () => file.flushSync() } : file);
+  const dest: pino.DestinationStream = o.format === "text" ? { write: (line: string) => void file.write(textLine(line) + "\n") } : file;
   const logger = createLogger(o.level, dest);
-  return { logger, reopen: () => file.reopen(), flush: () => dest.flushSync() };
+  return { logger, reopen: () => file.reopen(), flush: () => file.flushSync() };
 }
 
 function prettyStream(out: NodeJS.WriteStream): pino.DestinationStream {
