@@ -165,9 +165,10 @@ export class DataReader {
   }
 
   /**
-   * Decode one chunk. The state lives in locals while the chunk is scanned (fields are written
-   * back once), and a run of ordinary octets inside a line is copied by a tight inner loop:
-   * this runs over every octet of every message (the inbound profile's largest JS function).
+   * Decode one chunk: feedClean when it can, else octet by octet. The state lives in locals
+   * while the chunk is scanned (fields are written back once), and a run of ordinary octets
+   * inside a line is copied by a tight inner loop (this loop over every octet of every message
+   * was the inbound profile's largest JavaScript function, docs/performance.md).
    */
   feed(chunk: Buffer): DataResult {
     if (!this.crPending && !this.dotLine) {
