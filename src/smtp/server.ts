@@ -111,6 +111,20 @@ interface ClientOrigin {
 
 type ListenConfig = Config["listen"][number];
 
+/** A client as the rate limits see it (SmtpServer.rateCheckFor fills in the exemption). */
+export interface RateClient {
+  ip: string;
+  /** clientKey(ip): the address, an IPv6 client's /64. */
+  key: string;
+  exempt: boolean;
+  /** The exempt networks `exempt` was worked out against; -1: not yet. */
+  exemptGeneration: number;
+}
+
+function rateClient(ip: string): RateClient {
+  return { ip, key: clientKey(ip), exempt: false, exemptGeneration: -1 };
+}
+
 interface Listener {
   config: ListenConfig;
   server: net.Server;
@@ -129,6 +143,8 @@ export class SmtpServer {
   readonly proxyRefused = new Map<ProxyRefusal, number>();
   readonly rateLimiter: RateLimiter<RateRule>;
   private rateExempt: Cidr[];
+  /** Bumped when rateExempt is replaced: a RateClient's cached exemption is then worked out again. */
+  private rateExemptGeneration = 0;
   private readonly pruneTimer: NodeJS.Timeout;
   private closing = false;
   /** The configuration new connections get (reconfigure() replaces it; open sessions keep theirs). */
@@ -171,6 +187,7 @@ export class SmtpServer {
   updateRateLimits(config: Config): void {
     this.rateLimiter.setSettings(rateLimiterSettings(config));
     this.rateExempt = rateLimitExempt(config).map((c) => parseCidr(c)!);
+    this.rateExemptGeneration++;
   }
 
   /** The limits in force and their hits, for /metrics and `mxd status`. */
@@ -190,9 +207,23 @@ export class SmtpServer {
    * client address (IPv6 by /64). Returns the refusal reply, or undefined.
    */
   rateCheck(what: "messages" | "recipients", ip: string, user: string | undefined): string | undefined {
-    if (ipInNetworks(ip, this.rateExempt)) return undefined;
-    const d = user !== undefined ? this.rateLimiter.take(`user-${what}`, user.toLowerCase()) : this.rateLimiter.take(`client-${what}`, clientKey(ip));
+    return this.rateCheckFor(what, rateClient(ip), user);
+  }
+
+  /**
+   * rateCheck for a connection's client: its key and its exemption are worked out once per
+   * connection (MAIL and RCPT are asked for every message), the exemption again after a reload
+   * replaced the exempt networks.
+   */
+  rateCheckFor(what: "messages" | "recipients", client: RateClient, user: string | undefined): string | undefined {
+    if (client.exemptGeneration !== this.rateExemptGeneration) {
+      client.exempt = ipInNetworks(client.ip, this.rateExempt);
+      client.exemptGeneration = this.rateExemptGeneration;
+    }
+    if (client.exempt) return undefined;
+    const d = user !== undefined ? this.rateLimiter.take(`user-${what}`, user.toLowerCase()) : this.rateLimiter.take(`client-${what}`, client.key);
     if (d.ok) return undefined;
+    const ip = client.ip;
     const who = user !== undefined ? `user ${user.replace(/[^\x21-\x7e]/g, "?").slice(0, 64)}` : ip;
     return `450 4.7.1 Error: too many ${what} from ${who} (limit ${d.limit} per ${formatWindow(d.per)}), try again later`;
   }
@@ -511,7 +542,8 @@ class Connection {
     this.ip = origin.ip;
     this.port = origin.port;
     this.log = server.deps.logger.child(origin.proxy ? { client: origin.ip, port: origin.port, proxy: origin.proxy.peer } : { client: origin.ip, port: origin.port });
-    const rateLimit: RateCheck = (what, user) => server.rateCheck(what, this.ip, user);
+    const client = rateClient(origin.ip);
+    const rateLimit: RateCheck = (what, user) => server.rateCheckFor(what, client, user);
     this.session = new ServerSession({
       config: this.cfg,
       clientIp: origin.ip,
@@ -538,15 +570,28 @@ class Connection {
    * (slowloris) would hold its connection slot forever (cf. Postfix smtpd_per_record_deadline).
    */
   private commandDeadline: NodeJS.Timeout | undefined;
+  /** The duration commandDeadline was set with. */
+  private commandDeadlineMs = 0;
   private armCommandDeadline(): void {
+    if (this.closed) {
+      clearTimeout(this.commandDeadline);
+      return;
+    }
+    const ms = this.commandTimeout();
+    // Re-armed at every command: the same timer, restarted (no new timer per command).
+    if (this.commandDeadline && ms === this.commandDeadlineMs) {
+      this.commandDeadline.refresh();
+      return;
+    }
     clearTimeout(this.commandDeadline);
-    if (this.closed) return;
-    this.commandDeadline = setTimeout(() => {
-      if (!this.data && !this.busy && !this.upgrading) this.onTimeout();
-      else this.armCommandDeadline();
-    }, this.commandTimeout());
+    this.commandDeadlineMs = ms;
+    this.commandDeadline = setTimeout(this.onCommandDeadline, ms);
     this.commandDeadline.unref();
   }
+  private readonly onCommandDeadline = (): void => {
+    if (!this.data && !this.busy && !this.upgrading) this.onTimeout();
+    else this.armCommandDeadline();
+  };
 
   /** limits.commandTimeout, or limits.stressTimeout while the server is crowded. */
   private commandTimeout(): number {
@@ -731,7 +776,7 @@ class Connection {
     if (res.action === "auth") {
       res = this.session.authResult(await this.verifyAuth());
       if (this.closed) return;
-    } else if (!sasl && /^\s*AUTH\b/i.test(line) && res.replies[0]?.startsWith("454")) {
+    } else if (!sasl && res.replies[0]?.startsWith("454") && /^\s*AUTH\b/i.test(line)) {
       this.log.info({ event: "auth", result: "blocked" }, "AUTH refused: client in failed-AUTH back-off");
       this.server.deps.onAuth?.("blocked");
     }

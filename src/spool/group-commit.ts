@@ -9,12 +9,18 @@
 //   batch starts a new segment. Nothing of a failed batch is ever acknowledged.
 // - Segments rotate at `segmentSize`; a new segment's directory entry is synced before any
 //   record in it is acknowledged.
-import { promises as fsp, constants as FS } from "node:fs";
+import { promises as fsp, constants as FS, writevSync } from "node:fs";
 import { join } from "node:path";
 import { MxdError } from "../core/errors.js";
 import { syncDir } from "../io/durable-file.js";
 import { randomBytes } from "node:crypto";
 import { SALT_SIZE, SEGMENT_HEADER_SIZE, sealRecord, segmentHeader, segmentName } from "./journal-format.js";
+
+/**
+ * Batches up to this many bytes are written synchronously (a copy into the page cache, tens of
+ * µs); bigger ones go through the thread pool so that the event loop is not held for long.
+ */
+const SYNC_WRITE_MAX = 256 * 1024;
 
 export interface Placed {
   seg: number;
@@ -93,7 +99,10 @@ export class GroupCommitLog {
       this.o.faultHook?.(bytes);
       const bufs = batch.flatMap((p) => p.bufs);
       for (const b of bufs) sealRecord(b, this.salt);
-      await writeAllAt(this.fh!, bufs, start);
+      // A batch of ordinary size is copied into the page cache on this thread: a thread-pool
+      // round trip costs more CPU than the copy (docs/performance.md). Only the sync waits.
+      if (bytes <= SYNC_WRITE_MAX) writeAllAtSync(this.fh!.fd, bufs, start);
+      else await writeAllAt(this.fh!, bufs, start);
       if (this.o.sync) await this.fh!.datasync();
     } catch (e) {
       this.stats.failures++;
@@ -178,31 +187,44 @@ export class GroupCommitLog {
   }
 }
 
+// writev may write less than asked (signals, ENOSPC on the tail): both writers continue where
+// it stopped. IOV_MAX is 1024 on Linux.
+
 async function writeAllAt(fh: fsp.FileHandle, bufs: Buffer[], pos: number): Promise<void> {
-  // writev may write less than asked (signals, ENOSPC on the tail): continue where it stopped.
   let list = bufs;
   while (list.length) {
-    // IOV_MAX is 1024 on Linux.
     const chunk = list.length > 1024 ? list.slice(0, 1024) : list;
-    const want = chunk.reduce((n, b) => n + b.length, 0);
     const { bytesWritten } = await fh.writev(chunk, pos);
-    if (bytesWritten === 0 && want > 0) throw new Error("write returned 0 bytes");
     pos += bytesWritten;
-    if (bytesWritten === want) {
-      list = list.slice(chunk.length);
+    list = unwritten(list, chunk, bytesWritten);
+  }
+}
+
+function writeAllAtSync(fd: number, bufs: Buffer[], pos: number): void {
+  let list = bufs;
+  while (list.length) {
+    const chunk = list.length > 1024 ? list.slice(0, 1024) : list;
+    const bytesWritten = writevSync(fd, chunk, pos);
+    pos += bytesWritten;
+    list = unwritten(list, chunk, bytesWritten);
+  }
+}
+
+/** What is left of `list` after a writev of its first buffers (`chunk`) wrote `bytesWritten`. */
+function unwritten(list: Buffer[], chunk: Buffer[], bytesWritten: number): Buffer[] {
+  const want = chunk.reduce((n, b) => n + b.length, 0);
+  if (bytesWritten === 0 && want > 0) throw new Error("write returned 0 bytes");
+  if (bytesWritten === want) return list.slice(chunk.length);
+  // Partial: drop what was written and go on with the rest.
+  let left = bytesWritten;
+  const rest: Buffer[] = [];
+  for (const b of list) {
+    if (left >= b.length) {
+      left -= b.length;
       continue;
     }
-    // Partial: drop what was written and go on with the rest.
-    let left = bytesWritten;
-    const rest: Buffer[] = [];
-    for (const b of list) {
-      if (left >= b.length) {
-        left -= b.length;
-        continue;
-      }
-      rest.push(left ? b.subarray(left) : b);
-      left = 0;
-    }
-    list = rest;
+    rest.push(left ? b.subarray(left) : b);
+    left = 0;
   }
+  return rest;
 }

@@ -286,3 +286,97 @@ test("CommandReader flags lines that are not valid UTF-8, and only those", () =>
   assert.equal(r.next()!.invalidUtf8, undefined);
   assert.equal(r.next(), undefined);
 });
+
+// ---------------------------------------------------------------------------------------------
+// DataReader against a reference: the octet-at-a-time decoder it replaced (docs/performance.md),
+// on random inputs made of the octets that matter (CR, LF, dot, 8-bit, ordinary), cut at random.
+
+class ReferenceDataReader {
+  private lineStart = true;
+  private crPending = false;
+  private dotLine = false;
+  private lineLen = 0;
+  bareLineEnd = false;
+  longLine = false;
+  eightBit = false;
+  constructor(private readonly maxLine: number) {}
+  feed(chunk: Buffer): { out: Buffer; done: boolean; rest?: Buffer } {
+    const out: number[] = [];
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i]!;
+      if (this.crPending) {
+        this.crPending = false;
+        if (c === 0x0a) {
+          this.lineLen++;
+          if (this.dotLine && this.lineLen === 3) return { out: Buffer.from(out), done: true, rest: chunk.subarray(i + 1) };
+          out.push(0x0d, 0x0a);
+          if (this.lineLen > this.maxLine) this.longLine = true;
+          this.lineStart = true;
+          this.dotLine = false;
+          this.lineLen = 0;
+          continue;
+        }
+        this.bareLineEnd = true;
+        out.push(0x0d);
+      }
+      if (c === 0x0d) {
+        this.crPending = true;
+        this.lineStart = false;
+        this.lineLen++;
+        continue;
+      }
+      if (c === 0x0a) {
+        this.bareLineEnd = true;
+        this.lineStart = false;
+        out.push(c);
+        this.lineLen++;
+        continue;
+      }
+      if (this.lineStart && c === 0x2e) {
+        this.lineStart = false;
+        this.dotLine = true;
+        this.lineLen++;
+        continue;
+      }
+      if (c >= 0x80) this.eightBit = true;
+      this.lineStart = false;
+      out.push(c);
+      this.lineLen++;
+      if (this.lineLen > this.maxLine) this.longLine = true;
+    }
+    return { out: Buffer.from(out), done: false };
+  }
+}
+
+test("DataReader: same output, rest and flags as the octet-at-a-time reference, after every chunk (random inputs)", () => {
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  // Half the inputs use only clean pieces (CRLF line ends, the terminator): the zero-copy path;
+  // the others bare CRs and LFs and dot-stuffed lines too: the octet-at-a-time path.
+  const clean = ["a", "bc", "\u00e9", " ", "\r\n", "\r\n", "\r\n", "\r\n.\r\n", "xyz"];
+  const dirty = [...clean, ".", "\r", "\n", "\r\n.", ".."];
+  for (let round = 0; round < 6000; round++) {
+    const pieces = round % 2 ? clean : dirty;
+    const bytes = Buffer.from(Array.from({ length: rnd(30) }, () => pieces[rnd(pieces.length)]!).join(""), "latin1");
+    const maxLine = 3 + rnd(10);
+    const a = new DataReader(maxLine);
+    const ref = new ReferenceDataReader(maxLine);
+    let pos = 0;
+    while (pos < bytes.length) {
+      const cut = Math.min(bytes.length, pos + 1 + rnd(20));
+      const chunk = bytes.subarray(pos, cut);
+      pos = cut;
+      const got = a.feed(chunk);
+      const want = ref.feed(chunk);
+      const where = `input ${JSON.stringify(bytes.toString("latin1"))} maxLine ${maxLine}, chunk ending at ${cut}`;
+      assert.equal(got.out.toString("latin1"), want.out.toString("latin1"), `out: ${where}`);
+      assert.equal(got.done, want.done, `done: ${where}`);
+      assert.equal(got.rest?.toString("latin1"), want.rest?.toString("latin1"), `rest: ${where}`);
+      assert.deepEqual([a.bareLineEnd, a.longLine, a.eightBit], [ref.bareLineEnd, ref.longLine, ref.eightBit], `flags: ${where}`);
+      if (got.done) break;
+    }
+  }
+});

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config.js";
 import { FakeClock } from "../../src/io/clock.js";
 import { silentLogger } from "../../src/io/log.js";
-import { SmtpServer, formatWindow } from "../../src/smtp/server.js";
+import { SmtpServer, formatWindow, type RateClient } from "../../src/smtp/server.js";
 import type { Spool } from "../../src/spool/spool.js";
 
 function server(rateLimits: Record<string, unknown>, relay = ["127.0.0.0/8"]) {
@@ -43,6 +43,22 @@ test("updateRateLimits: new limits and exempt networks at run time, buckets kept
   assert.equal(srv.rateCheck("recipients", "192.0.2.1", undefined), undefined, "now exempt");
   assert.equal(srv.rateCheck("recipients", "127.0.0.1", undefined), undefined);
   assert.match(srv.rateCheck("recipients", "127.0.0.1", undefined)!, /^450 /, "loopback no longer exempt: the list is exactly what was given");
+  await srv.close(0);
+});
+
+test("rateCheckFor: a connection's client keeps its key and exemption, and a reload's exempt networks apply to it at its next command", async () => {
+  const { srv } = server({ perClient: { messages: { limit: 1, per: "1h" } } });
+  const v6: RateClient = { ip: "2001:db8:1:2::1", key: "2001:db8:1:2::/64", exempt: false, exemptGeneration: -1 };
+  const lo: RateClient = { ip: "127.0.0.1", key: "127.0.0.1", exempt: false, exemptGeneration: -1 };
+  assert.equal(srv.rateCheckFor("messages", v6, undefined), undefined);
+  assert.match(srv.rateCheckFor("messages", v6, undefined)!, /^450 4\.7\.1 Error: too many messages from 2001:db8:1:2::1 /);
+  // Counted under its /64, as rateCheck counts another address of it.
+  assert.match(srv.rateCheck("messages", "2001:db8:1:2::9", undefined)!, /^450 /);
+  for (let i = 0; i < 3; i++) assert.equal(srv.rateCheckFor("messages", lo, undefined), undefined, "loopback exempt");
+  srv.updateRateLimits(parseConfig({ hostname: "mx.test", rateLimits: { exemptNetworks: ["2001:db8::/32"], perClient: { messages: { limit: 1, per: "1h" } } } }));
+  assert.equal(srv.rateCheckFor("messages", v6, undefined), undefined, "exempt after the reload");
+  assert.equal(srv.rateCheckFor("messages", lo, undefined), undefined);
+  assert.match(srv.rateCheckFor("messages", lo, undefined)!, /^450 /, "loopback no longer exempt");
   await srv.close(0);
 });
 
