@@ -117,3 +117,20 @@ test("the layer check sees an upward import", () => {
   assert.ok(layerOf("delivery/router.ts")[0] > layerOf("smtp/server-session.ts")[0]);
   assert.ok(layerOf("smtp/server-session.ts")[0] > layerOf("core/local-domains.ts")[0]);
 });
+
+test("no merge-conflict markers left in sources, tests, bench or docs", () => {
+  const root = resolve(SRC_DIR, "..");
+  const walk = (dir: string): string[] =>
+    readdirSync(dir).flatMap((f) => {
+      const p = join(dir, f);
+      return statSync(p).isDirectory() ? walk(p) : /\.(ts|md|mjs|json)$/.test(f) ? [p] : [];
+    });
+  const found: string[] = [];
+  for (const f of [...["src", "test", "bench", "docs"].flatMap((d) => walk(join(root, d))), join(root, "README.md")]) {
+    const lines = readFileSync(f, "utf8").split("\n");
+    lines.forEach((l, i) => {
+      if (/^(<{7}|>{7}) /.test(l) || (l === "=======" && lines.some((x) => /^<{7} /.test(x)))) found.push(`${relative(root, f)}:${i + 1}`);
+    });
+  }
+  assert.deepEqual(found, []);
+});
