@@ -108,6 +108,16 @@ export class ReplyAssembler {
  * server's bytes can then never reach a log line, a terminal or a bounce raw.
  */
 export function decodeReplyLine(b: Uint8Array): string {
+  // The common case, a line of printable ASCII only: one decode of the whole line.
+  let printable = true;
+  for (let k = 0; k < b.length; k++) {
+    const c = b[k]!;
+    if (c < 0x20 || c >= 0x7f) {
+      printable = false;
+      break;
+    }
+  }
+  if (printable) return Buffer.from(b.buffer, b.byteOffset, b.length).toString("latin1");
   let out = "";
   let i = 0;
   const hex = (x: number) => "\\x" + x.toString(16).toUpperCase().padStart(2, "0");
@@ -117,7 +127,7 @@ export function decodeReplyLine(b: Uint8Array): string {
       // Runs of printable ASCII, the common case, in one step.
       let j = i + 1;
       while (j < b.length && b[j]! >= 0x20 && b[j]! < 0x7f) j++;
-      out += String.fromCharCode(...b.subarray(i, j));
+      out += Buffer.from(b.buffer, b.byteOffset + i, j - i).toString("latin1");
       i = j;
       continue;
     }

@@ -42,9 +42,14 @@ port.on("message", (m: ToThread) => {
       courier
         .deliver({ ...rest, openBody: () => openBodyBytes(body, head) })
         .then(
-          (results) => port.postMessage({ t: "result", n, results, ...(resolver.stats ? { dns: resolver.stats() } : {}) } satisfies FromThread),
+          (results) => {
+            // The delivery's own log lines go first: they precede its result in the log.
+            flush();
+            port.postMessage({ t: "result", n, results, ...(resolver.stats ? { dns: resolver.stats() } : {}) } satisfies FromThread);
+          },
           (e: unknown) => {
             const err = e as { code?: unknown; message?: unknown } | null;
+            flush();
             port.postMessage({ t: "fail", n, message: typeof err?.message === "string" ? err.message : String(e), ...(typeof err?.code === "string" ? { code: err.code } : {}) } satisfies FromThread);
           },
         );

@@ -373,7 +373,7 @@ export class SmtpCourier implements Courier {
           }
           throw e;
         }
-        log.debug({ ...at, ext: [...session.extensions.keywords.keys()], tls: session.tls }, "session open");
+        if (log.isLevelEnabled("debug")) log.debug({ ...at, ext: [...session.extensions.keywords.keys()], tls: session.tls }, "session open");
         if (session.tls && !session.tls.verified && tlsReq.source === "mta-sts-testing") {
           log.warn({ ...at, error: session.tls.verifyReason }, "MTA-STS testing: enforce mode would refuse this certificate");
         }

@@ -270,6 +270,12 @@ export class DotStuffer {
   private pendingCR = false;
 
   push(chunk: Uint8Array): Buffer {
+    const clean = this.pendingCR ? undefined : cleanChunk(chunk, this.lineStart);
+    if (clean !== undefined) {
+      // Nothing to change (the usual case: a stored message is CRLF throughout): the chunk as is.
+      if (chunk.length) this.lineStart = clean;
+      return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    }
     // Worst case each octet doubles ("\n" → "\r\n", "." at line start → ".."), plus a pending CR.
     const out = Buffer.allocUnsafe(chunk.length * 2 + 2);
     let o = 0;
@@ -312,4 +318,23 @@ export class DotStuffer {
     this.lineStart = true;
     return Buffer.from(s + ".\r\n", "latin1");
   }
+}
+
+/**
+ * Whether a chunk passes DotStuffer unchanged, seen from state `lineStart` (no CR pending): every
+ * CR is followed by LF and every LF preceded by CR within the chunk, no line starts with "." and
+ * the chunk does not end in a CR. Returns the line-start state after it, or undefined when the
+ * chunk needs the octet-by-octet path. Uses indexOf (native) instead of a JavaScript loop per octet.
+ */
+function cleanChunk(chunk: Uint8Array, lineStart: boolean): boolean | undefined {
+  const n = chunk.length;
+  if (n === 0) return lineStart;
+  if (lineStart && chunk[0] === 46) return undefined;
+  const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, n);
+  for (let p = b.indexOf(13); p !== -1; p = b.indexOf(13, p + 1)) if (p + 1 >= n || b[p + 1] !== 10) return undefined;
+  for (let p = b.indexOf(10); p !== -1; p = b.indexOf(10, p + 1)) {
+    if (p === 0 || b[p - 1] !== 13) return undefined;
+    if (p + 1 < n && b[p + 1] === 46) return undefined;
+  }
+  return b[n - 1] === 10;
 }

@@ -808,8 +808,17 @@ export class JournalSpool implements Spool {
   // ------------------------------------------------------------------ upkeep
 
   /** Delete segments nothing refers to, oldest first; compact when old segments pile up. */
+  /** Segment deletions and compactions still running (close() waits for them). */
+  private readonly background = new Set<Promise<unknown>>();
+  private closing = false;
+
+  private inBackground(p: Promise<unknown>): void {
+    const tracked = p.catch(() => undefined).finally(() => this.background.delete(tracked));
+    this.background.add(tracked);
+  }
+
   private maybeCollect(): void {
-    if (!this.recoveryDone || this.o.readOnly || !this.log) return;
+    if (!this.recoveryDone || this.o.readOnly || !this.log || this.closing) return;
     const head = this.log.headSegment;
     const sealed = [...this.segs.keys()].filter((n) => n < head).sort((a, b) => a - b);
     for (const n of sealed) {
@@ -819,7 +828,7 @@ export class JournalSpool implements Spool {
       const fd = this.readFds.get(n);
       this.readFds.delete(n);
       void fd?.then((f) => f.close()).catch(() => undefined);
-      void fsp.rm(join(this.journalDir, segmentName(n)), { force: true }).catch(() => undefined);
+      this.inBackground(fsp.rm(join(this.journalDir, segmentName(n)), { force: true }).catch(() => undefined));
     }
     const left = [...this.segs.keys()].filter((n) => n < head).sort((a, b) => a - b);
     const oldest = left.length ? this.segs.get(left[0]!)! : undefined;
@@ -827,12 +836,14 @@ export class JournalSpool implements Spool {
     // deleted once they finish.
     if (left.length > (this.o.compactAfterSegments ?? 4) && oldest && oldest.live > 0 && !this.compacting) {
       this.compacting = true;
-      void this.compact(left[0]!).then((moved) => {
-        this.compacting = false;
-        // Nothing could be moved (I/O errors): try again later, not in a loop.
-        if (moved) this.maybeCollect();
-        else setTimeout(() => this.maybeCollect(), 10_000).unref();
-      });
+      this.inBackground(
+        this.compact(left[0]!).then((moved) => {
+          this.compacting = false;
+          // Nothing could be moved (I/O errors): try again later, not in a loop.
+          if (moved) this.maybeCollect();
+          else setTimeout(() => this.maybeCollect(), 10_000).unref();
+        }),
+      );
     }
   }
 
@@ -933,6 +944,9 @@ export class JournalSpool implements Spool {
 
   /** Stop writing: wait for the batch in flight. */
   async close(): Promise<void> {
+    // No new compaction or deletion; those running finish first (a compaction appends to the log).
+    this.closing = true;
+    while (this.background.size) await Promise.all([...this.background]);
     await this.log?.close();
     for (const p of this.readFds.values()) void p.then((f) => f.close()).catch(() => undefined);
     this.readFds.clear();

@@ -126,6 +126,55 @@ test("DotStuffer: transparency and line ends, across chunk boundaries", () => {
   for (const [input, want] of cases) assert.equal(stuff(input), want, JSON.stringify(input));
 });
 
+/** The octet-by-octet rule DotStuffer implements, written plainly (the reference). */
+function referenceStuff(input: Buffer): Buffer {
+  const out: number[] = [];
+  let lineStart = true;
+  for (let i = 0; i < input.length; i++) {
+    const b = input[i]!;
+    if (b === 13 || b === 10) {
+      out.push(13, 10);
+      lineStart = true;
+      if (b === 13 && input[i + 1] === 10) i++;
+      continue;
+    }
+    if (lineStart && b === 46) out.push(46);
+    out.push(b);
+    lineStart = false;
+  }
+  if (!lineStart) out.push(13, 10);
+  out.push(46, 13, 10);
+  return Buffer.from(out);
+}
+
+test("DotStuffer: clean chunks pass through unchanged; any input cut anywhere equals the reference", () => {
+  const s = new DotStuffer();
+  const clean = Buffer.from("Subject: x\r\n\r\nbody line\r\nanother.line\r\n");
+  assert.equal(s.push(clean), clean, "a clean chunk is passed on without a copy");
+  let seed = 12345;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
+  const alphabet = [13, 10, 46, 97, 98, 32];
+  for (let t = 0; t < 3000; t++) {
+    // Mostly CRLF text (the fast path), with some bare CR, bare LF and leading dots.
+    const parts: number[] = [];
+    const len = rnd(60);
+    for (let i = 0; i < len; i++) {
+      if (rnd(4) === 0) parts.push(13, 10);
+      else parts.push(alphabet[rnd(alphabet.length)]!);
+    }
+    const input = Buffer.from(parts);
+    const st = new DotStuffer();
+    const outs: Buffer[] = [];
+    for (let i = 0; i < input.length; ) {
+      const cut = Math.min(input.length, i + 1 + rnd(12));
+      outs.push(Buffer.from(st.push(input.subarray(i, cut))));
+      i = cut;
+    }
+    outs.push(st.end());
+    assert.deepEqual(Buffer.concat(outs), referenceStuff(input), JSON.stringify(input.toString("latin1")));
+  }
+});
+
 test("xtext (RFC 3461 §4)", () => {
   assert.equal(xtext("abc123"), "abc123");
   assert.equal(xtext("a=b c"), "a+3Db+20c");
