@@ -550,7 +550,11 @@ export class JournalSpool implements Spool {
     return this.withLock(id, async () => {
       const deadBody = join(this.deadDir, id + ".eml");
       const meta = prepare(decodeMeta(await fsp.readFile(join(this.deadDir, id + ".json")), id));
-      if (!this.index.has(id)) {
+      // Already queued: an earlier unbury wrote the MSG record and a crash came before dead/
+      // was cleaned. The queued state is the truth (it may have been attempted since: a
+      // recipient delivered then is pending in the dead copy); the leftover copy is dropped.
+      const queued = this.index.has(id) ? await this.load(id) : undefined;
+      if (!queued) {
         const size = (await fsp.stat(deadBody)).size;
         meta.size = size;
         if (size > this.inlineMax) {
@@ -562,7 +566,7 @@ export class JournalSpool implements Spool {
       for (const ext of [".json", ".eml"]) await fsp.rm(join(this.deadDir, id + ext), { force: true });
       await fsp.rm(join(this.deadDir, id + ".reason"), { force: true });
       if (this.sync) await syncDir(this.deadDir);
-      return meta;
+      return queued ?? meta;
     });
   }
 
