@@ -853,8 +853,12 @@ export class JournalSpool implements Spool {
         const state = await this.currentState(id, e);
         const body = e.external ? null : await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen);
         const [p] = await this.writable().append([encodeRecord(RecordType.Msg, id, state, body, body ? 0 : FLAG_EXTERNAL_BODY)]);
+        // The copy is the state on disk: what a failed update() held is still in no record, so
+        // the message's next update() must still be whole (drop() forgets that).
+        const whole = this.fullNext.has(id);
         this.drop(id);
         this.setEntry(id, msgEntry(p!.seg, p!.off, state.length, body?.length ?? 0, !body));
+        if (whole) this.fullNext.add(id);
         moved++;
       }).catch(() => undefined); // a failed copy leaves the message where it was
     }
