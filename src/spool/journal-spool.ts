@@ -158,8 +158,14 @@ export class JournalSpool implements Spool {
   private readonly fullNext = new Set<string>();
   /** Recipient deltas found at replay that do not apply (their base or an earlier delta is missing); `mxd spool check` reports them. */
   readonly chainDamage: string[] = [];
-  /** Deltas of ids not queued at that point of the replay, and where: damage unless a DONE follows. */
+  /** Deltas of ids not queued at that point of the replay, and where: damage unless a DONE or a MSG record follows. */
   private readonly orphanDeltas = new Map<string, string>();
+  /**
+   * Deltas found at replay that do not follow their message's current state, per message:
+   * damage unless a later MSG record (compaction's copy, which supersedes every older record of
+   * the message) or DONE follows.
+   */
+  private readonly strayDeltas = new Map<string, string[]>();
 
   constructor(opts: JournalSpoolOptions) {
     this.o = opts;
@@ -224,6 +230,8 @@ export class JournalSpool implements Spool {
     for (const n of this.preexisting ?? (await this.segmentNumbers())) await this.replay(n);
     for (const [id, where] of this.orphanDeltas) this.chainDamage.push(`${where}: recipient delta of ${id}, whose message record is missing; ignored`);
     this.orphanDeltas.clear();
+    for (const found of this.strayDeltas.values()) this.chainDamage.push(...found);
+    this.strayDeltas.clear();
     if (!this.o.readOnly) {
       await this.migrateLegacy();
       await this.cleanOrphanBodies();
@@ -242,6 +250,7 @@ export class JournalSpool implements Spool {
         if (head.type === RecordType.Done) {
           this.drop(head.id);
           this.orphanDeltas.delete(head.id);
+          this.strayDeltas.delete(head.id);
           return;
         }
         if (head.type === RecordType.Rcpts) {
@@ -250,6 +259,10 @@ export class JournalSpool implements Spool {
         }
         const stOff = r.off + HEADER_SIZE;
         if (head.type === RecordType.Msg) {
+          // A new copy of the message (compaction moved it): deltas left behind in a segment
+          // that outlived the old copy's segment apply to nothing now, and that is no damage.
+          this.orphanDeltas.delete(head.id);
+          this.strayDeltas.delete(head.id);
           this.drop(head.id);
           const external = (head.flags & FLAG_EXTERNAL_BODY) !== 0;
           this.setEntry(head.id, msgEntry(n, r.off, head.stateLen, head.bodyLen, external));
@@ -289,7 +302,9 @@ export class JournalSpool implements Spool {
     const chain = this.chains.get(id);
     const seq = (chain?.items.length ?? 0) + 1;
     if (!h || h.base[0] !== e.stSeg || h.base[1] !== e.stOff - HEADER_SIZE || h.seq !== seq) {
-      this.chainDamage.push(`${where}: recipient delta ${h ? h.seq : "?"} of ${id} does not follow its current state (expected delta ${seq} on the record at ${segmentName(e.stSeg)} ${e.stOff - HEADER_SIZE}); ignored`);
+      const found = this.strayDeltas.get(id) ?? [];
+      found.push(`${where}: recipient delta ${h ? h.seq : "?"} of ${id} does not follow its current state (expected delta ${seq} on the record at ${segmentName(e.stSeg)} ${e.stOff - HEADER_SIZE}); ignored`);
+      this.strayDeltas.set(id, found);
       return;
     }
     this.addDelta(id, { seg, off: off + HEADER_SIZE, len: payload.length });

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { JournalSpool, type JournalSpoolOptions } from "../../src/spool/journal-spool.js";
 import { newMessage, newRecipient, type MessageMeta, type RecipientState } from "../../src/core/envelope.js";
-import { encodeRecord, sealRecord, RecordType, HEADER_SIZE, MAX_STATE, segmentNumber } from "../../src/spool/journal-format.js";
+import { encodeRecord, sealRecord, RecordType, HEADER_SIZE, MAX_STATE, segmentName, segmentNumber } from "../../src/spool/journal-format.js";
 import { replaySegment } from "../../src/spool/journal-replay.js";
 import { recordResult } from "../../src/queue/outcome.js";
 import { isMxdError } from "../../src/core/errors.js";
@@ -343,4 +343,28 @@ test("a delta that could not be written, then compaction copies the message: the
   assert.equal(types(await records(dir)), "MSG RCPTS MSG STATE");
   await s.close();
   assert.deepEqual((await reloaded(dir, id)).recipients.slice(0, 4).map((x) => x.status), ["delivered", "delivered", "delivered", "pending"]);
+});
+
+test("a delta left behind in a segment that outlived its message's old copy is no damage after compaction", async (t) => {
+  const dir = tmp(t);
+  const s = await open(dir, { segmentSize: 16 * 1024, compactAfterSegments: 1000 });
+  // Segment 1 holds only A (its record is larger than a segment); A's delta and B go to segment 2.
+  const { id } = await s.put(fanout(60), Buffer.from("Subject: a\r\n\r\n" + "a".repeat(17 * 1024)));
+  const m = await s.load(id);
+  await s.update(m, result(m, [0], "delivered", 1));
+  const b = await s.put(fanout(1), Buffer.from("Subject: b\r\n\r\nb\r\n"));
+  const first = segmentNumber((await records(dir))[0]!.seg)!;
+  assert.equal(await s.compact(first), 1);
+  // A put and a remove let the spool collect: segment 1 goes, segment 2 (B) stays.
+  const c = await s.put(fanout(1), Buffer.from("c"));
+  await s.remove(c.id);
+  for (let i = 0; i < 100 && readdirSync(join(dir, "journal")).includes(segmentName(first)); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(!readdirSync(join(dir, "journal")).includes(segmentName(first)), "segment 1 deleted");
+  assert.ok((await records(dir)).some((r) => r.type === RecordType.Rcpts), "A's old delta is still in segment 2");
+  await s.close();
+  const r = await open(dir);
+  assert.deepEqual((await r.load(id)).recipients[0]!.status, "delivered");
+  assert.equal((await r.load(b.id)).recipients.length, 1);
+  assert.deepEqual((await r.check()).problems, []);
+  await r.close();
 });
