@@ -196,6 +196,8 @@ export class ThreadCourier implements Courier {
     this.thread = undefined;
     void thread.terminate().catch(() => undefined);
     this.failAll(why);
+    // close() waits for the thread's "closed": a dead thread never sends it.
+    this.onClosed?.();
   }
 
   private failAll(why: string): void {

@@ -598,7 +598,17 @@ export class SmtpClientSession {
           this.write(".\r\n");
           this.seen(await this.reader.next(t.dataEnd, "dataEnd"));
         }
-        if (pipelinedData.code === 421) throw this.ended421(pipelinedData, "data");
+        if (pipelinedData.code === 421) {
+          // The server closes (Postfix says so once a client reaches smtpd_hard_error_limit:
+          // every RCPT refused, then 421 to the DATA behind them). With nobody accepted, the
+          // RCPT replies are the transaction's outcome, as they are without DATA in the group:
+          // a 550 stays permanent instead of becoming the 421's retry.
+          if (!anyAccepted) {
+            this.destroy();
+            return { replies, remote, noneAccepted: true, mail };
+          }
+          throw this.ended421(pipelinedData, "data");
+        }
       }
     } else {
       mail = check(await this.command(mailCmd, t.mail, "mail"), "mail");

@@ -158,8 +158,14 @@ export class JournalSpool implements Spool {
   private readonly fullNext = new Set<string>();
   /** Recipient deltas found at replay that do not apply (their base or an earlier delta is missing); `mxd spool check` reports them. */
   readonly chainDamage: string[] = [];
-  /** Deltas of ids not queued at that point of the replay, and where: damage unless a DONE follows. */
+  /** Deltas of ids not queued at that point of the replay, and where: damage unless a DONE or a MSG record follows. */
   private readonly orphanDeltas = new Map<string, string>();
+  /**
+   * Deltas found at replay that do not follow their message's current state, per message:
+   * damage unless a later MSG record (compaction's copy, which supersedes every older record of
+   * the message) or DONE follows.
+   */
+  private readonly strayDeltas = new Map<string, string[]>();
 
   constructor(opts: JournalSpoolOptions) {
     this.o = opts;
@@ -224,6 +230,8 @@ export class JournalSpool implements Spool {
     for (const n of this.preexisting ?? (await this.segmentNumbers())) await this.replay(n);
     for (const [id, where] of this.orphanDeltas) this.chainDamage.push(`${where}: recipient delta of ${id}, whose message record is missing; ignored`);
     this.orphanDeltas.clear();
+    for (const found of this.strayDeltas.values()) this.chainDamage.push(...found);
+    this.strayDeltas.clear();
     if (!this.o.readOnly) {
       await this.migrateLegacy();
       await this.cleanOrphanBodies();
@@ -242,6 +250,7 @@ export class JournalSpool implements Spool {
         if (head.type === RecordType.Done) {
           this.drop(head.id);
           this.orphanDeltas.delete(head.id);
+          this.strayDeltas.delete(head.id);
           return;
         }
         if (head.type === RecordType.Rcpts) {
@@ -250,6 +259,10 @@ export class JournalSpool implements Spool {
         }
         const stOff = r.off + HEADER_SIZE;
         if (head.type === RecordType.Msg) {
+          // A new copy of the message (compaction moved it): deltas left behind in a segment
+          // that outlived the old copy's segment apply to nothing now, and that is no damage.
+          this.orphanDeltas.delete(head.id);
+          this.strayDeltas.delete(head.id);
           this.drop(head.id);
           const external = (head.flags & FLAG_EXTERNAL_BODY) !== 0;
           this.setEntry(head.id, msgEntry(n, r.off, head.stateLen, head.bodyLen, external));
@@ -289,7 +302,9 @@ export class JournalSpool implements Spool {
     const chain = this.chains.get(id);
     const seq = (chain?.items.length ?? 0) + 1;
     if (!h || h.base[0] !== e.stSeg || h.base[1] !== e.stOff - HEADER_SIZE || h.seq !== seq) {
-      this.chainDamage.push(`${where}: recipient delta ${h ? h.seq : "?"} of ${id} does not follow its current state (expected delta ${seq} on the record at ${segmentName(e.stSeg)} ${e.stOff - HEADER_SIZE}); ignored`);
+      const found = this.strayDeltas.get(id) ?? [];
+      found.push(`${where}: recipient delta ${h ? h.seq : "?"} of ${id} does not follow its current state (expected delta ${seq} on the record at ${segmentName(e.stSeg)} ${e.stOff - HEADER_SIZE}); ignored`);
+      this.strayDeltas.set(id, found);
       return;
     }
     this.addDelta(id, { seg, off: off + HEADER_SIZE, len: payload.length });
@@ -550,7 +565,11 @@ export class JournalSpool implements Spool {
     return this.withLock(id, async () => {
       const deadBody = join(this.deadDir, id + ".eml");
       const meta = prepare(decodeMeta(await fsp.readFile(join(this.deadDir, id + ".json")), id));
-      if (!this.index.has(id)) {
+      // Already queued: an earlier unbury wrote the MSG record and a crash came before dead/
+      // was cleaned. The queued state is the truth (it may have been attempted since: a
+      // recipient delivered then is pending in the dead copy); the leftover copy is dropped.
+      const queued = this.index.has(id) ? await this.load(id) : undefined;
+      if (!queued) {
         const size = (await fsp.stat(deadBody)).size;
         meta.size = size;
         if (size > this.inlineMax) {
@@ -562,7 +581,7 @@ export class JournalSpool implements Spool {
       for (const ext of [".json", ".eml"]) await fsp.rm(join(this.deadDir, id + ext), { force: true });
       await fsp.rm(join(this.deadDir, id + ".reason"), { force: true });
       if (this.sync) await syncDir(this.deadDir);
-      return meta;
+      return queued ?? meta;
     });
   }
 
@@ -860,8 +879,12 @@ export class JournalSpool implements Spool {
         const state = await this.currentState(id, e);
         const body = e.external ? null : await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen);
         const [p] = await this.writable().append([encodeRecord(RecordType.Msg, id, state, body, body ? 0 : FLAG_EXTERNAL_BODY)]);
+        // The copy is the state on disk: what a failed update() held is still in no record, so
+        // the message's next update() must still be whole (drop() forgets that).
+        const whole = this.fullNext.has(id);
         this.drop(id);
         this.setEntry(id, msgEntry(p!.seg, p!.off, state.length, body?.length ?? 0, !body));
+        if (whole) this.fullNext.add(id);
         moved++;
       }).catch(() => undefined); // a failed copy leaves the message where it was
     }

@@ -248,6 +248,25 @@ test("PIPELINING: every RCPT refused but DATA answered 354 → a lone dot ends t
   assert.doesNotMatch(p.conns[0]!.received, /Subject: t/, "no message data");
 });
 
+test("PIPELINING: every RCPT refused, then 421 to the group's DATA (an error limit) → each keeps its RCPT reply, nothing more is sent", async (t) => {
+  // Postfix with smtpd_hard_error_limit reached by the refused RCPTs answers the DATA behind
+  // them "421 4.7.0 Error: too many errors" and closes (test/interop/delivery.test.ts has the real one).
+  const p = await peer(t, async (c) => {
+    await hello(c);
+    await c.expect(/^MAIL /);
+    await c.expect(/^RCPT TO:<a@/);
+    await c.expect(/^RCPT TO:<b@/);
+    await c.expect(/^DATA$/);
+    c.write("250 2.1.0 ok\r\n550 5.1.1 no such user a\r\n450 4.2.1 try b later\r\n421 4.7.0 d.test Error: too many errors\r\n");
+    await c.waitClose(3000);
+  });
+  const cr = courier(t, [p.address]);
+  const r = await cr.deliver(req(["a@d.test", "b@d.test"]));
+  assert.deepEqual(outcomes(r), ["a@d.test permanent 550 5.1.1 no such user a", "b@d.test transient 450 4.2.1 try b later"]);
+  await finish([p], cr);
+  assert.match(p.conns[0]!.received, /RCPT TO:<b@d\.test>\r\nDATA\r\n$/, "no body, no RSET after the 421");
+});
+
 test("421 in the middle of a pipelined batch (server keeps the socket open): no more commands, the 421 is reported, no waiting", async (t) => {
   const busy = await peer(t, async (c) => {
     await hello(c);

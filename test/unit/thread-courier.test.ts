@@ -204,3 +204,18 @@ test("a thread that stops saying it is alive for 30 s is ended; its deliveries a
   threads[1]!.reply({ t: "result", n: m.n, results: [delivered("b@remote.test")] });
   assert.equal((await q)[0]!.outcome, "delivered");
 });
+
+test("a thread that dies while it closes: close() ends at once (not after the 5 s grace), its delivery is failed", async () => {
+  const { courier, threads } = setup();
+  const p = courier.deliver(request());
+  const failed = assert.rejects(p, (e: Error & { code?: string }) => e.code === "MXD_DELIVERY_THREAD");
+  const t = await posted(threads, 0, 1);
+  const t0 = Date.now();
+  const closing = courier.close();
+  await posted(threads, 0, 2);
+  assert.equal(t.posted[1]!.message.t, "close");
+  t.emit("exit", 1);
+  await closing;
+  assert.ok(Date.now() - t0 < 2_000, `close took ${Date.now() - t0} ms`);
+  await failed;
+});
