@@ -104,7 +104,16 @@ export class ThreadCourier implements Courier {
       const { body, transfer } = transferable(located.body);
       return await new Promise<RecipientResult[]>((resolve, reject) => {
         this.waiting.set(n, { resolve, reject });
-        thread.postMessage(
+        // A request that cannot be cloned (a bug) must not leave its entry waiting forever.
+        const post = (m: ToThread, t: ArrayBuffer[]) => {
+          try {
+            thread.postMessage(m, t);
+          } catch (e) {
+            this.waiting.delete(n);
+            reject(new MxdError("MXD_DELIVERY_THREAD", `the delivery could not be passed to the delivery thread: ${(e as Error).message}`));
+          }
+        };
+        post(
           {
             t: "deliver",
             n,

@@ -219,3 +219,12 @@ test("a thread that dies while it closes: close() ends at once (not after the 5 
   assert.ok(Date.now() - t0 < 2_000, `close took ${Date.now() - t0} ms`);
   await failed;
 });
+
+test("a request the thread cannot take (postMessage throws) is refused at once, nothing left waiting", async () => {
+  const { courier, threads } = setup();
+  courier.start();
+  threads[0]!.postMessage = () => {
+    throw new Error("could not be cloned");
+  };
+  await assert.rejects(courier.deliver(request()), (e: Error & { code?: string }) => e.code === "MXD_DELIVERY_THREAD" && /could not be passed.*could not be cloned/.test(e.message));
+});
