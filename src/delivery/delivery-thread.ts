@@ -42,8 +42,14 @@ port.on("message", (m: ToThread) => {
       courier
         .deliver({ ...rest, openBody: () => openBodyBytes(body, head) })
         .then(
-          (results) => port.postMessage({ t: "result", n, results, ...(resolver.stats ? { dns: resolver.stats() } : {}) } satisfies FromThread),
+          (results) => {
+            // The delivery's own lines first: the daemon logs its verdict ("delivered", "deferred")
+            // when the result arrives, after the attempt it is about (as with delivery on one thread).
+            flush();
+            port.postMessage({ t: "result", n, results, ...(resolver.stats ? { dns: resolver.stats() } : {}) } satisfies FromThread);
+          },
           (e: unknown) => {
+            flush();
             const err = e as { code?: unknown; message?: unknown } | null;
             port.postMessage({ t: "fail", n, message: typeof err?.message === "string" ? err.message : String(e), ...(typeof err?.code === "string" ? { code: err.code } : {}) } satisfies FromThread);
           },
