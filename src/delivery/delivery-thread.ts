@@ -43,7 +43,8 @@ port.on("message", (m: ToThread) => {
         .deliver({ ...rest, openBody: () => openBodyBytes(body, head) })
         .then(
           (results) => {
-            // The delivery's own log lines go first: they precede its result in the log.
+            // The delivery's own lines first: the daemon logs its verdict ("delivered", "deferred")
+            // when the result arrives, after the attempt it is about (as with delivery on one thread).
             flush();
             port.postMessage({ t: "result", n, results, ...(resolver.stats ? { dns: resolver.stats() } : {}) } satisfies FromThread);
           },

@@ -46,6 +46,14 @@ export interface ThreadCourierDeps {
 const RESTART_SPACING_MS = 1_000;
 /** How long close() waits for the thread to close its connections before ending it. */
 const CLOSE_WAIT_MS = 5_000;
+/** The watchdog looks this often. */
+const WATCH_EVERY_MS = 5_000;
+/**
+ * A look later than this after the previous one means this thread did not run meanwhile (the
+ * process was stopped — SIGSTOP, a frozen container or VM — or its event loop was blocked): the
+ * delivery thread's silence over that gap says nothing about it.
+ */
+const WATCH_GAP_MS = 3 * WATCH_EVERY_MS;
 
 interface Waiting {
   resolve(results: RecipientResult[]): void;
@@ -64,6 +72,8 @@ export class ThreadCourier implements Courier {
   private config: Config;
   /** When the thread last showed a sign of life (any message). */
   private lastAlive = 0;
+  /** When the watchdog last looked. */
+  private lastCheck = 0;
   /** The current thread has sent its first message. */
   private started = false;
   private watchdog: NodeJS.Timeout | undefined;
@@ -167,8 +177,15 @@ export class ThreadCourier implements Courier {
    */
   checkAlive(): void {
     const thread = this.thread;
-    if (!thread || (this.deps.now ?? Date.now)() - this.lastAlive < STUCK_AFTER_MS) return;
-    this.deps.logger.error({ silentMs: (this.deps.now ?? Date.now)() - this.lastAlive }, "delivery thread unresponsive; ended, deliveries in progress are retried");
+    const now = (this.deps.now ?? Date.now)();
+    const gap = now - this.lastCheck;
+    this.lastCheck = now;
+    // Resumed after a pause of the whole process: both threads were stopped, and the clock
+    // jumped. The thread gets a full STUCK_AFTER_MS from now (ended then, it would take every
+    // delivery in flight with it, some after their final dot: sent twice).
+    if (gap > WATCH_GAP_MS) this.lastAlive = Math.max(this.lastAlive, now);
+    if (!thread || now - this.lastAlive < STUCK_AFTER_MS) return;
+    this.deps.logger.error({ silentMs: now - this.lastAlive }, "delivery thread unresponsive; ended, deliveries in progress are retried");
     this.lost(thread, "the delivery thread stopped responding");
   }
 
@@ -178,9 +195,10 @@ export class ThreadCourier implements Courier {
     if (now - this.startedAt < RESTART_SPACING_MS) throw new MxdError("MXD_DELIVERY_THREAD", "the delivery thread stopped and is restarted in a moment");
     this.startedAt = now;
     this.lastAlive = now;
+    this.lastCheck = now;
     this.started = false;
     if (!this.watchdog) {
-      this.watchdog = setInterval(() => this.checkAlive(), 5_000);
+      this.watchdog = setInterval(() => this.checkAlive(), WATCH_EVERY_MS);
       this.watchdog.unref();
     }
     const thread = (this.deps.spawn ?? spawnDeliveryThread)({ config: this.config, level: this.deps.logger.level });

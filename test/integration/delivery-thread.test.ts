@@ -86,6 +86,13 @@ test("bytes, a file range and a body file are delivered from the thread byte for
   const attempts = lines.map((l) => JSON.parse(l) as { msg: string; qid?: string; domain?: string }).filter((l) => l.msg === "delivery attempt");
   assert.equal(attempts.length, 3, "the thread's per-attempt lines are in the daemon's log");
   assert.ok(attempts.every((l) => l.qid && l.domain === "thread.test"), "with the queue id");
+  // The thread's attempt line comes before the daemon's verdict on it, as on one thread.
+  const parsed = lines.map((l) => JSON.parse(l) as { msg: string; qid?: string });
+  for (const a of attempts) {
+    const at = parsed.findIndex((l) => l.msg === "delivery attempt" && l.qid === a.qid);
+    const verdict = parsed.findIndex((l) => l.msg === "delivered" && l.qid === a.qid);
+    assert.ok(verdict >= 0 && at < verdict, `"delivery attempt" (line ${at}) before "delivered" (line ${verdict}) for ${a.qid}`);
+  }
 });
 
 test("a thread ended under a delivery: transient local error, retried in a new thread and delivered", async (t) => {

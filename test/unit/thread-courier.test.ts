@@ -188,13 +188,18 @@ test("a thread that stops saying it is alive for 30 s is ended; its deliveries a
   const { courier, threads, advance } = setup();
   const p = courier.deliver(request());
   await posted(threads, 0, 1);
-  advance(20_000);
+  // The watchdog looks every 5 s.
+  const tick = (ms: number) => {
+    for (let k = 0; k < ms; k += 5_000) {
+      advance(Math.min(5_000, ms - k));
+      courier.checkAlive();
+    }
+  };
+  tick(20_000);
   threads[0]!.reply({ t: "alive" });
-  advance(29_000);
-  courier.checkAlive();
+  tick(29_000);
   assert.equal(threads[0]!.terminated, 0, "alive 29 s ago: left alone");
-  advance(1_000);
-  courier.checkAlive();
+  tick(1_000);
   assert.equal(threads[0]!.terminated, 1);
   await assert.rejects(p, (e: Error & { code?: string }) => e.code === "MXD_DELIVERY_THREAD" && /stopped responding/.test(e.message));
   const q = courier.deliver(request());
@@ -227,4 +232,31 @@ test("a request the thread cannot take (postMessage throws) is refused at once, 
     throw new Error("could not be cloned");
   };
   await assert.rejects(courier.deliver(request()), (e: Error & { code?: string }) => e.code === "MXD_DELIVERY_THREAD" && /could not be passed.*could not be cloned/.test(e.message));
+});
+
+test("a pause of the whole process (SIGSTOP, a frozen VM or container) is not taken for a stuck thread", async () => {
+  // Both threads stop; on resuming, the clock has jumped and the thread has not had a turn to
+  // say it is alive. Ending it then would fail every delivery in flight, some after their dot.
+  const { courier, threads, advance } = setup();
+  const p = courier.deliver(request());
+  await posted(threads, 0, 1);
+  advance(5_000);
+  courier.checkAlive();
+  threads[0]!.reply({ t: "alive" });
+  advance(120_000); // stopped for two minutes: no look, no heartbeat
+  courier.checkAlive();
+  assert.equal(threads[0]!.terminated, 0, "not ended on resuming");
+  const m = threads[0]!.posted[0]!.message;
+  assert.ok(m.t === "deliver");
+  threads[0]!.reply({ t: "result", n: m.n, results: [delivered("b@remote.test")] });
+  assert.equal((await p)[0]!.outcome, "delivered");
+  // Silent for 30 s after the resume, with the watchdog looking every 5 s: ended.
+  for (let k = 0; k < 5; k++) {
+    advance(5_000);
+    courier.checkAlive();
+  }
+  assert.equal(threads[0]!.terminated, 0, "25 s after the reply");
+  advance(5_000);
+  courier.checkAlive();
+  assert.equal(threads[0]!.terminated, 1);
 });
