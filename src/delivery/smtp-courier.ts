@@ -420,7 +420,14 @@ export class SmtpCourier implements Courier {
           allowReuse = false;
           continue;
         }
-        if (e.reply) return { final: new Map(), error: { dest, reply: e.reply, status: statusOf(e.reply), tlsPolicy } };
+        if (e.reply) {
+          // Recipients refused for good (5xx) before the 421 keep that answer; the rest go on.
+          const final = new Map<number, RecipientResult>();
+          e.refusedBefore?.forEach((r, j) => {
+            if (r && classifyReply(r.code) === "permanent") final.set(pending[j]!, this.fromReply(req.recipients[pending[j]!]!.address, r, true, at, tls));
+          });
+          return { final, error: { dest, reply: e.reply, status: statusOf(e.reply), tlsPolicy } };
+        }
         return { final: new Map(), error: { dest, detail: `${e.message}`, status: localStatusOf(e), tlsPolicy } };
       }
 

@@ -43,6 +43,11 @@ export interface RcptOutcome {
  */
 export class SessionError extends MxdError {
   rcpt?: RcptOutcome;
+  /**
+   * A 421 in the middle of a pipelined group: the RCPT replies read before it, by recipient
+   * index (absent = not answered). A 5xx among them is that recipient's answer for good.
+   */
+  refusedBefore?: (SmtpReply | undefined)[];
   constructor(
     readonly kind: SessionErrorKind,
     readonly phase: SessionPhase,
@@ -585,7 +590,13 @@ export class SmtpClientSession {
           replies[i] = badRcpt;
           remote[i] = false;
         } else {
-          replies[i] = check(await this.reader.next(t.rcpt, "rcpt"), "rcpt");
+          try {
+            replies[i] = check(await this.reader.next(t.rcpt, "rcpt"), "rcpt");
+          } catch (e) {
+            // A 421 after some RCPT replies (Postfix at its error limit): the refusals read so far stay theirs.
+            if (e instanceof SessionError && e.reply && cls(mail) === 2) e.refusedBefore = Array.from({ length: n }, (_, k) => (k < i && remote[k] ? replies[k] : undefined));
+            throw e;
+          }
         }
       }
       if (cls(mail) !== 2) for (let i = 0; i < n; i++) if (remote[i]) replies[i] = mail;

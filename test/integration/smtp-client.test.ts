@@ -287,6 +287,28 @@ test("421 in the middle of a pipelined batch (server keeps the socket open): no 
   assert.match(busy.conns[0]!.received, /RCPT TO:<b@d\.test>\r\nDATA\r\n$/);
 });
 
+test("421 in the middle of a pipelined group after a 550: that refusal stays final, the others go to the next host", async (t) => {
+  // Postfix at smtpd_hard_error_limit: 550 for one recipient, then 421 and the connection ends.
+  const busy = await peer(t, async (c) => {
+    await hello(c);
+    await c.expect(/^MAIL /);
+    await c.expect(/^RCPT TO:<a@/);
+    await c.expect(/^RCPT TO:<b@/);
+    await c.expect(/^RCPT TO:<c@/);
+    c.write("250 2.1.0 ok\r\n550 5.1.1 <a@d.test>: no such user\r\n421 4.7.0 too many errors\r\n");
+    await c.waitClose(3000);
+  });
+  const good = await peer(t, async (c) => {
+    await hello(c);
+    await transaction(c, ["b@d.test", "c@d.test"]);
+  });
+  const cr = courier(t, [busy.address, good.address]);
+  const r = await cr.deliver(req(["a@d.test", "b@d.test", "c@d.test"]));
+  assert.deepEqual(outcomes(r), ["a@d.test permanent 550 5.1.1 <a@d.test>: no such user", "b@d.test delivered 250 2.0.0 queued", "c@d.test delivered 250 2.0.0 queued"]);
+  await finish([busy, good], cr);
+  assert.doesNotMatch(good.conns[0]!.received, /RCPT TO:<a@/, "the refused recipient is not offered again");
+});
+
 test("421 to MAIL (no PIPELINING) → next host, no RSET sent to the closing server", async (t) => {
   const busy = await peer(t, async (c) => {
     await hello(c, []);

@@ -56,3 +56,25 @@ test("Postfix at its error limit: the refused RCPT's 550 is the outcome, not the
   assert.match(r[0]!.reply, /^550 5\.1\.1 .*no such user/);
   assert.equal(pf.messages().length, 0);
 });
+
+test("Postfix at its error limit in the middle of the group: the 550 stays the refused one's outcome, the next one is retried", { skip }, async (t) => {
+  const pf = await startPostfix({
+    host: HOST,
+    domains: ["pfe.test"],
+    extraMainCf: [
+      "smtpd_hard_error_limit = 1",
+      "smtpd_recipient_restrictions = check_recipient_access inline:{ { nobody@pfe.test = 550 5.1.1 <nobody@pfe.test>: no such user } }, permit_mynetworks, reject_unauth_destination",
+    ].join("\n"),
+  });
+  t.after(() => pf.stop());
+  const config = parseConfig({ hostname: "mxd.test", routes: { "pfe.test": [`${HOST}:25`] } });
+  const courier = new SmtpCourier({ config, resolver: noDns, connector: nodeConnector, logger: silentLogger() });
+  t.after(() => courier.close());
+  const r = await courier.deliver(req(["nobody@pfe.test", "u1@pfe.test"]));
+  assert.equal(r[0]!.outcome, "permanent", r[0]!.reply);
+  assert.match(r[0]!.reply, /^550 5\.1\.1 .*no such user/);
+  // The 421 that answered the next RCPT: transient for u1 (the only host; retried later).
+  assert.equal(r[1]!.outcome, "transient", r[1]!.reply);
+  assert.match(r[1]!.reply, /421 4\.7\.0/);
+  assert.equal(pf.messages().length, 0);
+});
