@@ -37,7 +37,8 @@ function req(rcpts: string[]): DeliveryRequest {
   };
 }
 
-test("Postfix at its error limit: the refused RCPT's 550 is the outcome, not the 421 that answers DATA", { skip }, async (t) => {
+/** A Postfix whose first error ends the session (550 for nobody@pfe.test, then 421), and our courier to it. */
+async function postfixAtErrorLimit(t: { after: (fn: () => unknown) => void }) {
   const pf = await startPostfix({
     host: HOST,
     domains: ["pfe.test"],
@@ -50,6 +51,11 @@ test("Postfix at its error limit: the refused RCPT's 550 is the outcome, not the
   const config = parseConfig({ hostname: "mxd.test", routes: { "pfe.test": [`${HOST}:25`] } });
   const courier = new SmtpCourier({ config, resolver: noDns, connector: nodeConnector, logger: silentLogger() });
   t.after(() => courier.close());
+  return { pf, courier };
+}
+
+test("Postfix at its error limit: the refused RCPT's 550 is the outcome, not the 421 that answers DATA", { skip }, async (t) => {
+  const { pf, courier } = await postfixAtErrorLimit(t);
   const r = await courier.deliver(req(["nobody@pfe.test"]));
   assert.equal(r.length, 1);
   assert.equal(r[0]!.outcome, "permanent", r[0]!.reply);
@@ -58,18 +64,7 @@ test("Postfix at its error limit: the refused RCPT's 550 is the outcome, not the
 });
 
 test("Postfix at its error limit in the middle of the group: the 550 stays the refused one's outcome, the next one is retried", { skip }, async (t) => {
-  const pf = await startPostfix({
-    host: HOST,
-    domains: ["pfe.test"],
-    extraMainCf: [
-      "smtpd_hard_error_limit = 1",
-      "smtpd_recipient_restrictions = check_recipient_access inline:{ { nobody@pfe.test = 550 5.1.1 <nobody@pfe.test>: no such user } }, permit_mynetworks, reject_unauth_destination",
-    ].join("\n"),
-  });
-  t.after(() => pf.stop());
-  const config = parseConfig({ hostname: "mxd.test", routes: { "pfe.test": [`${HOST}:25`] } });
-  const courier = new SmtpCourier({ config, resolver: noDns, connector: nodeConnector, logger: silentLogger() });
-  t.after(() => courier.close());
+  const { pf, courier } = await postfixAtErrorLimit(t);
   const r = await courier.deliver(req(["nobody@pfe.test", "u1@pfe.test"]));
   assert.equal(r[0]!.outcome, "permanent", r[0]!.reply);
   assert.match(r[0]!.reply, /^550 5\.1\.1 .*no such user/);

@@ -78,6 +78,16 @@ async function posted(threads: FakeThread[], i: number, n: number): Promise<Fake
   return t;
 }
 
+/** One delivery through thread `i` (a new one: its first message), answered "delivered". */
+async function deliveredBy(courier: ThreadCourier, threads: FakeThread[], i: number): Promise<void> {
+  const q = courier.deliver(request());
+  await posted(threads, i, 1);
+  const m = threads[i]!.posted[0]!.message;
+  assert.ok(m.t === "deliver");
+  threads[i]!.reply({ t: "result", n: m.n, results: [delivered("b@remote.test")] });
+  assert.equal((await q)[0]!.outcome, "delivered");
+}
+
 test("a delivery is posted as plain data with the body transferred, and its results come back", async () => {
   const { courier, threads } = setup();
   released.length = 0;
@@ -142,12 +152,7 @@ test("a thread that dies fails its deliveries in flight; a new one starts no soo
   assert.equal(threads[0]!.terminated, 1);
   await assert.rejects(courier.deliver(request()), /restarted in a moment/, "no restart loop");
   advance(1_000);
-  const q = courier.deliver(request());
-  await posted(threads, 1, 1);
-  const m = threads[1]!.posted[0]!.message;
-  assert.ok(m.t === "deliver");
-  threads[1]!.reply({ t: "result", n: m.n, results: [delivered("b@remote.test")] });
-  assert.equal((await q)[0]!.outcome, "delivered");
+  await deliveredBy(courier, threads, 1);
   // An exit (out of memory, process.exit in the thread) is the same.
   const r = courier.deliver(request());
   await posted(threads, 1, 2);
@@ -202,12 +207,7 @@ test("a thread that stops saying it is alive for 30 s is ended; its deliveries a
   tick(1_000);
   assert.equal(threads[0]!.terminated, 1);
   await assert.rejects(p, (e: Error & { code?: string }) => e.code === "MXD_DELIVERY_THREAD" && /stopped responding/.test(e.message));
-  const q = courier.deliver(request());
-  await posted(threads, 1, 1);
-  const m = threads[1]!.posted[0]!.message;
-  assert.ok(m.t === "deliver");
-  threads[1]!.reply({ t: "result", n: m.n, results: [delivered("b@remote.test")] });
-  assert.equal((await q)[0]!.outcome, "delivered");
+  await deliveredBy(courier, threads, 1);
 });
 
 test("a thread that dies while it closes: close() ends at once (not after the 5 s grace), its delivery is failed", async () => {
