@@ -41,9 +41,12 @@ import { replaySegment, type Damage } from "./journal-replay.js";
 import { FsSpool } from "./fs-spool.js";
 import { readDirOrEmpty, readFileHead, syncDir, writeFileSynced } from "../io/durable-file.js";
 import { EnvelopeSalvager, type SalvagedEnvelope } from "./salvage.js";
+import { RecentBodies } from "./recent-bodies.js";
 
 /** Reads up to this many bytes are synchronous (readAt). */
 const SYNC_READ_MAX = 64 * 1024;
+/** Memory for the bodies of just-accepted messages (their first attempt reads none back). */
+const RECENT_BODIES_BYTES = 8 * 1024 * 1024;
 
 export interface JournalSpoolOptions {
   dir: string;
@@ -138,6 +141,8 @@ export class JournalSpool implements Spool {
   private preexisting: number[] | undefined;
   private readonly o: JournalSpoolOptions;
   private readonly index = new Map<string, Entry>();
+  /** Inline bodies of messages just accepted, for their first attempt (recent-bodies.ts). */
+  private readonly recent = new RecentBodies(RECENT_BODIES_BYTES);
   private readonly segs = new Map<number, SegInfo>();
   private readonly readFds = new Map<number, Promise<fsp.FileHandle>>();
   private log: GroupCommitLog | undefined;
@@ -332,6 +337,7 @@ export class JournalSpool implements Spool {
   }
 
   private drop(id: string): Entry | undefined {
+    this.recent.drop(id);
     const e = this.index.get(id);
     if (!e) return undefined;
     this.index.delete(id);
@@ -395,6 +401,7 @@ export class JournalSpool implements Spool {
     this.writtenSinceStat += rec.length;
     const [p] = await log.append([rec]);
     this.setEntry(id, msgEntry(p!.seg, p!.off, state.length, inline?.length ?? 0, !inline));
+    if (inline && inline.length <= SYNC_READ_MAX) this.recent.put(id, inline);
   }
 
   async put(meta: Omit<MessageMeta, "id" | "size">, body: Buffer): Promise<MessageMeta> {
@@ -739,7 +746,7 @@ export class JournalSpool implements Spool {
     const e = this.index.get(id);
     if (!e) throw notFound(id);
     if (e.external) return { kind: "file", path: this.externalPath(id), start: 0, release: () => undefined };
-    if (e.bodyLen <= SYNC_READ_MAX) return { kind: "bytes", bytes: await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen), release: () => undefined };
+    if (e.bodyLen <= SYNC_READ_MAX) return { kind: "bytes", bytes: this.recent.take(id) ?? (await this.readAt(e.msgSeg, e.bodyOff, e.bodyLen)), release: () => undefined };
     const release = this.pin(e.msgSeg);
     return { kind: "file", path: join(this.journalDir, segmentName(e.msgSeg)), start: e.bodyOff, end: e.bodyOff + e.bodyLen - 1, release };
   }
@@ -760,7 +767,11 @@ export class JournalSpool implements Spool {
   async readHead(id: string, max: number): Promise<Buffer> {
     const e = this.index.get(id);
     if (!e) throw notFound(id);
-    if (!e.external) return this.readAt(e.msgSeg, e.bodyOff, Math.min(max, e.bodyLen));
+    if (!e.external) {
+      const recent = this.recent.get(id);
+      if (recent) return recent.subarray(0, Math.min(max, recent.length));
+      return this.readAt(e.msgSeg, e.bodyOff, Math.min(max, e.bodyLen));
+    }
     return readFileHead(this.externalPath(id), max);
   }
 

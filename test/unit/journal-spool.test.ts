@@ -333,3 +333,32 @@ test("bury: state, body and reason in dead/; gone from the queue after a reopen"
   assert.equal((await all(r)).length, 0);
   await r.close();
 });
+
+test("a just-accepted body is served from memory once (first attempt), then read from the journal", async (t) => {
+  const dir = tmp(t);
+  const s = await open(dir);
+  await s.recover();
+  const w = await s.begin();
+  await w.write(Buffer.from("Subject: q\r\n\r\nQQQQ\r\n"));
+  const m = await w.commit(meta());
+  // Change the bytes on disk behind the spool's back: what comes from memory is still the original.
+  const seg = readdirSync(join(dir, "journal")).filter((f) => f.endsWith(".seg")).sort().at(-1)!;
+  const file = join(dir, "journal", seg);
+  const bytes = readFileSync(file);
+  const at = bytes.indexOf("QQQQ");
+  assert.ok(at > 0);
+  bytes.write("XXXX", at, "latin1");
+  writeFileSync(file, bytes);
+  assert.equal((await s.readHead(m.id, 10)).toString(), "Subject: q", "head from memory");
+  const first = await s.locateBody(m.id);
+  assert.equal(first.kind === "bytes" && first.bytes.toString("latin1"), "Subject: q\r\n\r\nQQQQ\r\n");
+  const second = await s.locateBody(m.id);
+  assert.equal(second.kind === "bytes" && second.bytes.toString("latin1"), "Subject: q\r\n\r\nXXXX\r\n", "taken by the first attempt: later ones read the journal");
+  // A removed message leaves nothing behind in memory.
+  const w2 = await s.begin();
+  await w2.write(Buffer.from("Subject: r\r\n\r\nR\r\n"));
+  const m2 = await w2.commit(meta());
+  await s.remove(m2.id);
+  await assert.rejects(s.locateBody(m2.id), (e) => isMxdError(e, "MXD_SPOOL_NOT_FOUND"));
+  await s.close();
+});
