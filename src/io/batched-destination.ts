@@ -60,8 +60,18 @@ export class BatchedDestination {
     const batch = this.lines.length === 1 ? this.lines[0]! : this.lines.join("");
     this.lines = [];
     this.chars = 0;
-    this.sink.write(batch);
+    try {
+      this.sink.write(batch);
+    } catch {
+      // The writer is closed (ended at exit): the lines cannot be written anywhere. Logging
+      // must not take the daemon down from a later turn of the event loop, where nobody
+      // would catch it.
+      this.failed++;
+    }
   }
+
+  /** Batches a closed writer refused (dropped). */
+  failed = 0;
 
   /** Write everything pending now (before exit). */
   flushSync(): void {

@@ -68,3 +68,15 @@ test("isoTimeField: pino's time field, made once per millisecond", () => {
   assert.equal(isoTimeField(t + 1), ',"time":"2026-12-02T10:00:00.124Z"');
   assert.equal(isoTimeField(t), ',"time":"2026-12-02T10:00:00.123Z"');
 });
+
+test("a writer that throws (closed) loses the batch but never throws from a later turn or at flush", () => {
+  const steps: (() => void)[] = [];
+  const d = new BatchedDestination({ write: () => { throw new Error("SonicBoom destroyed"); }, flushSync: () => undefined }, (fn) => void steps.push(fn));
+  d.write("w\n");
+  assert.doesNotThrow(() => steps.shift()!());
+  assert.equal(d.failed, 1);
+  d.write("v\n");
+  assert.doesNotThrow(() => d.flushSync());
+  assert.equal(d.failed, 2);
+  d.close();
+});
